@@ -1,0 +1,90 @@
+// Commander wiring, and the one place that turns errors into exit codes:
+// 0 success, 1 a failure found or an operation failed, 2 usage or bad input, 130 interrupted.
+// Commands are imported only when they run, so --help and --version stay quick.
+import { Command, Option, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command();
+program
+  .name('nixremote')
+  .description('Set up remote Nix builders over SSH, and find out why builds stopped offloading.')
+  .version(pkg.version, '-V, --version')
+  .option('--verbose', 'show stack traces on errors')
+  .showSuggestionAfterError()
+  .exitOverride();
+
+program
+  .command('init')
+  .description("Set up a remote builder for this machine's Nix: key, ssh config, host key, nix.conf, and a proof build.")
+  .option('--host <address>', 'builder host name or IP address')
+  .option('--port <n>', 'ssh port on the builder', undefined)
+  .option('--user <name>', 'ssh user on the builder')
+  .option('--name <alias>', 'ssh Host alias and builder name (default: from --host)')
+  .option('--key <path>', 'private key to use or make (default: ~/.ssh/nix_remote of the build user)')
+  .option('--host-key-fingerprint <SHA256:...>', "require the builder's host key to have this fingerprint")
+  .addOption(new Option('--copy-key <how>', 'how the key gets onto the builder').choices(['password', 'ssh', 'manual', 'skip']))
+  .option('--password-stdin', 'read the builder password from standard input (for --copy-key password)')
+  .option('--no-restrict', "don't prefix the authorized_keys line with 'restrict'")
+  .option('--remote-program <path>', 'nix-store on the builder, when it is not on the non-interactive PATH')
+  .option('--systems <list>', 'systems the builder builds for, comma-separated (default: detected)')
+  .option('--features <list>', 'supported features, comma-separated (default: detected)')
+  .option('--mandatory-features <list>', 'features a derivation must require to use this builder (default: none)')
+  .option('--max-jobs <n>', 'jobs at once on the builder (default: its cores)')
+  .option('--speed-factor <n>', 'preference among builders (default: builder cores / local cores)')
+  .addOption(new Option('--target <where>', 'nix-conf (nix.conf + machines file) or nixos (a module); default: nixos on NixOS').choices(['nix-conf', 'nixos']))
+  .option('--output <file>', 'module path for --target nixos (default: /etc/nixos/nixremote.nix)')
+  .option('--no-test-build', 'skip the proof build')
+  .option('-y, --yes', 'take the default for every question not answered by a flag')
+  .option('--dry-run', 'ask, look, print the plan with diffs, and change nothing')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  sudo nixremote init
+  sudo nixremote init --host 10.0.0.5 --user nixbuild --yes --password-stdin < pw.txt
+  sudo nixremote init --host builder.lan --user nix --copy-key ssh --target nixos --dry-run
+  nixremote init --host 127.0.0.1 --port 2222 --user nix --name fastbox --yes --host-key-fingerprint SHA256:...`,
+  )
+  .action(async (opts, cmd: Command) => {
+    const { initCommand } = await import('./commands/init.js');
+    await initCommand({ ...opts, verbose: cmd.optsWithGlobals().verbose });
+  });
+
+program.addHelpText('after', `
+Examples:
+  sudo nixremote init                 set up a builder, asking each question
+  nixremote init --help               every flag of the wizard`);
+
+function verbose(): boolean {
+  return process.argv.includes('--verbose');
+}
+
+async function main(): Promise<number> {
+  try {
+    await program.parseAsync(process.argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 2; // commander already printed the message
+    }
+    return reportError(e);
+  }
+}
+
+function reportError(e: unknown): number {
+  const err = e as Error & { exitCode?: number; rolledBack?: string[]; name?: string };
+  if (err?.name === 'ExitPromptError' || err?.message === 'interrupted') {
+    process.stderr.write(`\nInterrupted${err.rolledBack?.length ? `; put back: ${err.rolledBack.join(', ')}` : ''}.\n`);
+    return 130;
+  }
+  const msg = err?.message ?? String(e);
+  process.stderr.write(`nixremote: ${msg}\n`);
+  if (err?.rolledBack?.length) process.stderr.write(`nixremote: put back as they were: ${err.rolledBack.join(', ')}\n`);
+  if (verbose() && err?.stack) process.stderr.write(err.stack + '\n');
+  return err?.exitCode === 2 ? 2 : 1;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,24 @@
+// The flags of `nixremote init`, as commander hands them over.
+export interface InitFlags {
+  host?: string;
+  port?: string;
+  user?: string;
+  name?: string;
+  key?: string;
+  hostKeyFingerprint?: string;
+  copyKey?: string;
+  passwordStdin?: boolean;
+  restrict: boolean;
+  remoteProgram?: string;
+  systems?: string;
+  features?: string;
+  mandatoryFeatures?: string;
+  maxJobs?: string;
+  speedFactor?: string;
+  target?: string;
+  output?: string;
+  testBuild: boolean;
+  yes?: boolean;
+  dryRun?: boolean;
+  verbose?: boolean;
+}

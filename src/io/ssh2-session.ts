@@ -1,0 +1,148 @@
+// One ssh2 connection to a builder: fetch its host key, authenticate by password
+// (the `password` or the `keyboard-interactive` method: servers with PAM often offer only
+// the latter) or by key, and run commands. The only place that imports ssh2.
+import ssh2 from 'ssh2';
+import { fingerprint, hostKeyFromBlob, type HostKey } from '../ssh/host-key.js';
+
+const { Client } = ssh2;
+
+export interface Target {
+  host: string;
+  port: number;
+  user: string;
+}
+
+export type Auth = { password: string } | { privateKey: string };
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Session {
+  run(command: string, stdin?: string): Promise<RunResult>;
+  close(): void;
+}
+
+export class SshError extends Error {
+  constructor(
+    message: string,
+    readonly kind: 'connect' | 'auth' | 'hostkey' | 'protocol',
+  ) {
+    super(message);
+  }
+}
+
+// Offer modern host key types first, ed25519 foremost, as OpenSSH does.
+const HOST_KEY_ORDER = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256'];
+
+function describe(err: Error & { code?: string; level?: string }, t: Target): SshError {
+  const where = `${t.host}:${t.port}`;
+  if (err.level === 'client-authentication') return new SshError(`${t.user}@${where} refused the login (wrong password or key, or the account is locked)`, 'auth');
+  if (err.code === 'ECONNREFUSED') return new SshError(`connection to ${where} refused: nothing listens there (is sshd running, is the port right?)`, 'connect');
+  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new SshError(`cannot resolve ${t.host}`, 'connect');
+  if (err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') return new SshError(`${where} is unreachable`, 'connect');
+  if (err.level === 'client-timeout' || err.code === 'ETIMEDOUT') return new SshError(`connection to ${where} timed out`, 'connect');
+  if (err.level === 'protocol' || /handshake|identification|protocol/i.test(err.message)) {
+    return new SshError(`${where} did not answer as an SSH server (${err.message})`, 'protocol');
+  }
+  return new SshError(`ssh to ${where} failed: ${err.message}`, 'connect');
+}
+
+/** Connect only far enough to learn the server's host key. */
+export function fetchHostKey(t: Omit<Target, 'user'>, timeoutMs = 10_000): Promise<HostKey> {
+  return new Promise((resolve, reject) => {
+    const c = new Client();
+    let key: HostKey | null = null;
+    const done = (e?: Error) => {
+      c.end();
+      if (key) resolve(key);
+      else reject(e ?? new SshError(`${t.host}:${t.port} closed the connection before showing a host key`, 'protocol'));
+    };
+    c.on('error', (e) => done(describe(e, { ...t, user: '' })));
+    c.on('close', () => done());
+    c.connect({
+      host: t.host,
+      port: t.port,
+      username: 'nixremote-hostkey-probe',
+      readyTimeout: timeoutMs,
+      algorithms: { serverHostKey: HOST_KEY_ORDER as never },
+      hostVerifier: (blob: Buffer) => {
+        try {
+          key = hostKeyFromBlob(blob);
+        } catch {
+          key = null;
+        }
+        // Refuse to go on: we only wanted the key.
+        return false;
+      },
+    });
+  });
+}
+
+/** Open an authenticated session, refusing any host key but `expected`. */
+export function openSession(t: Target, auth: Auth, expected: HostKey, timeoutMs = 15_000): Promise<Session> {
+  return new Promise((resolve, reject) => {
+    const c = new Client();
+    let settled = false;
+    let hostKeyWrong: string | null = null;
+    c.on('error', (e) => {
+      if (settled) return;
+      settled = true;
+      reject(hostKeyWrong ? new SshError(hostKeyWrong, 'hostkey') : describe(e, t));
+    });
+    c.on('ready', () => {
+      settled = true;
+      resolve(wrap(c));
+    });
+    const password = 'password' in auth ? auth.password : undefined;
+    c.on('keyboard-interactive', (_name, _instr, _lang, prompts, finish) => {
+      // Answer every hidden prompt with the password (PAM's "Password:"), nothing else.
+      finish(prompts.map((p) => (p.echo ? '' : (password ?? ''))));
+    });
+    c.connect({
+      host: t.host,
+      port: t.port,
+      username: t.user,
+      readyTimeout: timeoutMs,
+      keepaliveInterval: 10_000,
+      algorithms: { serverHostKey: [expected.type, ...HOST_KEY_ORDER.filter((k) => k !== expected.type)] as never },
+      hostVerifier: (blob: Buffer) => {
+        const got = hostKeyFromBlob(blob);
+        if (got.base64 === expected.base64) return true;
+        hostKeyWrong = `the host key of ${t.host}:${t.port} is ${fingerprint(got)}, not the pinned ${fingerprint(expected)}`;
+        return false;
+      },
+      ...(password !== undefined ? { password, tryKeyboard: true } : { privateKey: (auth as { privateKey: string }).privateKey }),
+    });
+  });
+}
+
+function wrap(c: InstanceType<typeof Client>): Session {
+  return {
+    run(command, stdin) {
+      return new Promise((resolve, reject) => {
+        c.exec(command, (err, stream) => {
+          if (err) return reject(new SshError(`could not run a command: ${err.message}`, 'protocol'));
+          const out: Buffer[] = [];
+          const errOut: Buffer[] = [];
+          let code = -1;
+          stream.on('data', (d: Buffer) => out.push(d));
+          stream.stderr.on('data', (d: Buffer) => errOut.push(d));
+          stream.on('exit', (c: number | null) => {
+            code = c ?? 255;
+          });
+          stream.on('close', () =>
+            resolve({ exitCode: code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') }),
+          );
+          if (stdin !== undefined) stream.end(stdin);
+          else stream.end();
+        });
+      });
+    },
+    close() {
+      c.end();
+    },
+  };
+}

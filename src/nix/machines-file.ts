@@ -1,0 +1,184 @@
+// The machines file (and the `builders` setting) as Nix reads it. From Nix's
+// src/libstore/machines.cc (2.8 and later): entries are separated by newlines or ';',
+// '#' starts a comment, '@PATH' includes a file, fields are separated by whitespace, and
+// '-' or a missing field means "unset". The eight fields, in order: store URI, systems,
+// SSH key, max jobs, speed factor, supported features, mandatory features, host key.
+import { upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { machinesHostKeyField, type HostKey } from '../ssh/host-key.js';
+
+export interface Machine {
+  uri: string;
+  systems: string[];
+  sshKey: string | null;
+  maxJobs: number;
+  speedFactor: number;
+  supportedFeatures: string[];
+  mandatoryFeatures: string[];
+  hostKey: string | null; // base64 field, as written
+}
+
+export interface MachineSource {
+  file: string;
+  line: number;
+}
+
+export interface ParsedMachine extends Machine {
+  source: MachineSource;
+}
+
+export interface MachinesParseError extends MachineSource {
+  column: number;
+  message: string;
+}
+
+export const machineMarkers = (name: string): Markers => ({
+  begin: `# BEGIN nixremote builder ${name}`,
+  end: `# END nixremote builder ${name}`,
+});
+
+const field = (v: string[] | string | number | null): string => {
+  if (v === null) return '-';
+  if (Array.isArray(v)) return v.length ? v.join(',') : '-';
+  const s = String(v);
+  return s === '' ? '-' : s;
+};
+
+export function formatMachineLine(m: Machine): string {
+  return [m.uri, m.systems, m.sshKey, m.maxJobs, m.speedFactor, m.supportedFeatures, m.mandatoryFeatures, m.hostKey]
+    .map(field)
+    .join(' ');
+}
+
+export function machineFromHost(opts: {
+  name: string;
+  remoteProgram?: string | null;
+  systems: string[];
+  sshKey: string;
+  maxJobs: number;
+  speedFactor: number;
+  features: string[];
+  mandatoryFeatures: string[];
+  hostKey: HostKey;
+}): Machine {
+  const query = opts.remoteProgram ? `?remote-program=${opts.remoteProgram}` : '';
+  return {
+    uri: `ssh://${opts.name}${query}`,
+    systems: opts.systems,
+    sshKey: opts.sshKey,
+    maxJobs: opts.maxJobs,
+    speedFactor: opts.speedFactor,
+    supportedFeatures: opts.features,
+    mandatoryFeatures: opts.mandatoryFeatures,
+    hostKey: machinesHostKeyField(opts.hostKey),
+  };
+}
+
+/** ssh://user@host:port?x → host; bare host names are ssh:// in Nix's eyes. */
+export function uriHost(uri: string): string {
+  const rest = uri.includes('://') ? uri.slice(uri.indexOf('://') + 3) : uri;
+  const noQuery = rest.split('?')[0]!;
+  const at = noQuery.lastIndexOf('@');
+  return noQuery.slice(at + 1);
+}
+
+export type ReadFile = (path: string) => string | null;
+
+/**
+ * Parse a builders value or a machines file. `file` names where the text came from, for
+ * messages; `readFile` resolves '@' includes (null: missing, which Nix ignores).
+ */
+export function parseMachines(
+  text: string,
+  file: string,
+  readFile: ReadFile = () => null,
+  depth = 0,
+): { machines: ParsedMachine[]; errors: MachinesParseError[] } {
+  const machines: ParsedMachine[] = [];
+  const errors: MachinesParseError[] = [];
+  let lineNo = 1;
+  // Walk entries while tracking the line each starts on: ';' separates without a newline.
+  for (const physical of text.split('\n')) {
+    let column = 1;
+    for (const rawEntry of physical.split(';')) {
+      const entryColumn = column;
+      column += rawEntry.length + 1;
+      const hash = rawEntry.indexOf('#');
+      const entry = (hash >= 0 ? rawEntry.slice(0, hash) : rawEntry).trim();
+      if (entry === '') continue;
+      const source = { file, line: lineNo };
+      const lead = rawEntry.length - rawEntry.trimStart().length;
+      if (entry.startsWith('@')) {
+        const path = entry.slice(1).trim();
+        if (depth > 8) {
+          errors.push({ ...source, column: entryColumn + lead, message: `'@${path}' includes too deeply` });
+          continue;
+        }
+        const sub = readFile(path);
+        if (sub !== null) {
+          const r = parseMachines(sub, path, readFile, depth + 1);
+          machines.push(...r.machines);
+          errors.push(...r.errors);
+        }
+        continue;
+      }
+      const tokens = entry.split(/\s+/);
+      const offsets: number[] = [];
+      {
+        const re = /\S+/g;
+        let m: RegExpExecArray | null;
+        while ((m = re.exec(rawEntry)) !== null) offsets.push(entryColumn + m.index);
+      }
+      const isSet = (n: number) => tokens.length > n && tokens[n] !== '' && tokens[n] !== '-';
+      const num = (n: number): number => {
+        if (!isSet(n)) return 1;
+        // Nix reads these with std::stoull: digits only, or it rejects the line.
+        if (!/^\d+$/.test(tokens[n]!)) {
+          errors.push({ ...source, column: offsets[n]!, message: `field ${n + 1} '${tokens[n]}' is not a whole number` });
+          return NaN;
+        }
+        return Number(tokens[n]);
+      };
+      const list = (n: number) => (isSet(n) ? tokens[n]!.split(',').filter(Boolean) : []);
+      const before = errors.length;
+      const maxJobs = num(3);
+      const speedFactor = num(4);
+      if (tokens.length > 8) {
+        errors.push({ ...source, column: offsets[8]!, message: `more than 8 fields (extra '${tokens[8]}')` });
+      }
+      if (errors.length > before) continue;
+      machines.push({
+        uri: tokens[0]!,
+        systems: list(1),
+        sshKey: isSet(2) ? tokens[2]! : null,
+        maxJobs,
+        speedFactor,
+        supportedFeatures: list(5),
+        mandatoryFeatures: list(6),
+        hostKey: isSet(7) ? tokens[7]! : null,
+        source,
+      });
+    }
+    lineNo++;
+  }
+  return { machines, errors };
+}
+
+/** Lines outside nixremote's blocks whose store URI names `name`. */
+export function unmanagedMachineLines(text: string, name: string): number[] {
+  const out: number[] = [];
+  let inside = false;
+  text.split('\n').forEach((l, i) => {
+    const t = l.trim();
+    if (t.startsWith('# BEGIN nixremote ')) inside = true;
+    else if (t.startsWith('# END nixremote ')) inside = false;
+    else if (!inside) {
+      const { machines } = parseMachines(l, '', () => null);
+      if (machines.some((m) => uriHost(m.uri) === name)) out.push(i + 1);
+    }
+  });
+  return out;
+}
+
+export function upsertMachine(text: string, name: string, m: Machine): BlockEdit {
+  return upsertBlock(text, machineMarkers(name), [formatMachineLine(m)]);
+}

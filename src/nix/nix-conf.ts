@@ -1,0 +1,88 @@
+// nix.conf as text. From Nix's src/libutil/config.cc: '#' starts a comment anywhere on a
+// line, a setting is `name = value` with the value's words joined by single spaces,
+// `include PATH` / `!include PATH` pull in other files, and a later line overrides an
+// earlier one. So nixremote's block goes at the end, and where the user already set
+// `builders` its value is merged into ours rather than silently overridden.
+import { readBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { splitLines } from '../text/lines.js';
+
+export const nixConfMarkers: Markers = {
+  begin: '# BEGIN nixremote (managed by nixremote; edits inside are replaced)',
+  end: '# END nixremote',
+};
+
+export interface NixSetting {
+  line: number;
+  name: string;
+  value: string;
+}
+
+export function parseNixConf(text: string): { settings: NixSetting[]; includes: { line: number; path: string; optional: boolean }[] } {
+  const settings: NixSetting[] = [];
+  const includes: { line: number; path: string; optional: boolean }[] = [];
+  splitLines(text).forEach((l, i) => {
+    const hash = l.text.indexOf('#');
+    const tokens = (hash >= 0 ? l.text.slice(0, hash) : l.text).trim().split(/\s+/).filter(Boolean);
+    if (tokens.length === 0) return;
+    if ((tokens[0] === 'include' || tokens[0] === '!include') && tokens.length === 2) {
+      includes.push({ line: i + 1, path: tokens[1]!, optional: tokens[0] === '!include' });
+      return;
+    }
+    if (tokens.length < 2 || tokens[1] !== '=') return;
+    settings.push({ line: i + 1, name: tokens[0]!, value: tokens.slice(2).join(' ') });
+  });
+  return { settings, includes };
+}
+
+/** Line numbers inside nixremote's block, so our own settings are not taken for the user's. */
+function blockLines(text: string): Set<number> {
+  const set = new Set<number>();
+  let inside = false;
+  splitLines(text).forEach((l, i) => {
+    const t = l.text.trim();
+    if (t === nixConfMarkers.begin) inside = true;
+    if (inside) set.add(i + 1);
+    if (t === nixConfMarkers.end) inside = false;
+  });
+  return set;
+}
+
+/** The user's own last value of a setting in this file, outside our block. */
+export function userSetting(text: string, name: string): NixSetting | null {
+  const ours = blockLines(text);
+  const found = parseNixConf(text).settings.filter((s) => s.name === name && !ours.has(s.line));
+  return found.length ? found[found.length - 1]! : null;
+}
+
+export interface NixConfPlan {
+  edit: BlockEdit;
+  /** What we found and merged, for the user to read. */
+  notes: string[];
+}
+
+/** `builders = @MACHINES` and `builders-use-substitutes = true`, merged with what is there. */
+export function upsertNixConf(text: string, machinesFile: string): NixConfPlan {
+  const notes: string[] = [];
+  const include = `@${machinesFile}`;
+  let builders = include;
+  const existing = userSetting(text, 'builders');
+  if (existing && existing.value !== '' && existing.value !== '-') {
+    const entries = existing.value.split(';').map((e) => e.trim()).filter(Boolean);
+    if (entries.includes(include)) {
+      builders = existing.value;
+    } else {
+      builders = `${existing.value} ; ${include}`;
+      notes.push(`nix.conf line ${existing.line} already sets builders = ${existing.value}; nixremote keeps those builders and adds ${include}`);
+    }
+  }
+  const subst = userSetting(text, 'builders-use-substitutes');
+  if (subst && subst.value !== 'true') {
+    notes.push(`nix.conf line ${subst.line} sets builders-use-substitutes = ${subst.value}; nixremote's setting below it takes effect`);
+  }
+  const edit = upsertBlock(text, nixConfMarkers, [`builders = ${builders}`, 'builders-use-substitutes = true']);
+  return { edit, notes };
+}
+
+export function ourNixConfBlock(text: string): string[] | null {
+  return readBlock(text, nixConfMarkers);
+}

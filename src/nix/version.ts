@@ -1,0 +1,35 @@
+// The local Nix version decides which command pings a store. From Nix's release notes:
+// `nix ping-store` up to 2.3; `nix store ping` from 2.4 (the `nix` command became
+// experimental and needs nix-command); `nix store info` from 2.19 (ping kept as an alias).
+export type Version = [number, number, number];
+
+/** "nix (Nix) 2.8.0", "nix-store (Nix) 2.18.1", "nix (Lix, like Nix) 2.91.1" → [2, 8, 0]. */
+export function parseNixVersion(out: string): Version | null {
+  const m = /(\d+)\.(\d+)(?:\.(\d+))?/.exec(out);
+  if (!m) return null;
+  return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
+}
+
+export function atLeast(v: Version, major: number, minor: number): boolean {
+  return v[0] > major || (v[0] === major && v[1] >= minor);
+}
+
+export const formatVersion = (v: Version) => v.join('.');
+
+/** Flags that let the `nix` command run where it is still experimental (2.4 and later). */
+export function nixCommandFlags(v: Version): string[] {
+  return atLeast(v, 2, 4) ? ['--extra-experimental-features', 'nix-command'] : [];
+}
+
+export function storePingArgs(v: Version, storeUri: string): string[] {
+  if (!atLeast(v, 2, 4)) return ['ping-store', '--store', storeUri];
+  const sub = atLeast(v, 2, 19) ? ['store', 'info'] : ['store', 'ping'];
+  return [...nixCommandFlags(v), ...sub, '--store', storeUri];
+}
+
+/** What a store ping printed: "Store URL:", and where shown "Version:" and "Trusted:". */
+export function parseStorePing(out: string): { version: string | null; trusted: boolean | null } {
+  const version = /^Version:\s*(\S+)/m.exec(out)?.[1] ?? null;
+  const t = /^Trusted:\s*(\S+)/m.exec(out)?.[1];
+  return { version, trusted: t === undefined ? null : t === '1' || t === 'true' };
+}

@@ -1,0 +1,106 @@
+// Shell run on the builder. Everything is POSIX sh and is started as `sh -c '...'` so a
+// builder whose login shell is not sh-like still runs it; data (the public key) goes on
+// standard input, never inside the command string. Lines meant for nixremote start with
+// NIXREMOTE: so that anything a startup file prints cannot be mistaken for an answer.
+import { shellQuote } from '../io/exec.js';
+
+export const asShCommand = (script: string) => `sh -c ${shellQuote(script)}`;
+
+/** Usual places of nix-store when it is not on the non-interactive PATH. */
+export const NIX_STORE_CANDIDATES = [
+  '/nix/var/nix/profiles/default/bin/nix-store',
+  '/run/current-system/sw/bin/nix-store',
+  '$HOME/.nix-profile/bin/nix-store',
+  '/etc/profiles/per-user/$USER/bin/nix-store',
+  '/usr/local/bin/nix-store',
+  '/opt/homebrew/bin/nix-store',
+];
+
+export const PROBE_SCRIPT = `
+p=$(command -v nix-store 2>/dev/null)
+echo "NIXREMOTE:path=$p"
+if [ -z "$p" ]; then
+  for c in ${NIX_STORE_CANDIDATES.map((c) => `"${c}"`).join(' ')}; do
+    if [ -x "$c" ]; then echo "NIXREMOTE:found=$c"; p=$c; break; fi
+  done
+fi
+if [ -n "$p" ]; then
+  echo "NIXREMOTE:version=$("$p" --version 2>&1 | head -n 1)"
+  d=$(dirname "$p")
+  if [ -x "$d/nix" ]; then
+    { "$d/nix" --extra-experimental-features nix-command config show 2>/dev/null ||
+      "$d/nix" --extra-experimental-features nix-command show-config 2>/dev/null ||
+      "$d/nix" show-config 2>/dev/null; } |
+      awk -F ' = ' '$1 == "system" || $1 == "extra-platforms" || $1 == "system-features" { print "NIXREMOTE:" $1 "=" $2 }'
+  fi
+fi
+echo "NIXREMOTE:uname=$(uname -sm)"
+echo "NIXREMOTE:shell=$SHELL"
+echo "NIXREMOTE:cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null)"
+if [ -e /dev/kvm ]; then echo "NIXREMOTE:kvm=1"; fi
+`;
+
+export interface ProbeResult {
+  nixStorePath: string | null; // on the non-interactive PATH
+  nixStoreFound: string | null; // elsewhere, when not on PATH
+  nixStoreVersion: string | null;
+  system: string | null;
+  extraPlatforms: string[];
+  systemFeatures: string[] | null;
+  uname: string | null;
+  cores: number | null;
+  kvm: boolean;
+  shell: string | null;
+}
+
+export function parseProbe(out: string): ProbeResult {
+  const kv = new Map<string, string>();
+  for (const line of out.split('\n')) {
+    const m = /^NIXREMOTE:([a-z-]+)=(.*)$/.exec(line.trim());
+    if (m) kv.set(m[1]!, m[2]!.trim());
+  }
+  const words = (k: string) => (kv.get(k) ?? '').split(/\s+/).filter(Boolean);
+  const cores = Number(kv.get('cores'));
+  return {
+    nixStorePath: kv.get('path') || null,
+    nixStoreFound: kv.get('found') || null,
+    nixStoreVersion: kv.get('version') || null,
+    system: kv.get('system') || null,
+    extraPlatforms: words('extra-platforms'),
+    systemFeatures: kv.has('system-features') ? words('system-features') : null,
+    uname: kv.get('uname') || null,
+    cores: Number.isInteger(cores) && cores > 0 ? cores : null,
+    kvm: kv.get('kvm') === '1',
+    shell: kv.get('shell') || null,
+  };
+}
+
+/** Nix system name from `uname -sm`, for a builder whose nix cannot tell us. */
+export function systemFromUname(uname: string | null): string | null {
+  if (!uname) return null;
+  const [os, machine] = uname.split(/\s+/);
+  const arch = machine === 'arm64' ? 'aarch64' : machine;
+  if (os === 'Linux') return `${arch}-linux`;
+  if (os === 'Darwin') return `${arch}-darwin`;
+  return null;
+}
+
+/**
+ * Append the key read from stdin to ~/.ssh/authorized_keys unless a line already holds
+ * it. flock (where the builder has it) keeps two runs from both appending.
+ */
+export const APPEND_KEY_SCRIPT = `
+umask 077
+IFS= read -r line || [ -n "$line" ] || { echo "no key on stdin" >&2; exit 2; }
+blob=$(printf '%s\\n' "$line" | awk '{ for (i = 1; i < NF; i++) if ($i ~ /^(ssh-|ecdsa-|sk-)/) { print $(i + 1); exit } }')
+[ -n "$blob" ] || { echo "not a public key" >&2; exit 2; }
+mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh" || exit 1
+f="$HOME/.ssh/authorized_keys"
+if [ ! -e "$f" ]; then : > "$f" && chmod 600 "$f" || exit 1; fi
+exec 9>>"$f"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+if grep -q -F -e " $blob" "$f"; then echo "NIXREMOTE:present"; exit 0; fi
+if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then printf '\\n' >&9; fi
+printf '%s\\n' "$line" >&9 || exit 1
+echo "NIXREMOTE:added"
+`;

@@ -1,0 +1,143 @@
+// ~/.ssh/config as text. OpenSSH reads it top to bottom and, for each option, keeps the
+// first value that applies (ssh_config(5): "the first obtained value will be used"), so
+// where our Host block goes matters: it is put before the user's first Host or Match
+// section, where no wildcard block above it can override it.
+import { findBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { splitLines, type Line } from '../text/lines.js';
+
+export interface SshConfigEntry {
+  line: number; // 1-based
+  keyword: string; // lower-cased
+  args: string[];
+}
+
+/** Split an ssh_config argument list the way OpenSSH does: whitespace, double quotes. */
+export function splitArgs(s: string): string[] {
+  const out: string[] = [];
+  const re = /"([^"]*)"|(\S+)/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(s)) !== null) out.push(m[1] ?? m[2]!);
+  return out;
+}
+
+/** Each option line: `Keyword value`, `Keyword=value` or `Keyword = value`; comments skipped. */
+export function parseSshConfig(text: string): SshConfigEntry[] {
+  const entries: SshConfigEntry[] = [];
+  splitLines(text).forEach((l, i) => {
+    const t = l.text.trim();
+    if (t === '' || t.startsWith('#')) return;
+    const m = /^([A-Za-z][A-Za-z0-9]*)\s*(?:=\s*|\s+|$)(.*)$/.exec(t);
+    if (!m) return;
+    entries.push({ line: i + 1, keyword: m[1]!.toLowerCase(), args: splitArgs(m[2]!) });
+  });
+  return entries;
+}
+
+export const hostBlockMarkers = (name: string): Markers => ({
+  begin: `# BEGIN nixremote builder ${name} (managed by nixremote; edits inside are replaced)`,
+  end: `# END nixremote builder ${name}`,
+});
+
+const ANY_BEGIN = /^# BEGIN nixremote /;
+
+export interface HostBlock {
+  name: string;
+  hostName: string;
+  port: number;
+  user: string;
+  identityFile: string;
+}
+
+/** ssh_config quoting: a value with whitespace goes in double quotes. */
+function quoteArg(v: string): string {
+  return /\s/.test(v) ? `"${v}"` : v;
+}
+
+export function hostBlockBody(b: HostBlock): string[] {
+  return [
+    `Host ${b.name}`,
+    `  HostName ${b.hostName}`,
+    `  Port ${b.port}`,
+    `  User ${b.user}`,
+    `  IdentityFile ${quoteArg(b.identityFile)}`,
+    '  IdentitiesOnly yes',
+    // Nix pins the host key from the machines file under the name in the store URI; with
+    // the alias, ssh looks the key up as NAME instead of [HostName]:Port. Without it
+    // Nix 2.8 fails with only "remote machines may not have all required system features".
+    `  HostKeyAlias ${b.name}`,
+    // A dead builder should fail a build's ssh within seconds, not hang it.
+    '  ConnectTimeout 10',
+    '  ServerAliveInterval 15',
+    '  ServerAliveCountMax 3',
+  ];
+}
+
+/** Line numbers (1-based) of Host lines outside nixremote's blocks that name `name` exactly. */
+export function unmanagedHostLines(text: string, name: string): number[] {
+  const managed = managedLineSet(text);
+  return parseSshConfig(text)
+    .filter((e) => e.keyword === 'host' && !managed.has(e.line) && e.args.includes(name))
+    .map((e) => e.line);
+}
+
+function managedLineSet(text: string): Set<number> {
+  const set = new Set<number>();
+  let inside = false;
+  splitLines(text).forEach((l, i) => {
+    const t = l.text.trim();
+    if (ANY_BEGIN.test(t)) inside = true;
+    if (inside) set.add(i + 1);
+    if (t.startsWith('# END nixremote ')) inside = false;
+  });
+  return set;
+}
+
+/** Before the first Host/Match section (and the comments right above it), or at the end. */
+function insertionPoint(lines: Line[]): number {
+  let i = lines.findIndex((l) => {
+    const t = l.text.trim();
+    return ANY_BEGIN.test(t) || /^(host|match)(\s|=|$)/i.test(t);
+  });
+  if (i < 0) return lines.length;
+  while (i > 0 && lines[i - 1]!.text.trim().startsWith('#') && !lines[i - 1]!.text.trim().startsWith('# END nixremote ')) i--;
+  return i;
+}
+
+export function upsertHostBlock(text: string, b: HostBlock): BlockEdit {
+  return upsertBlock(text, hostBlockMarkers(b.name), hostBlockBody(b), insertionPoint);
+}
+
+export function hasHostBlock(text: string, name: string): boolean {
+  return findBlock(splitLines(text), hostBlockMarkers(name)) !== null;
+}
+
+/** `ssh -G` output as a map of lower-case keyword to its values. */
+export function parseSshG(out: string): Map<string, string[]> {
+  const map = new Map<string, string[]>();
+  for (const line of out.split('\n')) {
+    const m = /^(\S+)\s+(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const k = m[1]!.toLowerCase();
+    map.set(k, [...(map.get(k) ?? []), m[2]!]);
+  }
+  return map;
+}
+
+/** What in `ssh -G NAME` differs from the block we wrote: another section won. */
+export function effectiveConfigMismatches(sshG: string, b: HostBlock, expandedKey: string): string[] {
+  const g = parseSshG(sshG);
+  const first = (k: string) => g.get(k)?.[0];
+  const out: string[] = [];
+  const want: [string, string][] = [
+    ['hostname', b.hostName],
+    ['port', String(b.port)],
+    ['user', b.user],
+    ['hostkeyalias', b.name],
+  ];
+  for (const [k, v] of want) {
+    if (first(k) !== v) out.push(`${k} is ${first(k) ?? '(unset)'}, expected ${v}`);
+  }
+  const ids = g.get('identityfile') ?? [];
+  if (!ids.includes(expandedKey)) out.push(`identityfile does not include ${expandedKey}`);
+  return out;
+}
