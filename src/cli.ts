@@ -4,6 +4,9 @@
 import { Command, Option, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 
+// `nixremote --help | head` closes the pipe early: that is not an error.
+for (const s of [process.stdout, process.stderr]) s.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(0); });
+
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const program = new Command();

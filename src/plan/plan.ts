@@ -60,7 +60,7 @@ export function diffOf(s: WriteStep): string {
     { context: 2 },
   )
     .split('\n')
-    .filter((l) => !l.startsWith('====='))
+    .filter((l) => !l.startsWith('=====') && !l.startsWith('Index: '))
     .join('\n');
 }
 
@@ -69,8 +69,11 @@ export function renderPlan(steps: Step[]): string {
   const out: string[] = [];
   steps.forEach((s, i) => {
     const n = `${i + 1}.`;
-    if (s.kind === 'write') {
-      out.push(`${n} ${s.title}: ${s.before === null ? 'create' : 'edit'} ${s.path} (mode ${(s.before === null ? s.mode : s.mode).toString(8).padStart(4, '0')})`);
+    if (s.kind === 'write' && s.before === s.after) {
+      out.push(`${n} ${s.title}: ${s.path} is already as planned`);
+    } else if (s.kind === 'write') {
+      const how = s.before === null ? `create (mode ${s.mode.toString(8).padStart(4, '0')})` : 'edit (mode and owner kept, backup beside it)';
+      out.push(`${n} ${s.title}: ${how} ${s.path}`);
       out.push(indent(diffOf(s).trimEnd()));
     } else {
       out.push(`${n} ${s.title}`);
