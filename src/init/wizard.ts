@@ -213,8 +213,9 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
         if (!use) throw new InitFailed(`Nix cannot run nix-store on ${name}; put it on the PATH that \`ssh ${name} nix-store --version\` sees, or accept --remote-program`);
         remoteProgram = probe.nixStoreFound;
       } else {
+        const broken = probe.nixStoreBroken ? ` (${probe.nixStoreBroken})` : '';
         throw new InitFailed(
-          `nix-store is not on ${name}: \`ssh ${name} nix-store --version\` finds nothing and it is in none of the usual places; install Nix on the builder`,
+          `nix-store is not on ${name}'s non-interactive PATH${broken}, nor in any of the usual places; install Nix on the builder, or pass --remote-program with its path`,
         );
       }
     }

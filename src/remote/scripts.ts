@@ -18,6 +18,7 @@ export const NIX_STORE_CANDIDATES = [
 
 export const PROBE_SCRIPT = `
 p=$(command -v nix-store 2>/dev/null)
+if [ -n "$p" ] && ! v=$("$p" --version 2>&1); then echo "NIXREMOTE:broken=$p: $(printf '%s' "$v" | head -n 1)"; p=; fi
 echo "NIXREMOTE:path=$p"
 if [ -z "$p" ]; then
   for c in ${NIX_STORE_CANDIDATES.map((c) => `"${c}"`).join(' ')}; do
@@ -43,6 +44,8 @@ if [ -e /dev/kvm ]; then echo "NIXREMOTE:kvm=1"; fi
 export interface ProbeResult {
   nixStorePath: string | null; // on the non-interactive PATH
   nixStoreFound: string | null; // elsewhere, when not on PATH
+  /** On the PATH but failing to run: the path and what it said. */
+  nixStoreBroken: string | null;
   nixStoreVersion: string | null;
   system: string | null;
   extraPlatforms: string[];
@@ -64,6 +67,7 @@ export function parseProbe(out: string): ProbeResult {
   return {
     nixStorePath: kv.get('path') || null,
     nixStoreFound: kv.get('found') || null,
+    nixStoreBroken: kv.get('broken') || null,
     nixStoreVersion: kv.get('version') || null,
     system: kv.get('system') || null,
     extraPlatforms: words('extra-platforms'),

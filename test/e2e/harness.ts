@@ -1,0 +1,229 @@
+// Real builders and a hermetic client on one machine, as ../shared/TESTING.md describes:
+// each builder is an sshd in its own mount namespace with its own /nix, /etc/nix and home
+// for the builder user; the CLI under test runs as root in a mount namespace whose /root
+// and /etc/nix are temporary directories. Nothing touches the machine's own ssh or Nix
+// settings. Everything listens on 127.0.0.1 only.
+import { execa, type Options } from 'execa';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const CLI = path.join(REPO, 'bin/nixremote');
+export const BUILDER_USER = 'nixremote-e2e';
+export const BUILDER_PASSWORD = 'e2e-Secret-pw-7731';
+
+const NIX_CONF = 'sandbox = false\nsubstituters =\n';
+
+export function sh(cmd: string, opts: Options = {}) {
+  return execa('sh', ['-c', cmd], { reject: false, ...opts });
+}
+
+let userReady = false;
+export async function ensureBuilderUser(): Promise<void> {
+  if (userReady) return;
+  const id = await sh(`id -u ${BUILDER_USER}`);
+  if (id.exitCode !== 0) {
+    const r = await sh(`useradd -m -s /bin/bash ${BUILDER_USER}`);
+    if (r.exitCode !== 0 && !/already exists/.test(String(r.stderr))) throw new Error(`useradd: ${r.stderr}`);
+  }
+  // useradd leaves the account locked ('!' in /etc/shadow), and sshd then refuses even keys.
+  const r = await execa('chpasswd', [], { input: `${BUILDER_USER}:${BUILDER_PASSWORD}\n`, reject: false });
+  if (r.exitCode !== 0) throw new Error(`chpasswd: ${r.stderr}`);
+  fs.mkdirSync(`/home/${BUILDER_USER}`, { recursive: true });
+  fs.mkdirSync('/run/sshd', { recursive: true });
+  userReady = true;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const ok = await new Promise<boolean>((res) => {
+      const c = net.connect(port, '127.0.0.1');
+      c.on('connect', () => {
+        c.destroy();
+        res(true);
+      });
+      c.on('error', () => res(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port}`);
+}
+
+export interface BuilderOptions {
+  /** Text put at the top of the builder user's ~/.bashrc (a shell that prints). */
+  bashrc?: string;
+  /** Replace /usr/bin/nix-store in the builder's namespace with "command not found". */
+  hideNixStore?: boolean;
+}
+
+export class Builder {
+  readonly user = BUILDER_USER;
+  readonly password = BUILDER_PASSWORD;
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+    private readonly opts: BuilderOptions,
+  ) {}
+
+  static async create(opts: BuilderOptions = {}): Promise<Builder> {
+    await ensureBuilderUser();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-builder-'));
+    fs.chmodSync(dir, 0o755);
+    const port = await freePort();
+    const b = new Builder(dir, port, opts);
+    const { uid, gid } = await ids(BUILDER_USER);
+    for (const d of ['nix', 'home', 'etcnix']) fs.mkdirSync(path.join(dir, d));
+    // A single-user store owned by the builder user, so nix-store works without a daemon.
+    fs.chownSync(path.join(dir, 'nix'), uid, gid);
+    fs.chownSync(path.join(dir, 'home'), uid, gid);
+    fs.writeFileSync(path.join(dir, 'etcnix/nix.conf'), NIX_CONF);
+    if (opts.bashrc) {
+      fs.writeFileSync(path.join(dir, 'home/.bashrc'), opts.bashrc + '\n');
+      fs.chownSync(path.join(dir, 'home/.bashrc'), uid, gid);
+    }
+    if (opts.hideNixStore) {
+      fs.writeFileSync(path.join(dir, 'no-nix-store'), '#!/bin/sh\necho "bash: nix-store: command not found" >&2\nexit 127\n', { mode: 0o755 });
+    }
+    const r = await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'hostkey')], { reject: false });
+    if (r.exitCode !== 0) throw new Error(`ssh-keygen: ${r.stderr}`);
+    fs.writeFileSync(
+      path.join(dir, 'sshd_config'),
+      [
+        `Port ${port}`,
+        'ListenAddress 127.0.0.1',
+        `HostKey ${dir}/hostkey`,
+        `PidFile ${dir}/sshd.pid`,
+        'UsePAM no',
+        'PasswordAuthentication yes',
+        'KbdInteractiveAuthentication no',
+        `AllowUsers ${BUILDER_USER}`,
+        '',
+      ].join('\n'),
+    );
+    await b.start();
+    return b;
+  }
+
+  async start(): Promise<void> {
+    const d = this.dir;
+    const binds = [`mount --bind ${d}/nix /nix`, `mount --bind ${d}/home /home/${BUILDER_USER}`, `mount --bind ${d}/etcnix /etc/nix`];
+    if (this.opts.hideNixStore) binds.push(`mount --bind ${d}/no-nix-store /usr/bin/nix-store`);
+    const r = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${binds.join(' && ')} && exec /usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`], {
+      reject: false,
+    });
+    if (r.exitCode !== 0) throw new Error(`sshd did not start: ${r.stderr}\n${fs.readFileSync(`${d}/sshd.log`, 'utf8')}`);
+    await waitForPort(this.port);
+  }
+
+  async stop(): Promise<void> {
+    const pidFile = path.join(this.dir, 'sshd.pid');
+    if (!fs.existsSync(pidFile)) return;
+    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+    for (let i = 0; i < 100 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 20));
+    fs.rmSync(pidFile, { force: true });
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    await sh(`chmod -R u+w ${this.dir}/nix 2>/dev/null; rm -rf ${this.dir}`);
+  }
+
+  /** Did a build land here? Paths are the same in every store: /nix/store/... */
+  storeHas(storePath: string): boolean {
+    return fs.existsSync(path.join(this.dir, storePath.replace(/^\/nix\//, 'nix/')));
+  }
+
+  authorizedKeys(): string {
+    return fs.readFileSync(path.join(this.dir, 'home/.ssh/authorized_keys'), 'utf8');
+  }
+
+  hostKeyFingerprint(): Promise<string> {
+    return execa('ssh-keygen', ['-lf', path.join(this.dir, 'hostkey.pub')]).then((r) => String(r.stdout).split(/\s+/)[1]!);
+  }
+}
+
+async function ids(user: string): Promise<{ uid: number; gid: number }> {
+  const u = await execa('id', ['-u', user]);
+  const g = await execa('id', ['-g', user]);
+  return { uid: Number(u.stdout), gid: Number(g.stdout) };
+}
+
+/** A private /root and /etc/nix for the CLI under test. */
+export class Client {
+  readonly root: string;
+  readonly etcNix: string;
+
+  constructor() {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-client-'));
+    this.root = path.join(dir, 'root');
+    this.etcNix = path.join(dir, 'etcnix');
+    fs.mkdirSync(this.root, { mode: 0o700 });
+    fs.mkdirSync(this.etcNix);
+    fs.writeFileSync(path.join(this.etcNix, 'nix.conf'), NIX_CONF);
+  }
+
+  /** The shell command that runs `cmd` inside the client's namespace. */
+  wrap(cmd: string): string[] {
+    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `mount --bind ${this.root} /root && mount --bind ${this.etcNix} /etc/nix && ${cmd}`];
+  }
+
+  run(cmd: string, opts: Options = {}) {
+    const [file, ...args] = this.wrap(cmd);
+    return execa(file!, args, { reject: false, cwd: REPO, timeout: 600_000, env: { NO_COLOR: '1', ...(opts.env ?? {}) }, ...opts });
+  }
+
+  /** nixremote with these arguments, as root in the namespace. */
+  nixremote(args: string[], opts: Options = {}) {
+    return this.run(`exec ${CLI} ${args.map(q).join(' ')}`, opts);
+  }
+
+  /** Every file under the private /root and /etc/nix with its hash, mode and owner. */
+  snapshot(): Map<string, string> {
+    const m = new Map<string, string>();
+    const walk = (base: string, rel: string) => {
+      for (const e of fs.readdirSync(path.join(base, rel), { withFileTypes: true })) {
+        const r = path.join(rel, e.name);
+        const full = path.join(base, r);
+        const st = fs.lstatSync(full);
+        if (e.isDirectory()) {
+          m.set(`${base}:${r}/`, `${st.mode.toString(8)} ${st.uid}`);
+          walk(base, r);
+        } else m.set(`${base}:${r}`, `${createHash('sha256').update(fs.readFileSync(full)).digest('hex')} ${st.mode.toString(8)} ${st.uid}`);
+      }
+    };
+    walk(this.root, '');
+    walk(this.etcNix, '');
+    return m;
+  }
+
+  destroy(): void {
+    fs.rmSync(path.dirname(this.root), { recursive: true, force: true });
+  }
+}
+
+export const q = (s: string) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+export const PROBE_EXPR = (nonce: string) =>
+  `derivation { name = "e2e-probe"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ok > $out" ]; nonce = "${nonce}"; }`;

@@ -1,0 +1,173 @@
+// `nixremote init` against real builders: real sshd, real ssh, real Nix.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Builder, Client, PROBE_EXPR, q } from './harness.js';
+
+const initArgs = (b: Builder, name: string, extra: string[] = []) => [
+  'init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', name, '--yes', '--password-stdin', ...extra,
+];
+
+describe('init --yes against a builder reachable only by password', () => {
+  let b: Builder;
+  let c: Client;
+  before(async () => {
+    b = await Builder.create();
+    c = new Client();
+  });
+  after(async () => {
+    await b.destroy();
+    c.destroy();
+  });
+
+  test('sets up root so that Nix offloads, and a second run changes nothing', async () => {
+    const r = await c.nixremote(initArgs(b, 'fastbox'), { input: b.password + '\n' });
+    assert.equal(r.exitCode, 0, `init failed:\n${r.stdout}\n${r.stderr}`);
+    assert.match(String(r.stdout), /fastbox is set up and a build ran on it/);
+    assert.ok(!String(r.stdout).includes(b.password) && !String(r.stderr).includes(b.password), 'the password was printed');
+
+    // root's ssh, strict about the host key and with no way to ask: works as the daemon's would.
+    const ssh = await c.run('ssh -o BatchMode=yes -o StrictHostKeyChecking=yes fastbox nix-store --version');
+    assert.equal(ssh.exitCode, 0, String(ssh.stderr));
+    assert.match(String(ssh.stdout), /^nix-store \(Nix\) \d/);
+
+    // A fresh derivation with -j0 can only be built remotely: it must land in the builder's store.
+    const nonce = randomBytes(8).toString('hex');
+    const build = await c.run(`nix-build --no-out-link -j0 -E ${q(PROBE_EXPR(nonce))}`);
+    assert.equal(build.exitCode, 0, String(build.stderr));
+    const out = String(build.stdout).trim();
+    assert.match(out, /^\/nix\/store\/[a-z0-9]{32}-e2e-probe$/);
+    assert.ok(b.storeHas(out), `${out} is not in the builder's store`);
+
+    // The files say what they should.
+    const machines = fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8');
+    assert.match(machines, /^ssh:\/\/fastbox \S+ \/root\/\.ssh\/nix_remote \d+ \d+ \S+ - [A-Za-z0-9+/=]+$/m);
+    assert.match(fs.readFileSync(path.join(c.etcNix, 'nix.conf'), 'utf8'), /^builders = @\/etc\/nix\/machines$/m);
+    const key = fs.statSync(path.join(c.root, '.ssh/nix_remote'));
+    assert.equal(key.mode & 0o777, 0o600);
+    assert.equal(fs.statSync(path.join(c.root, '.ssh')).mode & 0o777, 0o700);
+    const config = fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8');
+    assert.doesNotMatch(config, /StrictHostKeyChecking|UserKnownHostsFile/);
+    assert.match(config, /HostKeyAlias fastbox/);
+    assert.match(b.authorizedKeys(), /^restrict ssh-ed25519 \S+ nixremote@/m);
+
+    // Again, identically: no file changes, the key is not appended twice.
+    const before = c.snapshot();
+    const keysBefore = b.authorizedKeys();
+    const again = await c.nixremote(initArgs(b, 'fastbox'), { input: b.password + '\n' });
+    assert.equal(again.exitCode, 0, `second init failed:\n${again.stdout}\n${again.stderr}`);
+    assert.match(String(again.stdout), /already gets in/);
+    assert.deepEqual(c.snapshot(), before);
+    assert.equal(b.authorizedKeys(), keysBefore);
+  });
+
+  test('--dry-run changes nothing, locally or on the builder', async () => {
+    const c2 = new Client();
+    const b2 = await Builder.create();
+    try {
+      const before = c2.snapshot();
+      const r = await c2.nixremote(initArgs(b2, 'drybox', ['--dry-run']), { input: b2.password + '\n' });
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stdout), /\+Host drybox/);
+      assert.match(String(r.stdout), /\+builders = @\/etc\/nix\/machines/);
+      assert.match(String(r.stdout), /nothing was changed/);
+      assert.deepEqual(c2.snapshot(), before);
+      assert.ok(!fs.existsSync(path.join(b2.dir, 'home/.ssh/authorized_keys')), 'dry run wrote authorized_keys on the builder');
+    } finally {
+      c2.destroy();
+      await b2.destroy();
+    }
+  });
+});
+
+describe('init refuses before touching anything', () => {
+  test('a wrong --host-key-fingerprint exits 2 and changes no file', async () => {
+    const b = await Builder.create();
+    const c = new Client();
+    try {
+      const before = c.snapshot();
+      const wrong = 'SHA256:' + 'A'.repeat(43);
+      const r = await c.nixremote(initArgs(b, 'pinned', ['--host-key-fingerprint', wrong]), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 2, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stderr), new RegExp(`shows ${(await b.hostKeyFingerprint()).replace(/[+/]/g, '\\$&')}, not ${wrong}`));
+      assert.deepEqual(c.snapshot(), before);
+    } finally {
+      c.destroy();
+      await b.destroy();
+    }
+  });
+
+  test('a builder whose shell prints is named, with the file to fix', async () => {
+    const b = await Builder.create({ bashrc: 'echo Welcome to the builder' });
+    const c = new Client();
+    try {
+      const before = c.snapshot();
+      const r = await c.nixremote(initArgs(b, 'chatty'), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stderr), /prints "Welcome to the builder\\n"/);
+      assert.match(String(r.stderr), /~\/\.bashrc/);
+      assert.deepEqual(c.snapshot(), before);
+    } finally {
+      c.destroy();
+      await b.destroy();
+    }
+  });
+
+  test('nix-store missing from the non-interactive PATH is reported', async () => {
+    const b = await Builder.create({ hideNixStore: true });
+    const c = new Client();
+    try {
+      const r = await c.nixremote(initArgs(b, 'nonix'), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stderr), /nix-store is not on nonix/);
+    } finally {
+      c.destroy();
+      await b.destroy();
+    }
+  });
+
+  test('a wrong password fails cleanly without a stack trace', async () => {
+    const b = await Builder.create();
+    const c = new Client();
+    try {
+      const before = c.snapshot();
+      const r = await c.nixremote(initArgs(b, 'wrongpw'), { input: 'not-the-password\n' });
+      assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stderr), /refused the login/);
+      assert.doesNotMatch(String(r.stderr), /\n\s+at /);
+      assert.deepEqual(c.snapshot(), before);
+    } finally {
+      c.destroy();
+      await b.destroy();
+    }
+  });
+});
+
+describe('init --target nixos', () => {
+  test('writes a module that evaluates without nixpkgs and proves the builder with --builders', async () => {
+    const b = await Builder.create();
+    const c = new Client();
+    try {
+      const out = path.join(c.root, 'nixremote.nix');
+      const r = await c.nixremote(initArgs(b, 'nixosbox', ['--target', 'nixos', '--output', '/root/nixremote.nix']), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stdout), /nixos-rebuild switch/);
+      assert.ok(!fs.readFileSync(path.join(c.etcNix, 'nix.conf'), 'utf8').includes('builders'), 'nix.conf was edited for --target nixos');
+      const ev = await c.run(
+        `nix-instantiate --eval --strict --json -E ${q('let m = import /root/nixremote.nix; in { d = m.nix.distributedBuilds; b = builtins.head (builtins.head m.imports).nix.buildMachines; }')}`,
+      );
+      assert.equal(ev.exitCode, 0, String(ev.stderr));
+      const v = JSON.parse(String(ev.stdout));
+      assert.equal(v.d, true);
+      assert.equal(v.b.hostName, 'nixosbox');
+      assert.equal(v.b.sshUser, b.user);
+      assert.equal(v.b.sshKey, '/root/.ssh/nix_remote');
+      assert.ok(fs.existsSync(out));
+    } finally {
+      c.destroy();
+      await b.destroy();
+    }
+  });
+});
