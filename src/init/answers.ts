@@ -96,7 +96,10 @@ export class Answers {
     }
     const p = await this.src.prompter();
     if (!p) throw new UsageError(`a password for the builder is needed: pipe it to ${q.flag}, or use --copy-key ssh|manual`);
-    return p.password(q.message);
+    const pw = await p.password(q.message);
+    // Unattended, the same run reads it from standard input.
+    this.record(q.flag, true);
+    return pw;
   }
 
   /** Record a flag whose value was settled without a question. */

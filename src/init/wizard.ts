@@ -479,7 +479,7 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
     if (!answers.yes) {
       out.info('');
       out.info('To do the same again without questions:');
-      out.info(`  ${repeatCommand(answers.given)}`);
+      out.info(`  ${repeatCommand(answers.given)}${answers.given.some(([f]) => f === '--password-stdin') ? ' < password-file' : ''}`);
     }
   } finally {
     session?.close();
