@@ -19,7 +19,13 @@ async function readAllStdin(): Promise<string> {
 
 export async function initCommand(flags: InitFlags): Promise<void> {
   let interrupted = false;
+  let applying = false;
   const onSigint = () => {
+    if (!applying) {
+      // Still asking or looking: nothing has been changed yet.
+      process.stderr.write('\nInterrupted; nothing was changed.\n');
+      process.exit(130);
+    }
     // The current step finishes (each write is atomic), then the apply rolls back.
     interrupted = true;
   };
@@ -42,6 +48,9 @@ export async function initCommand(flags: InitFlags): Promise<void> {
       answers,
       readStdin: () => (stdinOnce ??= readAllStdin()),
       isInterrupted: () => interrupted,
+      beginApply: () => {
+        applying = true;
+      },
       pause: async (message) => {
         if (!interactive) throw new UsageError('cannot wait for Enter without a terminal');
         prompter ??= await inquirerPrompter();

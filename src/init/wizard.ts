@@ -42,6 +42,8 @@ export interface InitDeps {
   /** Reads the password piped to --password-stdin, once. */
   readStdin: () => Promise<string>;
   isInterrupted: () => boolean;
+  /** From here on an interrupt rolls back instead of exiting at once. */
+  beginApply: () => void;
   /** Waits for the user to press Enter (interactive --copy-key manual). */
   pause: (message: string) => Promise<void>;
 }
@@ -458,6 +460,7 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
         return;
       }
     }
+    d.beginApply();
     await applyPlan(steps, {
       isInterrupted: d.isInterrupted,
       stepDelayMs: Number(process.env.NIXREMOTE_TEST_STEP_DELAY_MS) || undefined,
