@@ -55,7 +55,13 @@ type CopyMode = 'password' | 'ssh' | 'manual' | 'skip';
 export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   const { out, answers, exec } = d;
 
-  // 1. Who builds.
+  // 1. Who builds, and with what.
+  for (const tool of ['ssh', 'ssh-keygen', 'nix', 'nix-build']) {
+    const r = await exec('sh', ['-c', `command -v ${tool}`]);
+    if (r.exitCode !== 0) {
+      throw new InitFailed(`${tool} is not on this machine's PATH; nixremote sets up ${tool.startsWith('nix') ? 'Nix, so install Nix first' : 'OpenSSH, so install the OpenSSH client first'}`);
+    }
+  }
   const install = detectInstall();
   const kind = install.multiUser ? 'multi-user' : 'single-user';
   out.step(`Nix install: ${kind} (${install.reason}); builds run as ${install.multiUser ? 'root' : install.user.name}`);

@@ -145,6 +145,47 @@ describe('init refuses before touching anything', () => {
   });
 });
 
+describe('init with other ways in', () => {
+  test('--copy-key ssh uses existing ssh access, only to a host showing the pinned key', async () => {
+    const b = await Builder.create();
+    const c = new Client();
+    try {
+      // root already gets in with its own key, as after ssh-copy-id.
+      const gen = await c.run('ssh-keygen -q -t ed25519 -N "" -f /root/.ssh/id_ed25519');
+      assert.equal(gen.exitCode, 0, String(gen.stderr));
+      const sshDir = path.join(b.dir, 'home/.ssh');
+      fs.mkdirSync(sshDir, { mode: 0o700 });
+      fs.writeFileSync(path.join(sshDir, 'authorized_keys'), fs.readFileSync(path.join(c.root, '.ssh/id_ed25519.pub')), { mode: 0o600 });
+      await c.run(`chown -R ${b.user}: ${q(sshDir)}`);
+      const r = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'viassh', '--yes', '--copy-key', 'ssh']);
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+      const keys = b.authorizedKeys().trim().split('\n');
+      assert.equal(keys.length, 2, 'the old line is kept and one new line added');
+      assert.match(keys[1]!, /^restrict ssh-ed25519 /);
+    } finally {
+      c.destroy();
+      await b.destroy();
+    }
+  });
+
+  test('an unmanaged Host block with the same name is refused, exit 2, nothing changed', async () => {
+    const b = await Builder.create();
+    const c = new Client();
+    try {
+      fs.mkdirSync(path.join(c.root, '.ssh'), { mode: 0o700 });
+      fs.writeFileSync(path.join(c.root, '.ssh/config'), 'Host mine\n  User someone\n', { mode: 0o600 });
+      const before = c.snapshot();
+      const r = await c.nixremote(initArgs(b, 'mine'), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 2, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stderr), /line 1 already has its own "Host mine"/);
+      assert.deepEqual(c.snapshot(), before);
+    } finally {
+      c.destroy();
+      await b.destroy();
+    }
+  });
+});
+
 describe('init --target nixos', () => {
   test('writes a module that evaluates without nixpkgs and proves the builder with --builders', async () => {
     const b = await Builder.create();
