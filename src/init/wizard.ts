@@ -394,14 +394,15 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
       const machinesText = readText(machinesPath) ?? '';
       const dup = unmanagedMachineLines(machinesText, name);
       if (dup.length) throw new UsageError(`--name: ${machinesPath} line ${dup.join(', ')} already configures ${name} outside nixremote; remove it or pass another --name`);
-      steps.push({ kind: 'write', title: `Machine line for ${name}`, path: machinesPath, before: readText(machinesPath), after: upsertMachine(machinesText, name, machine).text, mode: 0o644 });
+      const machinesEdit = upsertMachine(machinesText, name, machine);
+      steps.push({ kind: 'write', title: `Machine line for ${name}`, path: machinesPath, before: readText(machinesPath), after: machinesEdit.text, mode: 0o644 });
       const nixConfText = readText(nixConfPath) ?? '';
       const conf = upsertNixConf(nixConfText, machinesPath);
       for (const n of conf.notes) out.warn(n);
       steps.push({ kind: 'write', title: 'builders in nix.conf', path: nixConfPath, before: readText(nixConfPath), after: conf.edit.text, mode: 0o644 });
       if (install.daemon?.restart) {
         const cmd = install.daemon.restart;
-        const changes = conf.edit.changed || upsertMachine(machinesText, name, machine).changed;
+        const changes = conf.edit.changed || machinesEdit.changed;
         if (changes) {
           steps.push({
             kind: 'command',

@@ -227,3 +227,15 @@ export const q = (s: string) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.
 
 export const PROBE_EXPR = (nonce: string) =>
   `derivation { name = "e2e-probe"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ok > $out" ]; nonce = "${nonce}"; }`;
+
+/** A fresh builder and client for one test, torn down whatever happens. */
+export async function withRig(opts: BuilderOptions, fn: (b: Builder, c: Client) => Promise<void>): Promise<void> {
+  const b = await Builder.create(opts);
+  const c = new Client();
+  try {
+    await fn(b, c);
+  } finally {
+    c.destroy();
+    await b.destroy();
+  }
+}

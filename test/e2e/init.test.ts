@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, PROBE_EXPR, q } from './harness.js';
+import { Builder, Client, PROBE_EXPR, q, withRig } from './harness.js';
 
 const initArgs = (b: Builder, name: string, extra: string[] = []) => [
   'init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', name, '--yes', '--password-stdin', ...extra,
@@ -84,72 +84,50 @@ describe('init --yes against a builder reachable only by password', () => {
 
 describe('init refuses before touching anything', () => {
   test('a wrong --host-key-fingerprint exits 2 and changes no file', async () => {
-    const b = await Builder.create();
-    const c = new Client();
-    try {
+    await withRig({}, async (b, c) => {
       const before = c.snapshot();
       const wrong = 'SHA256:' + 'A'.repeat(43);
       const r = await c.nixremote(initArgs(b, 'pinned', ['--host-key-fingerprint', wrong]), { input: b.password + '\n' });
       assert.equal(r.exitCode, 2, `${r.stdout}\n${r.stderr}`);
       assert.match(String(r.stderr), new RegExp(`shows ${(await b.hostKeyFingerprint()).replace(/[+/]/g, '\\$&')}, not ${wrong}`));
       assert.deepEqual(c.snapshot(), before);
-    } finally {
-      c.destroy();
-      await b.destroy();
-    }
+    });
   });
 
   test('a builder whose shell prints is named, with the file to fix', async () => {
-    const b = await Builder.create({ bashrc: 'echo Welcome to the builder' });
-    const c = new Client();
-    try {
+    await withRig({ bashrc: 'echo Welcome to the builder' }, async (b, c) => {
       const before = c.snapshot();
       const r = await c.nixremote(initArgs(b, 'chatty'), { input: b.password + '\n' });
       assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
       assert.match(String(r.stderr), /prints "Welcome to the builder\\n"/);
       assert.match(String(r.stderr), /~\/\.bashrc/);
       assert.deepEqual(c.snapshot(), before);
-    } finally {
-      c.destroy();
-      await b.destroy();
-    }
+    });
   });
 
   test('nix-store missing from the non-interactive PATH is reported', async () => {
-    const b = await Builder.create({ hideNixStore: true });
-    const c = new Client();
-    try {
+    await withRig({ hideNixStore: true }, async (b, c) => {
       const r = await c.nixremote(initArgs(b, 'nonix'), { input: b.password + '\n' });
       assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
       assert.match(String(r.stderr), /nix-store is not on nonix/);
-    } finally {
-      c.destroy();
-      await b.destroy();
-    }
+    });
   });
 
   test('a wrong password fails cleanly without a stack trace', async () => {
-    const b = await Builder.create();
-    const c = new Client();
-    try {
+    await withRig({}, async (b, c) => {
       const before = c.snapshot();
       const r = await c.nixremote(initArgs(b, 'wrongpw'), { input: 'not-the-password\n' });
       assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
       assert.match(String(r.stderr), /refused the login/);
       assert.doesNotMatch(String(r.stderr), /\n\s+at /);
       assert.deepEqual(c.snapshot(), before);
-    } finally {
-      c.destroy();
-      await b.destroy();
-    }
+    });
   });
 });
 
 describe('init with other ways in', () => {
   test('--copy-key ssh uses existing ssh access, only to a host showing the pinned key', async () => {
-    const b = await Builder.create();
-    const c = new Client();
-    try {
+    await withRig({}, async (b, c) => {
       // root already gets in with its own key, as after ssh-copy-id.
       const gen = await c.run('ssh-keygen -q -t ed25519 -N "" -f /root/.ssh/id_ed25519');
       assert.equal(gen.exitCode, 0, String(gen.stderr));
@@ -162,16 +140,11 @@ describe('init with other ways in', () => {
       const keys = b.authorizedKeys().trim().split('\n');
       assert.equal(keys.length, 2, 'the old line is kept and one new line added');
       assert.match(keys[1]!, /^restrict ssh-ed25519 /);
-    } finally {
-      c.destroy();
-      await b.destroy();
-    }
+    });
   });
 
   test('an unmanaged Host block with the same name is refused, exit 2, nothing changed', async () => {
-    const b = await Builder.create();
-    const c = new Client();
-    try {
+    await withRig({}, async (b, c) => {
       fs.mkdirSync(path.join(c.root, '.ssh'), { mode: 0o700 });
       fs.writeFileSync(path.join(c.root, '.ssh/config'), 'Host mine\n  User someone\n', { mode: 0o600 });
       const before = c.snapshot();
@@ -179,18 +152,13 @@ describe('init with other ways in', () => {
       assert.equal(r.exitCode, 2, `${r.stdout}\n${r.stderr}`);
       assert.match(String(r.stderr), /line 1 already has its own "Host mine"/);
       assert.deepEqual(c.snapshot(), before);
-    } finally {
-      c.destroy();
-      await b.destroy();
-    }
+    });
   });
 });
 
 describe('init --target nixos', () => {
   test('writes a module that evaluates without nixpkgs and proves the builder with --builders', async () => {
-    const b = await Builder.create();
-    const c = new Client();
-    try {
+    await withRig({}, async (b, c) => {
       const out = path.join(c.root, 'nixremote.nix');
       const r = await c.nixremote(initArgs(b, 'nixosbox', ['--target', 'nixos', '--output', '/root/nixremote.nix']), { input: b.password + '\n' });
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
@@ -206,9 +174,6 @@ describe('init --target nixos', () => {
       assert.equal(v.b.sshUser, b.user);
       assert.equal(v.b.sshKey, '/root/.ssh/nix_remote');
       assert.ok(fs.existsSync(out));
-    } finally {
-      c.destroy();
-      await b.destroy();
-    }
+    });
   });
 });
