@@ -69,8 +69,13 @@ async function waitForPort(port: number, ms = 10_000): Promise<void> {
 export interface BuilderOptions {
   /** Text put at the top of the builder user's ~/.bashrc (a shell that prints). */
   bashrc?: string;
-  /** Replace /usr/bin/nix-store in the builder's namespace with "command not found". */
+  /**
+   * Replace /usr/bin/nix-store in the builder's namespace with "command not found". The
+   * bind follows Debian's link nix-store -> nix, so `nix` is gone from the PATH too.
+   */
   hideNixStore?: boolean;
+  /** Also put a working nix-store where a multi-user install keeps it, off the PATH. */
+  nixStoreInProfile?: boolean;
 }
 
 export class Builder {
@@ -97,6 +102,16 @@ export class Builder {
     if (opts.bashrc) {
       fs.writeFileSync(path.join(dir, 'home/.bashrc'), opts.bashrc + '\n');
       fs.chownSync(path.join(dir, 'home/.bashrc'), uid, gid);
+    }
+    if (opts.nixStoreInProfile) {
+      // Debian's nix-store is a link to the multi-call `nix`, which looks at its own name.
+      // A copy, because hiding /usr/bin/nix-store binds over the link's target, /usr/bin/nix.
+      const bin = path.join(dir, 'nix/var/nix/profiles/default/bin');
+      fs.mkdirSync(bin, { recursive: true });
+      fs.copyFileSync('/usr/bin/nix', path.join(bin, 'nix'));
+      fs.chmodSync(path.join(bin, 'nix'), 0o755);
+      fs.symlinkSync('nix', path.join(bin, 'nix-store'));
+      await sh(`chown -R ${uid}:${gid} ${dir}/nix`);
     }
     if (opts.hideNixStore) {
       fs.writeFileSync(path.join(dir, 'no-nix-store'), '#!/bin/sh\necho "bash: nix-store: command not found" >&2\nexit 127\n', { mode: 0o755 });

@@ -125,6 +125,34 @@ describe('init refuses before touching anything', () => {
   });
 });
 
+describe('init finds what a builder needs', () => {
+  test('nix-store off the PATH but in the default profile: remote-program, and the build still lands', async () => {
+    await withRig({ hideNixStore: true, nixStoreInProfile: true }, async (b, c) => {
+      const r = await c.nixremote(initArgs(b, 'profilebox'), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stdout), /nix-store is not on profilebox's non-interactive PATH, but is at \/nix\/var\/nix\/profiles\/default\/bin\/nix-store/);
+      const machines = fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8');
+      assert.match(machines, /^ssh:\/\/profilebox\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store /m);
+      const nonce = randomBytes(8).toString('hex');
+      const build = await c.run(`nix-build --no-out-link -j0 -E ${q(PROBE_EXPR(nonce))}`);
+      assert.equal(build.exitCode, 0, String(build.stderr));
+      assert.ok(b.storeHas(String(build.stdout).trim()));
+    });
+  });
+
+  test('a key with a passphrase is refused with the reason, exit 2', async () => {
+    await withRig({}, async (b, c) => {
+      const gen = await c.run('mkdir -p -m 700 /root/.ssh && ssh-keygen -q -t ed25519 -N secret-phrase -f /root/.ssh/locked');
+      assert.equal(gen.exitCode, 0, String(gen.stderr));
+      const before = c.snapshot();
+      const r = await c.nixremote(initArgs(b, 'locked', ['--key', '/root/.ssh/locked']), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 2, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stderr), /has a passphrase, and the nix-daemon has no terminal or agent/);
+      assert.deepEqual(c.snapshot(), before);
+    });
+  });
+});
+
 describe('init with other ways in', () => {
   test('--copy-key ssh uses existing ssh access, only to a host showing the pinned key', async () => {
     await withRig({}, async (b, c) => {

@@ -64,3 +64,23 @@ test('the interactive wizard asks each question and ends with the command that r
     await b.destroy();
   }
 });
+
+test('Ctrl-C at a question exits 130 and changes nothing', async () => {
+  const c = new Client();
+  const exitFile = path.join(c.root, '..', 'exit-code');
+  const name = `${session}-int`;
+  try {
+    const before = c.snapshot();
+    const cmd = c.wrap(`${CLI} init; echo $? > ${exitFile}; sleep 600`).map(q).join(' ');
+    assert.equal((await tmux('new-session', '-d', '-s', name, '-x', '200', '-y', '50', `env NO_COLOR=1 ${cmd}`)).exitCode, 0);
+    const end = Date.now() + 30_000;
+    while (Date.now() < end && !/Builder address/.test(String((await tmux('capture-pane', '-p', '-t', name)).stdout))) await new Promise((r) => setTimeout(r, 100));
+    await tmux('send-keys', '-t', name, 'C-c');
+    for (let i = 0; i < 100 && !fs.existsSync(exitFile); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(fs.readFileSync(exitFile, 'utf8').trim(), '130');
+    assert.deepEqual(c.snapshot(), before);
+  } finally {
+    await tmux('kill-session', '-t', name);
+    c.destroy();
+  }
+});
