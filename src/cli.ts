@@ -55,9 +55,38 @@ Examples:
     await initCommand({ ...opts, verbose: cmd.optsWithGlobals().verbose });
   });
 
+program
+  .command('doctor')
+  .description('Check every configured builder the way the nix-daemon uses it, and say what is broken and how to fix it.')
+  .argument('[name...]', 'builders to check (the host of their store URI); default: all')
+  .option('--json', 'print one JSON document on stdout and nothing else')
+  .option('--fix', 'apply the safe, local fixes (asks before each; host keys always ask)')
+  .option('-y, --yes', 'with --fix: apply fixes that need no confirmation without asking')
+  .option('--no-build', 'skip the real build on each builder')
+  .option('--drv <path>', 'with NAME: can this derivation go to that builder?')
+  .option('--attr <attr>', 'with NAME: like --drv, for an attribute of --file')
+  .option('--file <file>', 'the Nix file for --attr (default: <nixpkgs>)')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  sudo nixremote doctor                   check every builder, with a real build each
+  sudo nixremote doctor fastbox --no-build
+  sudo nixremote doctor --json > report.json
+  sudo nixremote doctor --fix             fix key modes, pin host keys (asks), restart the daemon
+  sudo nixremote doctor fastbox --attr hello   can nixpkgs' hello go to fastbox?
+
+Exit status: 0 all passed (warnings allowed), 1 something failed, 2 usage error.`,
+  )
+  .action(async (names: string[], opts, cmd: Command) => {
+    const { doctorCommand } = await import('./commands/doctor.js');
+    process.exitCode = await doctorCommand(names, { ...opts, verbose: cmd.optsWithGlobals().verbose });
+  });
+
 program.addHelpText('after', `
 Examples:
   sudo nixremote init                 set up a builder, asking each question
+  sudo nixremote doctor               why do builds not offload? check every builder
   nixremote init --help               every flag of the wizard`);
 
 function verbose(): boolean {
@@ -67,7 +96,7 @@ function verbose(): boolean {
 async function main(): Promise<number> {
   try {
     await program.parseAsync(process.argv);
-    return 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;

@@ -240,10 +240,13 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
       parse: (v, f) => validateList(v, f, false),
       show: (v) => v.join(','),
     });
-    const detectedFeatures = probe
-      ? (probe.systemFeatures ?? ['benchmark', 'big-parallel', 'nixos-test']).filter((f) => f !== 'kvm' || probe!.kvm)
-      : [];
-    if (probe?.kvm && !detectedFeatures.includes('kvm')) detectedFeatures.push('kvm');
+    // The builder's own system-features are what its Nix will accept; kvm additionally
+    // needs /dev/kvm. Only a Nix too old to say gets the usual defaults.
+    const detectedFeatures = !probe
+      ? []
+      : probe.systemFeatures
+        ? probe.systemFeatures.filter((f) => f !== 'kvm' || probe!.kvm)
+        : ['benchmark', 'big-parallel', 'nixos-test', ...(probe.kvm ? ['kvm'] : [])];
     const features = await answers.text({
       flag: '--features',
       value: flags.features,

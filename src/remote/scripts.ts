@@ -32,11 +32,15 @@ if [ -n "$p" ]; then
     { "$d/nix" --extra-experimental-features nix-command config show 2>/dev/null ||
       "$d/nix" --extra-experimental-features nix-command show-config 2>/dev/null ||
       "$d/nix" show-config 2>/dev/null; } |
-      awk -F ' = ' '$1 == "system" || $1 == "extra-platforms" || $1 == "system-features" { print "NIXREMOTE:" $1 "=" $2 }'
+      awk -F ' = ' '$1 == "system" || $1 == "extra-platforms" || $1 == "system-features" || $1 == "trusted-users" { print "NIXREMOTE:" $1 "=" $2 }'
   fi
 fi
 echo "NIXREMOTE:uname=$(uname -sm)"
 echo "NIXREMOTE:shell=$SHELL"
+echo "NIXREMOTE:user=$(id -un)"
+echo "NIXREMOTE:groups=$(id -Gn)"
+if [ -w /nix/store ]; then echo "NIXREMOTE:store-writable=1"; fi
+if [ -S /nix/var/nix/daemon-socket/socket ]; then echo "NIXREMOTE:daemon-socket=1"; fi
 echo "NIXREMOTE:cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null)"
 if [ -e /dev/kvm ]; then echo "NIXREMOTE:kvm=1"; fi
 `;
@@ -54,6 +58,12 @@ export interface ProbeResult {
   cores: number | null;
   kvm: boolean;
   shell: string | null;
+  user: string | null;
+  groups: string[];
+  /** null when the builder's nix could not tell. */
+  trustedUsers: string[] | null;
+  storeWritable: boolean;
+  daemonSocket: boolean;
 }
 
 export function parseProbe(out: string): ProbeResult {
@@ -76,6 +86,11 @@ export function parseProbe(out: string): ProbeResult {
     cores: Number.isInteger(cores) && cores > 0 ? cores : null,
     kvm: kv.get('kvm') === '1',
     shell: kv.get('shell') || null,
+    user: kv.get('user') || null,
+    groups: words('groups'),
+    trustedUsers: kv.has('trusted-users') ? words('trusted-users') : null,
+    storeWritable: kv.get('store-writable') === '1',
+    daemonSocket: kv.get('daemon-socket') === '1',
   };
 }
 

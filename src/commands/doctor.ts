@@ -1,0 +1,131 @@
+// `nixremote doctor`: walk the path the nix-daemon walks, for every builder, and name the
+// first broken link with its fix. Exit 0 when everything passes (warnings allowed), 1 when
+// anything fails, 2 on a usage error.
+import { exec } from '../io/exec.js';
+import { makeOutput } from '../io/output.js';
+import { detectInstall } from '../init/install.js';
+import { realCtx, type DrvInfo } from '../doctor/context.js';
+import { localChecks, localState } from '../doctor/checks/local.js';
+import { builderChecks, builderState, cleanup } from '../doctor/checks/builder.js';
+import { runChecks, worst } from '../doctor/runner.js';
+import { printReport, summarize, type BuilderReport, type DoctorReport } from '../doctor/report.js';
+import { uriHost } from '../nix/machines-file.js';
+import { UsageError } from '../validate.js';
+import type { CheckReport, FixAction } from '../doctor/types.js';
+import { nixCommandFlags, parseNixVersion, atLeast } from '../nix/version.js';
+
+export interface DoctorFlags {
+  json?: boolean;
+  fix?: boolean;
+  yes?: boolean;
+  build: boolean;
+  drv?: string;
+  attr?: string;
+  file?: string;
+  verbose?: boolean;
+}
+
+export async function doctorCommand(names: string[], flags: DoctorFlags): Promise<number> {
+  if (flags.json && flags.fix) throw new UsageError('--fix asks before it changes anything, so it cannot be combined with --json');
+  if ((flags.drv || flags.attr) && names.length === 0) throw new UsageError('--drv and --attr need a builder NAME to check against');
+  const out = makeOutput(flags.json ? process.stderr : process.stdout);
+  const drv = flags.drv || flags.attr ? await readDrv(flags) : null;
+  const install = detectInstall();
+  const ctx = realCtx(exec, install, { build: flags.build, drv });
+
+  const run = async (): Promise<DoctorReport> => {
+    const ls = localState(ctx);
+    const local = await runChecks(localChecks(), ls);
+    let machines = ls.builders.machines;
+    if (names.length) {
+      const unknown = names.filter((n) => !machines.some((m) => uriHost(m.uri) === n || m.uri === n));
+      if (unknown.length) {
+        const have = machines.map((m) => uriHost(m.uri)).join(', ') || 'none';
+        throw new UsageError(`no builder named ${unknown.join(', ')} (configured: ${have})`);
+      }
+      machines = machines.filter((m) => names.includes(uriHost(m.uri)) || names.includes(m.uri));
+    }
+    const accessOk = local.find((c) => c.id === 'access')?.status === 'pass';
+    if (!flags.json && accessOk && machines.length) out.step(`Checking ${machines.length} builder${machines.length > 1 ? 's' : ''}${flags.build ? ', with a real build each' : ''}...`);
+    const builders: BuilderReport[] = accessOk
+      ? await Promise.all(
+          machines.map(async (m) => {
+            const st = builderState(ctx, m);
+            try {
+              const checks = await runChecks(builderChecks(), st);
+              return { name: st.name, uri: m.uri, source: `${m.source.file}:${m.source.line}`, status: worst(checks), checks };
+            } finally {
+              cleanup(st);
+            }
+          }),
+        )
+      : [];
+    // max-jobs = 0 turns "no usable builder" from slow builds into failed ones.
+    const maxJobs = ls.cfg.settings.get('max-jobs')?.at(-1)?.value;
+    if (maxJobs === '0' && machines.length && !builders.some((b) => b.status !== 'fail')) {
+      local.push({ id: 'max-jobs', title: 'max-jobs', status: 'fail', ms: 0, summary: 'max-jobs = 0 and no builder works', cause: 'every build fails with "unable to start any build; either increase \'--max-jobs\' or enable remote builds"', fix: 'fix a builder above, or allow local builds (max-jobs = auto)' });
+    }
+    return { status: worst([...local, ...builders.flatMap((b) => b.checks)]), local, builders, summary: summarize(local, builders) };
+  };
+
+  let report = await run();
+  if (flags.fix) {
+    const fixed = await applyFixes(report, flags, out);
+    if (fixed) {
+      out.info('');
+      out.step('Checking again after the fixes');
+      report = await run();
+    }
+  }
+  if (flags.json) process.stdout.write(JSON.stringify(report, (k, v) => (k === 'action' ? (v ? { description: (v as FixAction).description } : undefined) : v), 2) + '\n');
+  else printReport(out, report, Boolean(flags.verbose));
+  return report.status === 'fail' ? 1 : 0;
+}
+
+async function applyFixes(report: DoctorReport, flags: DoctorFlags, out: ReturnType<typeof makeOutput>): Promise<number> {
+  const all: CheckReport[] = [...report.local, ...report.builders.flatMap((b) => b.checks)];
+  const actions = all.filter((c) => c.status === 'fail' && c.action);
+  if (!actions.length) {
+    out.info('No fix that nixremote can apply safely here; the report says what to do.');
+    return 0;
+  }
+  const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  let n = 0;
+  for (const c of actions) {
+    const a = c.action!;
+    out.step(`Fix for "${c.title}": ${a.description}`);
+    const question = a.confirm ?? (flags.yes ? null : `Apply: ${a.description}?`);
+    if (question) {
+      if (!interactive) {
+        out.warn('not applied: it needs a confirmation and there is no terminal to ask on');
+        continue;
+      }
+      const { confirm } = await import('@inquirer/prompts');
+      if (!(await confirm({ message: question, default: false }))) continue;
+    }
+    await a.apply();
+    out.ok(`applied: ${a.description}`);
+    n++;
+  }
+  return n;
+}
+
+/** --drv PATH, or --attr ATTR of --file (default <nixpkgs>), to the derivation's system and features. */
+async function readDrv(flags: DoctorFlags): Promise<DrvInfo> {
+  let drvPath = flags.drv;
+  if (!drvPath) {
+    const r = await exec('nix-instantiate', [flags.file ?? '<nixpkgs>', '-A', flags.attr!]);
+    if (r.exitCode !== 0) throw new UsageError(`--attr ${flags.attr}: nix-instantiate failed: ${r.stderr.trim().split('\n').pop()}`);
+    drvPath = r.stdout.trim().split('\n').pop()!;
+  }
+  const v = parseNixVersion((await exec('nix', ['--version'])).stdout) ?? [2, 8, 0];
+  // `nix show-derivation` became `nix derivation show` in 2.15.
+  const sub = atLeast(v, 2, 15) ? ['derivation', 'show'] : ['show-derivation'];
+  const r = await exec('nix', [...nixCommandFlags(v), ...sub, drvPath]);
+  if (r.exitCode !== 0) throw new UsageError(`--drv ${drvPath}: ${r.stderr.trim().split('\n').pop()}`);
+  const doc = JSON.parse(r.stdout) as Record<string, { system: string; env: Record<string, string> }>;
+  const d = Object.values(doc)[0];
+  if (!d) throw new UsageError(`--drv ${drvPath}: not a derivation`);
+  const features = (d.env.requiredSystemFeatures ?? '').split(/\s+/).filter(Boolean);
+  return { path: drvPath, system: d.system, requiredFeatures: features };
+}

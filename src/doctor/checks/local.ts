@@ -1,0 +1,140 @@
+// Checks of this machine, made once: can this run see what the daemon uses, which Nix is
+// here, where `builders` is set and whether the daemon honours it, whether the daemon
+// has read the current nix.conf, and whether it can find ssh.
+import * as path from 'node:path';
+import type { DoctorCtx } from '../context.js';
+import type { Check } from '../types.js';
+import { fail, pass, warn } from '../types.js';
+import { effective, readBuilders, readNixConfig, userConfFiles, type Builders, type NixConfig } from '../nix-config.js';
+import { formatVersion, parseNixVersion, storePingArgs, type Version } from '../../nix/version.js';
+
+export interface LocalState {
+  ctx: DoctorCtx;
+  cfg: NixConfig;
+  builders: Builders;
+  version: Version | null;
+}
+
+export function localState(ctx: DoctorCtx): LocalState {
+  const { install, env } = ctx;
+  // On a multi-user install the daemon reads only the system files; a single-user Nix
+  // reads the user's files and NIX_CONFIG too.
+  const cfg = readNixConfig(ctx.read, env, install.user.home, !install.multiUser);
+  const scopes = install.multiUser ? (['system'] as const) : (['system', 'user', 'env'] as const);
+  return { ctx, cfg, builders: readBuilders(cfg, ctx.read, env, [...scopes]), version: null };
+}
+
+export function localChecks(): Check<LocalState>[] {
+  return [
+    {
+      id: 'access',
+      title: 'who builds',
+      needs: [],
+      run: async (s) => {
+        const { install } = s.ctx;
+        if (install.multiUser && install.user.uid !== 0) {
+          return fail(
+            `multi-user install (${install.reason}), and this is not root`,
+            "the nix-daemon builds as root with root's ssh key, config and known_hosts, which this user cannot read",
+            'run it as root: sudo nixremote doctor',
+          );
+        }
+        return pass(`${install.multiUser ? 'multi-user: the daemon builds as root' : `single-user: builds run as ${install.user.name}`} (${install.reason})`);
+      },
+    },
+    {
+      id: 'nix',
+      title: 'local Nix',
+      needs: [],
+      run: async (s) => {
+        const r = await s.ctx.exec('nix', ['--version']);
+        s.version = r.exitCode === 0 ? parseNixVersion(r.stdout) : null;
+        if (!s.version) return fail('`nix --version` failed', r.stderr.trim() || 'nix is not on PATH', 'install Nix, or put it on PATH', { evidence: [{ command: r.command, output: r.stdout + r.stderr }] });
+        return pass(`Nix ${formatVersion(s.version)}; store ping: nix ${storePingArgs(s.version, 'URI').join(' ')}`);
+      },
+    },
+    {
+      id: 'builders',
+      title: 'configured builders',
+      needs: ['access'],
+      run: async (s) => {
+        const b = s.builders;
+        if (s.cfg.errors.length) return fail(s.cfg.errors[0]!, 'Nix stops reading its configuration at a missing include', 'fix or remove the include line');
+        if (b.errors.length) {
+          const e = b.errors[0]!;
+          return fail(`${e.file}:${e.line}:${e.column}: ${e.message}`, 'Nix rejects the whole builders list when one line is malformed', `fix ${e.file} line ${e.line}, column ${e.column}`);
+        }
+        const where = b.source ? `builders = ${b.value} (${b.source.file}:${b.source.line})` : `default builders = ${b.value}`;
+        if (b.machines.length === 0) {
+          return fail(`no builder configured: ${where}`, 'Nix has no remote machine to send builds to', 'add one: sudo nixremote init');
+        }
+        return pass(`${b.machines.length} builder${b.machines.length > 1 ? 's' : ''}: ${where}`);
+      },
+    },
+    {
+      id: 'ignored-settings',
+      title: 'builders set where the daemon ignores it',
+      needs: ['access'],
+      run: async (s) => {
+        const { install, env } = s.ctx;
+        if (!install.multiUser) return pass('single-user: Nix reads the user settings itself');
+        // The daemon takes `builders` from a client only if the client's user is trusted.
+        const homes = [install.user.home];
+        const sudoHome = env.SUDO_USER ? `/home/${env.SUDO_USER}` : null;
+        if (sudoHome) homes.push(sudoHome);
+        const found: string[] = [];
+        for (const h of homes) {
+          for (const f of userConfFiles({ ...env, XDG_CONFIG_HOME: path.join(h, '.config') }, h)) {
+            const text = s.ctx.read(f);
+            if (text && /^\s*(extra-)?builders\s*=/m.test(text)) found.push(f);
+          }
+        }
+        if (env.NIX_CONFIG && /(^|\n)\s*builders\s*=/.test(env.NIX_CONFIG)) found.push('NIX_CONFIG');
+        if (!found.length) return pass('builders is set only in the system configuration');
+        const daemonHas = effective(s.cfg, 'builders', ['system']) !== null || s.builders.machines.length > 0;
+        const msg = `builders is also set in ${found.join(', ')}`;
+        const cause = "the nix-daemon ignores a client's builders setting unless that user is in trusted-users (\"ignoring the client-specified setting 'builders', because it is a restricted setting\")";
+        const fix = `move it to ${path.join(env.NIX_CONF_DIR || '/etc/nix', 'nix.conf')} (or the machines file) and restart the nix-daemon`;
+        return daemonHas ? warn(msg, { cause, fix }) : fail(msg, cause, fix);
+      },
+    },
+    {
+      id: 'daemon-fresh',
+      title: 'daemon has read the current nix.conf',
+      needs: ['access'],
+      run: async (s) => {
+        const { install } = s.ctx;
+        if (!install.multiUser) return pass('single-user: each Nix command reads nix.conf afresh');
+        if (process.platform !== 'linux') return warn('cannot tell when the nix-daemon started on this platform', { cause: 'nixremote reads that from /proc', fix: `if you changed nix.conf, restart it: ${install.daemon?.how ?? ''}` });
+        const d = s.ctx.daemon();
+        if (!d) return fail('no nix-daemon process is running', 'on a multi-user install every build goes through the daemon', `start it: ${install.daemon?.how ?? 'systemctl start nix-daemon'}`);
+        // The daemon reads nix.conf once, at start. The machines file named by `builders`
+        // is read by the build hook at each build, so it needs no restart.
+        const files = s.cfg.files.filter((f) => f !== 'NIX_CONFIG');
+        const newer = files.filter((f) => (s.ctx.mtimeMs(f) ?? 0) > d.startedMs);
+        if (newer.length) {
+          return fail(
+            `${newer.join(', ')} changed after the nix-daemon (pid ${d.pid}) started at ${new Date(d.startedMs).toISOString()}`,
+            'the daemon still runs with the settings it read at start',
+            `restart it: ${install.daemon?.how ?? 'systemctl restart nix-daemon'}`,
+          );
+        }
+        return pass(`nix-daemon pid ${d.pid} started after the last change to ${files.length} config file${files.length === 1 ? '' : 's'}`);
+      },
+    },
+    {
+      id: 'daemon-ssh',
+      title: "ssh on the daemon's PATH",
+      needs: ['access'],
+      run: async (s) => {
+        const d = s.ctx.install.multiUser ? s.ctx.daemon() : null;
+        const p = d ? d.path : (s.ctx.env.PATH ?? null);
+        if (p === null) return warn("cannot read the daemon's environment", { cause: 'its PATH is unknown', fix: '' });
+        const dirs = p.split(':').filter(Boolean);
+        const hit = dirs.find((dir) => s.ctx.stat(path.join(dir, 'ssh'))?.isFile);
+        if (hit) return pass(`${path.join(hit, 'ssh')}${d ? ` (daemon pid ${d.pid})` : ''}`);
+        return fail(`no ssh in ${d ? 'the daemon\'s' : 'this'} PATH (${p})`, 'the build hook runs "ssh" by name and cannot start it', 'install OpenSSH, or add its directory to the nix-daemon\'s PATH (its service unit), then restart it');
+      },
+    },
+  ];
+}

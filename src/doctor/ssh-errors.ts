@@ -1,0 +1,67 @@
+// What OpenSSH's error lines mean, and what Nix's protocol errors say the shell printed.
+// The strings are OpenSSH's own (ssh.c, sshconnect.c, authfile.c; worded so since 7.x)
+// and Nix's (src/libstore/legacy-ssh-store.cc, src/libutil/serialise.cc).
+
+export interface SshFailure {
+  kind: 'auth' | 'hostkey-unknown' | 'hostkey-changed' | 'refused' | 'timeout' | 'unreachable' | 'dns' | 'dropped' | 'key-perms' | 'too-many-keys' | 'other';
+  cause: string;
+}
+
+export function classifySshError(stderr: string): SshFailure {
+  const s = stderr;
+  if (/REMOTE HOST IDENTIFICATION HAS CHANGED/.test(s)) return { kind: 'hostkey-changed', cause: 'the builder shows a different host key than the one pinned for it' };
+  if (/Host key verification failed|No .* host key is known for/.test(s)) return { kind: 'hostkey-unknown', cause: "the builder's host key is not known to this user's ssh, which cannot ask in batch mode" };
+  if (/UNPROTECTED PRIVATE KEY FILE|bad permissions/.test(s)) return { kind: 'key-perms', cause: 'ssh ignores the private key because other users can read it' };
+  if (/Too many authentication failures/.test(s)) return { kind: 'too-many-keys', cause: 'ssh offered too many keys before the right one (set IdentitiesOnly yes)' };
+  if (/Permission denied \(/.test(s)) return { kind: 'auth', cause: 'the builder refused the key: it is not in the ssh user\'s authorized_keys, or sshd refuses that user' };
+  if (/Connection refused/.test(s)) return { kind: 'refused', cause: 'nothing listens on that port: sshd is not running, or the port is wrong' };
+  if (/timed out/i.test(s)) return { kind: 'timeout', cause: 'no answer: the host is down, or a firewall drops the packets' };
+  if (/No route to host|Network is unreachable/.test(s)) return { kind: 'unreachable', cause: 'there is no network route to the builder' };
+  if (/Could not resolve hostname|Name or service not known/.test(s)) return { kind: 'dns', cause: 'the host name does not resolve' };
+  if (/kex_exchange_identification|Connection closed by|Connection reset by/.test(s)) {
+    return { kind: 'dropped', cause: 'sshd closed the connection before login: too many connections at once (MaxStartups), or a ban (fail2ban, sshguard)' };
+  }
+  return { kind: 'other', cause: lastLine(s) || 'ssh failed without saying why' };
+}
+
+const lastLine = (s: string) => s.trim().split('\n').filter(Boolean).pop() ?? '';
+
+/**
+ * Nix's protocol errors quote what it read instead of its handshake. "protocol mismatch
+ * ..., got 'TEXT'" holds the text; "serialised integer N is too large for type ..." holds
+ * eight bytes of it as a little-endian number.
+ */
+export function decodeProtocolError(message: string): string | null {
+  const got = /protocol mismatch[^\n]*?got '([^']*)'/.exec(message);
+  if (got) return got[1]!;
+  const m = /serialised integer (\d+) is too large/.exec(message);
+  if (m) {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(m[1]!));
+    return b.toString('latin1').replace(/\0+$/, '');
+  }
+  return null;
+}
+
+/** Known lines of a failed offloaded build, newest wording first where it changed. */
+const BUILD_FAILURES: [RegExp, string, string][] = [
+  [/you are not privileged to build input-addressed derivations|lacks a signature by a trusted key|is not a trusted user|cannot add path .* because it lacks a signature/, "the builder's Nix does not trust the ssh user, so it will not build or import for it", "add the ssh user to trusted-users in the builder's nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon"],
+  [/protocol mismatch|serialised integer .* is too large/, "the builder's shell prints text before Nix's protocol starts", 'make the shell startup files on the builder print nothing for non-interactive shells'],
+  [/Host key verification failed/, "root's ssh does not accept the builder's host key", 'pin the host key: nixremote doctor --fix, or nixremote init'],
+  [/Permission denied \(publickey/, 'the builder refused the key', "add the key to the builder user's authorized_keys (nixremote init)"],
+  [/nix-store: command not found|nix-daemon: command not found|No such file or directory.*nix-(store|daemon)/, "nix-store is not on the builder's non-interactive PATH", 'add ?remote-program=/path/to/nix-store to the store URI, or fix PATH on the builder'],
+  [/cannot connect to '.*'|cannot build on '.*'/, 'the build hook could not use the builder', 'see the lines above it for the reason'],
+  [/required system or feature not available|may not have all required system features|a '.*' with features \{.*\} is required/, 'no configured builder offers the system and features this derivation needs', "check the systems and features on the builder's machine line"],
+  [/unable to start any build|Failed to find a machine for remote build/, 'no builder was usable and local builds are off (max-jobs = 0)', 'fix the builder, or allow local builds'],
+  [/Connection refused|Connection timed out|No route to host/, 'the builder cannot be reached', 'start sshd on the builder, or fix the address'],
+];
+
+export function explainBuild(output: string): { cause: string; fix: string } | null {
+  for (const [re, cause, fix] of BUILD_FAILURES) {
+    if (re.test(output)) {
+      const said = decodeProtocolError(output);
+      return { cause: said !== null ? `${cause}: it printed ${JSON.stringify(said)}` : cause, fix };
+    }
+  }
+  return null;
+}
