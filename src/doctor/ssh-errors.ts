@@ -33,7 +33,9 @@ const lastLine = (s: string) => s.trim().split('\n').filter(Boolean).pop() ?? ''
  */
 export function decodeProtocolError(message: string): string | null {
   const got = /protocol mismatch[^\n]*?got '([^']*)'/.exec(message);
-  if (got) return got[1]!;
+  // Nix quotes the whole buffer it read: the text, then its own handshake bytes (and,
+  // when the message wraps, its indentation). Keep the printable text before those.
+  if (got) return got[1]!.split(/[^\x20-\x7e\n\t]/)[0]!.trimEnd();
   const m = /serialised integer (\d+) is too large/.exec(message);
   if (m) {
     const b = Buffer.alloc(8);

@@ -76,6 +76,11 @@ export interface BuilderOptions {
   hideNixStore?: boolean;
   /** Also put a working nix-store where a multi-user install keeps it, off the PATH. */
   nixStoreInProfile?: boolean;
+  /**
+   * A root-owned store served by a nix-daemon inside the builder's namespace, whose
+   * nix.conf trusts only root: the ssh user may ping the store but not build.
+   */
+  untrusted?: boolean;
 }
 
 export class Builder {
@@ -84,7 +89,8 @@ export class Builder {
   private constructor(
     readonly dir: string,
     readonly port: number,
-    private readonly opts: BuilderOptions,
+    /** Faults take effect at the next start(). */
+    readonly opts: BuilderOptions,
   ) {}
 
   static async create(opts: BuilderOptions = {}): Promise<Builder> {
@@ -96,9 +102,9 @@ export class Builder {
     const { uid, gid } = await ids(BUILDER_USER);
     for (const d of ['nix', 'home', 'etcnix']) fs.mkdirSync(path.join(dir, d));
     // A single-user store owned by the builder user, so nix-store works without a daemon.
-    fs.chownSync(path.join(dir, 'nix'), uid, gid);
+    if (!opts.untrusted) fs.chownSync(path.join(dir, 'nix'), uid, gid);
     fs.chownSync(path.join(dir, 'home'), uid, gid);
-    fs.writeFileSync(path.join(dir, 'etcnix/nix.conf'), NIX_CONF);
+    fs.writeFileSync(path.join(dir, 'etcnix/nix.conf'), opts.untrusted ? `${NIX_CONF}trusted-users = root\nbuild-users-group =\n` : NIX_CONF);
     if (opts.bashrc) {
       fs.writeFileSync(path.join(dir, 'home/.bashrc'), opts.bashrc + '\n');
       fs.chownSync(path.join(dir, 'home/.bashrc'), uid, gid);
@@ -112,9 +118,6 @@ export class Builder {
       fs.chmodSync(path.join(bin, 'nix'), 0o755);
       fs.symlinkSync('nix', path.join(bin, 'nix-store'));
       await sh(`chown -R ${uid}:${gid} ${dir}/nix`);
-    }
-    if (opts.hideNixStore) {
-      fs.writeFileSync(path.join(dir, 'no-nix-store'), '#!/bin/sh\necho "bash: nix-store: command not found" >&2\nexit 127\n', { mode: 0o755 });
     }
     const r = await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'hostkey')], { reject: false });
     if (r.exitCode !== 0) throw new Error(`ssh-keygen: ${r.stderr}`);
@@ -139,15 +142,35 @@ export class Builder {
   async start(): Promise<void> {
     const d = this.dir;
     const binds = [`mount --bind ${d}/nix /nix`, `mount --bind ${d}/home /home/${BUILDER_USER}`, `mount --bind ${d}/etcnix /etc/nix`];
-    if (this.opts.hideNixStore) binds.push(`mount --bind ${d}/no-nix-store /usr/bin/nix-store`);
+    if (this.opts.hideNixStore) {
+      if (!fs.existsSync(`${d}/no-nix-store`)) {
+        fs.writeFileSync(`${d}/no-nix-store`, '#!/bin/sh\necho "bash: nix-store: command not found" >&2\nexit 127\n', { mode: 0o755 });
+      }
+      binds.push(`mount --bind ${d}/no-nix-store /usr/bin/nix-store`);
+    }
+    if (this.opts.untrusted) binds.push(`(nix-daemon > ${d}/daemon.log 2>&1 & echo $! > ${d}/daemon.pid)`);
     const r = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${binds.join(' && ')} && exec /usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`], {
       reject: false,
     });
     if (r.exitCode !== 0) throw new Error(`sshd did not start: ${r.stderr}\n${fs.readFileSync(`${d}/sshd.log`, 'utf8')}`);
     await waitForPort(this.port);
+    if (this.opts.untrusted) {
+      const sock = `${d}/nix/var/nix/daemon-socket/socket`;
+      for (let i = 0; i < 200 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 25));
+      if (!fs.existsSync(sock)) throw new Error(`the builder's nix-daemon did not start: ${fs.readFileSync(`${d}/daemon.log`, 'utf8')}`);
+    }
   }
 
   async stop(): Promise<void> {
+    const daemonPid = path.join(this.dir, 'daemon.pid');
+    if (fs.existsSync(daemonPid)) {
+      try {
+        process.kill(Number(fs.readFileSync(daemonPid, 'utf8').trim()), 'SIGTERM');
+      } catch {
+        // already gone
+      }
+      fs.rmSync(daemonPid, { force: true });
+    }
     const pidFile = path.join(this.dir, 'sshd.pid');
     if (!fs.existsSync(pidFile)) return;
     const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
@@ -172,6 +195,25 @@ export class Builder {
 
   authorizedKeys(): string {
     return fs.readFileSync(path.join(this.dir, 'home/.ssh/authorized_keys'), 'utf8');
+  }
+
+  /** A new host key, as after a reinstall; takes effect at the next start(). */
+  async newHostKey(): Promise<void> {
+    fs.rmSync(path.join(this.dir, 'hostkey'), { force: true });
+    fs.rmSync(path.join(this.dir, 'hostkey.pub'), { force: true });
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(this.dir, 'hostkey')]);
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  setBashrc(text: string): void {
+    const f = path.join(this.dir, 'home/.bashrc');
+    fs.writeFileSync(f, text + '\n');
+    const st = fs.statSync(path.join(this.dir, 'home'));
+    fs.chownSync(f, st.uid, st.gid);
   }
 
   hostKeyFingerprint(): Promise<string> {

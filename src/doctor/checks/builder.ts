@@ -12,7 +12,7 @@ import { formatMachineLine, uriHost, type ParsedMachine } from '../../nix/machin
 import { parseSshG } from '../../ssh/ssh-config.js';
 import { fingerprint, hostKeyFromMachinesField, keyLine, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
 import { envWithoutAgent, startupFileFor } from '../../ssh/system-ssh.js';
-import { classifySshError, explainBuild } from '../ssh-errors.js';
+import { classifySshError, decodeProtocolError, explainBuild } from '../ssh-errors.js';
 import { asShCommand, parseProbe, PROBE_SCRIPT, type ProbeResult } from '../../remote/scripts.js';
 import { parseNixVersion, parseStorePing, storePingArgs, formatVersion } from '../../nix/version.js';
 import { PROBE_NIX } from '../../init/prove.js';
@@ -286,10 +286,15 @@ export function builderChecks(): Check<BuilderState>[] {
       run: async (s) => {
         if (s.authStdout === '') return pass('`true` prints nothing on stdout');
         const shell = /NIXREMOTE:shell=(.*)/.exec((await ssh(s, [asShCommand('echo "NIXREMOTE:shell=$SHELL"')])).stdout)?.[1] ?? null;
+        // Show what Nix itself makes of it, decoded back to the text.
+        const ping = await storePing(s);
+        const nixSays = ping && ping.r.exitCode !== 0 ? decodeProtocolError(ping.r.stderr) : null;
         return fail(
           `ssh ${s.target} true printed ${JSON.stringify(s.authStdout.slice(0, 200))}`,
-          "Nix speaks its protocol over that stdout; text printed by the builder's shell corrupts it (Nix: \"protocol mismatch\" or \"serialised integer ... is too large\")",
+          "Nix speaks its protocol over that stdout, and text printed by the builder's shell corrupts it" +
+            (nixSays !== null ? `: Nix's error quotes ${JSON.stringify(nixSays)}, which is that text` : ' ("protocol mismatch" or "serialised integer ... is too large")'),
           `make ${startupFileFor(shell)} print nothing for non-interactive shells (e.g. wrap it in: [ -t 0 ] && ...)`,
+          { evidence: ping ? [ping.ev] : [] },
         );
       },
     },
@@ -369,10 +374,9 @@ export function builderChecks(): Check<BuilderState>[] {
       needs: ['remote-nix'],
       timeoutMs: 90_000,
       run: async (s) => {
-        const v = parseNixVersion((await s.ctx.exec('nix', ['--version'])).stdout);
-        if (!v) return fail('cannot run the local nix', '`nix --version` failed', 'install Nix, or put it on PATH');
-        const r = await s.ctx.exec('nix', storePingArgs(v, hookStoreUri(s)), { env: envWithoutAgent(), timeoutMs: 80_000 });
-        const ev = { command: r.command, output: (r.stdout + r.stderr).trim() };
+        const ping = await storePing(s);
+        if (!ping) return fail('cannot run the local nix', '`nix --version` failed', 'install Nix, or put it on PATH');
+        const { r, ev, v } = ping;
         if (r.exitCode !== 0) {
           const ex = explainBuild(r.stderr);
           return fail('the store ping failed', ex?.cause ?? r.stderr.trim().split('\n').pop() ?? '', ex?.fix ?? 'see the evidence', { evidence: [ev] });
@@ -407,6 +411,14 @@ export function builderChecks(): Check<BuilderState>[] {
       },
     },
   ];
+}
+
+/** The store ping of the local Nix version, against the store the build hook would open. */
+async function storePing(s: BuilderState) {
+  const v = parseNixVersion((await s.ctx.exec('nix', ['--version'])).stdout);
+  if (!v) return null;
+  const r = await s.ctx.exec('nix', storePingArgs(v, hookStoreUri(s)), { env: envWithoutAgent(), timeoutMs: 80_000 });
+  return { v, r, ev: { command: r.command, output: (r.stdout + r.stderr).trim() } };
 }
 
 /** The store URI the build hook opens: the machine's key and host key as store settings (Machine::openStore). */

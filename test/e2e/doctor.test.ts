@@ -1,0 +1,183 @@
+// `nixremote doctor` against real builders set up by `nixremote init`, each then broken
+// for real, one fault at a time.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Builder, Client, withRig, type BuilderOptions } from './harness.js';
+
+async function initialized(opts: BuilderOptions, fn: (b: Builder, c: Client) => Promise<void>, extra: string[] = []): Promise<void> {
+  await withRig(opts, async (b, c) => {
+    const r = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'box', '--yes', '--password-stdin', ...extra], { input: b.password + '\n' });
+    assert.equal(r.exitCode, 0, `init failed:\n${r.stdout}\n${r.stderr}`);
+    await fn(b, c);
+  });
+}
+
+interface Check {
+  id: string;
+  status: string;
+  summary: string;
+  cause?: string;
+  fix?: string;
+}
+interface Report {
+  status: string;
+  local: Check[];
+  builders: { name: string; status: string; checks: Check[] }[];
+}
+
+async function doctorJson(c: Client, args: string[] = []): Promise<{ code: number; report: Report; stderr: string }> {
+  const r = await c.nixremote(['doctor', '--json', ...args]);
+  let report: Report;
+  try {
+    report = JSON.parse(String(r.stdout));
+  } catch {
+    throw new Error(`doctor --json did not print JSON:\n${r.stdout}\n${r.stderr}`);
+  }
+  return { code: r.exitCode ?? -1, report, stderr: String(r.stderr) };
+}
+
+const check = (r: Report, id: string) => r.builders[0]!.checks.find((c) => c.id === id)!;
+
+/** The first failing check of the builder, which is the one the fault should be pinned on. */
+function firstFailure(r: Report): Check {
+  const f = r.builders[0]!.checks.find((c) => c.status === 'fail');
+  assert.ok(f, `no check failed: ${JSON.stringify(r.builders[0]!.checks.map((c) => [c.id, c.status]))}`);
+  return f;
+}
+
+describe('doctor on a healthy builder', () => {
+  test('passes after init, in text and in JSON', async () => {
+    await initialized({}, async (b, c) => {
+      const text = await c.nixremote(['doctor']);
+      assert.equal(text.exitCode, 0, `${text.stdout}\n${text.stderr}`);
+      assert.match(String(text.stdout), /a real build: \/nix\/store\/\S+-nixremote-probe was built on box/);
+      assert.match(String(text.stdout), /checks passed, 0 failed/);
+      const { code, report } = await doctorJson(c, ['box']);
+      assert.equal(code, 0);
+      assert.equal(report.status, 'pass');
+      assert.deepEqual(report.builders.map((x) => x.name), ['box']);
+      assert.ok(report.builders[0]!.checks.every((x) => x.status === 'pass'), JSON.stringify(report.builders[0]!.checks));
+      const out = String(check(report, 'build').summary).split(' ')[0]!;
+      assert.ok(b.storeHas(out), `${out} is not in the builder's store`);
+    });
+  });
+
+  test('an unknown builder name is a usage error', async () => {
+    await initialized({}, async (_b, c) => {
+      const r = await c.nixremote(['doctor', 'nosuch', '--no-build']);
+      assert.equal(r.exitCode, 2);
+      assert.match(String(r.stderr), /no builder named nosuch \(configured: box\)/);
+    });
+  });
+});
+
+describe('doctor names each fault', () => {
+  test('a shell that prints', async () => {
+    await initialized({}, async (b, c) => {
+      b.setBashrc('echo Welcome to the builder');
+      const { code, report } = await doctorJson(c);
+      assert.equal(code, 1);
+      const f = firstFailure(report);
+      assert.equal(f.id, 'shell');
+      assert.match(f.summary, /printed "Welcome to the builder\\n"/);
+      assert.match(f.fix!, /~\/\.bashrc/);
+      // Nix's own error, decoded back to what the shell printed.
+      assert.match(f.cause!, /Nix's error quotes "Welcome to the builder/);
+    });
+  });
+
+  test('nix-store missing from the non-interactive PATH', async () => {
+    await initialized({}, async (b, c) => {
+      b.opts.hideNixStore = true;
+      await b.restart();
+      const { code, report } = await doctorJson(c);
+      assert.equal(code, 1);
+      const f = firstFailure(report);
+      assert.equal(f.id, 'remote-nix');
+      assert.match(f.cause!, /not installed or not on the builder's non-interactive PATH/);
+      assert.equal(check(report, 'build').status, 'skip');
+    });
+  });
+
+  test('a builder user that the builder\'s nix-daemon does not trust', async () => {
+    await initialized({ untrusted: true }, async (b, c) => {
+      const { code, report } = await doctorJson(c);
+      assert.equal(code, 1);
+      const f = firstFailure(report);
+      assert.equal(f.id, 'trust');
+      assert.match(f.summary, new RegExp(`${b.user} is not in the builder's trusted-users \\(root\\)`));
+      assert.match(f.fix!, /trusted-users = root nixremote-e2e/);
+      // The real build fails the same way, and its Nix error is mapped to the cause.
+      const build = check(report, 'build');
+      assert.equal(build.status, 'fail');
+      assert.match(build.cause!, /does not trust the ssh user/);
+    }, ['--no-test-build']);
+  });
+
+  test('a host key that changed', async () => {
+    await initialized({}, async (b, c) => {
+      await b.newHostKey();
+      await b.restart();
+      const { code, report } = await doctorJson(c);
+      assert.equal(code, 1);
+      const f = firstFailure(report);
+      assert.equal(f.id, 'host-key');
+      assert.match(f.summary, new RegExp(`the builder shows ${(await b.hostKeyFingerprint()).replace(/[+/]/g, '\\$&')}`));
+      assert.match(f.cause!, /reinstalled|changed/);
+    });
+  });
+
+  test('HostKeyAlias missing, so the pinned key is never found', async () => {
+    await initialized({}, async (_b, c) => {
+      const cfg = path.join(c.root, '.ssh/config');
+      fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace(/^\s*HostKeyAlias .*\n/m, ''));
+      const { code, report } = await doctorJson(c, ['--no-build']);
+      assert.equal(code, 1);
+      const f = firstFailure(report);
+      assert.equal(f.id, 'host-key');
+      assert.match(f.summary, /looked up as "\[127\.0\.0\.1\]:\d+", but Nix writes it under "box"/);
+      assert.match(f.fix!, /HostKeyAlias box/);
+    });
+  });
+
+  test('a key with mode 0644, and --fix mends it', async () => {
+    await initialized({}, async (_b, c) => {
+      const key = path.join(c.root, '.ssh/nix_remote');
+      fs.chmodSync(key, 0o644);
+      const { code, report } = await doctorJson(c, ['--no-build']);
+      assert.equal(code, 1);
+      const f = firstFailure(report);
+      assert.equal(f.id, 'key');
+      assert.match(f.summary, /mode 0644/);
+      assert.equal(f.fix, 'chmod 600 /root/.ssh/nix_remote');
+      assert.equal(check(report, 'login').status, 'skip', 'a check whose prerequisite failed is skipped, not failed again');
+      const fix = await c.nixremote(['doctor', '--no-build', '--fix', '--yes']);
+      assert.equal(fix.exitCode, 0, `${fix.stdout}\n${fix.stderr}`);
+      assert.match(String(fix.stdout), /applied: chmod 600/);
+      assert.equal(fs.statSync(key).mode & 0o777, 0o600);
+    });
+  });
+
+  test('a stopped sshd', async () => {
+    await initialized({}, async (b, c) => {
+      await b.stop();
+      const r = await c.nixremote(['doctor']);
+      assert.equal(r.exitCode, 1);
+      assert.match(String(r.stdout), /TCP connection: 127\.0\.0\.1:\d+ refused the connection/);
+      assert.match(String(r.stdout), /fix: +start sshd on the builder/);
+      assert.doesNotMatch(String(r.stdout) + String(r.stderr), /\n\s+at /, 'no stack trace');
+    });
+  });
+
+  test('systems the builder cannot build', async () => {
+    await initialized({}, async (_b, c) => {
+      const { code, report } = await doctorJson(c, ['--no-build']);
+      assert.equal(code, 1);
+      const f = firstFailure(report);
+      assert.equal(f.id, 'capabilities');
+      assert.match(f.summary, /claims riscv64-linux, but the builder's Nix builds x86_64-linux/);
+    }, ['--systems', 'x86_64-linux,riscv64-linux']);
+  });
+});
