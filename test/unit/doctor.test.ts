@@ -1,0 +1,226 @@
+// Doctor's checks on recorded command output, with a context of fakes: no ssh, no Nix.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { DoctorCtx, FileInfo } from '../../src/doctor/context.js';
+import type { ExecResult } from '../../src/io/exec.js';
+import type { Install } from '../../src/init/install.js';
+import { runChecks, worst } from '../../src/doctor/runner.js';
+import { classifySshError, decodeProtocolError, explainBuild } from '../../src/doctor/ssh-errors.js';
+import { localChecks, localState } from '../../src/doctor/checks/local.js';
+import { builderChecks, builderState, cannotTake, cleanup } from '../../src/doctor/checks/builder.js';
+import { readBuilders, readNixConfig } from '../../src/doctor/nix-config.js';
+import { parseMachines, formatMachineLine } from '../../src/nix/machines-file.js';
+import { machinesHostKeyField, parseKeyLine } from '../../src/ssh/host-key.js';
+import type { Check } from '../../src/doctor/types.js';
+
+const ED = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS')!;
+const root: Install = { multiUser: true, reason: 'test', user: { name: 'root', uid: 0, gid: 0, home: '/root' }, confDir: '/etc/nix', daemon: { restart: null, how: 'systemctl restart nix-daemon' } };
+const ok = (command: string, stdout = '', stderr = '', exitCode = 0): ExecResult => ({ command, stdout, stderr, exitCode, timedOut: false });
+
+function fakeCtx(files: Record<string, string>, exec: (file: string, args: string[]) => ExecResult, over: Partial<DoctorCtx> = {}): DoctorCtx {
+  const stats: Record<string, FileInfo> = {};
+  for (const f of Object.keys(files)) stats[f] = { uid: 0, mode: 0o600, isFile: true };
+  return {
+    exec: async (file, args) => exec(file, args),
+    read: (p) => files[p] ?? null,
+    stat: (p) => stats[p] ?? (p === '/usr/bin/ssh' ? { uid: 0, mode: 0o755, isFile: true } : null),
+    resolve: async () => ['127.0.0.1'],
+    tcp: async () => ({ ok: true, ms: 1 }),
+    hostKey: async () => ED,
+    daemon: () => ({ pid: 42, startedMs: 2000, path: '/usr/bin:/bin' }),
+    mtimeMs: () => 1000,
+    env: {},
+    install: root,
+    build: false,
+    drv: null,
+    ...over,
+  };
+}
+
+describe('runner', () => {
+  const c = (id: string, needs: string[], run: () => Promise<never> | Promise<{ status: 'pass' | 'fail'; summary: string }>): Check<null> => ({ id, title: id, needs, run, timeoutMs: 200 });
+  test('skips dependants of a failure, turns a throw or a hang into a failure', async () => {
+    const r = await runChecks(
+      [
+        c('a', [], async () => ({ status: 'fail', summary: 'a broke' })),
+        c('b', ['a'], async () => ({ status: 'pass', summary: 'never' })),
+        c('c', [], async () => {
+          throw new Error('boom');
+        }),
+        c('d', [], () => new Promise(() => {})),
+        c('e', ['c'], async () => ({ status: 'pass', summary: 'x' })),
+      ],
+      null,
+    );
+    assert.deepEqual(r.map((x) => [x.id, x.status]), [['a', 'fail'], ['b', 'skip'], ['c', 'fail'], ['d', 'fail'], ['e', 'skip']]);
+    assert.match(r[2]!.cause!, /boom/);
+    assert.match(r[3]!.cause!, /took longer than/);
+    assert.equal(worst(r), 'fail');
+  });
+});
+
+describe("OpenSSH's errors", () => {
+  // Recorded from OpenSSH 9.2 on Debian 12.
+  const cases: [string, string][] = [
+    ['nixremote-e2e@127.0.0.1: Permission denied (publickey,password).', 'auth'],
+    ['Host key verification failed.', 'hostkey-unknown'],
+    ['@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n', 'hostkey-changed'],
+    ['ssh: connect to host 127.0.0.1 port 2301: Connection refused', 'refused'],
+    ['ssh: connect to host 10.0.0.9 port 22: Connection timed out', 'timeout'],
+    ['ssh: Could not resolve hostname nosuch: Name or service not known', 'dns'],
+    ['kex_exchange_identification: read: Connection reset by peer', 'dropped'],
+    ['@         WARNING: UNPROTECTED PRIVATE KEY FILE!          @\nLoad key "/root/.ssh/nix_remote": bad permissions', 'key-perms'],
+    ['Received disconnect from 1.2.3.4 port 22:2: Too many authentication failures', 'too-many-keys'],
+  ];
+  for (const [stderr, kind] of cases) test(`${kind}`, () => assert.equal(classifySshError(stderr).kind, kind));
+});
+
+describe("Nix's protocol errors decoded to the shell's text", () => {
+  test('protocol mismatch (Nix 2.8 wording, with the buffer it quotes)', () => {
+    assert.equal(decodeProtocolError("error: 'nix-store --serve' protocol mismatch from 'b1', got 'Hello there\n       \uFFFD\uFFFDRT\0\0'"), 'Hello there');
+  });
+  test('serialised integer: eight bytes, little-endian', () => {
+    const n = Buffer.from('Welcome!', 'latin1').readBigUInt64LE(0);
+    assert.equal(decodeProtocolError(`error: serialised integer ${n} is too large for type 'j'`), 'Welcome!');
+  });
+  test('build failures map to causes', () => {
+    assert.match(explainBuild("error: you are not privileged to build input-addressed derivations")!.fix, /trusted-users/);
+    assert.match(explainBuild("error: cannot add path '/nix/store/x' because it lacks a signature by a trusted key")!.cause, /does not trust/);
+    assert.match(explainBuild("error: 'nix-store --serve' protocol mismatch from 'b', got 'Hi'")!.cause, /printed "Hi"/);
+    assert.match(explainBuild("error: unable to start any build; either increase '--max-jobs' or enable remote builds.")!.cause, /max-jobs = 0/);
+    assert.match(explainBuild("Failed to find a machine for remote build!")!.cause, /max-jobs|usable/);
+  });
+});
+
+describe('reading builders as Nix does', () => {
+  const files: Record<string, string> = {
+    '/etc/nix/nix.conf': 'sandbox = false\ninclude extra.conf\n!include /etc/nix/missing.conf\n',
+    '/etc/nix/extra.conf': 'builders = @/etc/nix/machines ; ssh://inline x86_64-linux\n',
+    '/etc/nix/machines': `ssh://a x86_64-linux /k 4 1 - - ${machinesHostKeyField(ED)}\n# comment\n`,
+    '/home/u/.config/nix/nix.conf': 'builders = ssh://user-only\n',
+  };
+  const read = (p: string) => files[p] ?? null;
+  test('includes relative to the including file, @files, ";" separators', () => {
+    const cfg = readNixConfig(read, {}, '/root', false);
+    const b = readBuilders(cfg, read, {}, ['system']);
+    assert.deepEqual(b.machines.map((m) => m.uri), ['ssh://a', 'ssh://inline']);
+    assert.equal(b.source!.file, '/etc/nix/extra.conf');
+    assert.deepEqual(cfg.errors, []);
+  });
+  test('a single-user Nix reads the user file after the system one', () => {
+    const cfg = readNixConfig(read, {}, '/home/u', true);
+    assert.deepEqual(readBuilders(cfg, read, {}, ['system', 'user', 'env']).machines.map((m) => m.uri), ['ssh://user-only']);
+  });
+  test('unset builders means @/etc/nix/machines (where NixOS writes nix.buildMachines)', () => {
+    const r = (p: string) => (p === '/etc/nix/machines' ? files[p]! : null);
+    const b = readBuilders(readNixConfig(r, {}, '/root', false), r, {}, ['system']);
+    assert.equal(b.source, null);
+    assert.deepEqual(b.machines.map((m) => m.uri), ['ssh://a']);
+  });
+  test('a missing mandatory include is an error', () => {
+    const cfg = readNixConfig((p) => (p === '/etc/nix/nix.conf' ? 'include nope.conf\n' : null), {}, '/root', false);
+    assert.match(cfg.errors[0]!, /nix.conf:1: include \/etc\/nix\/nope.conf does not exist/);
+  });
+});
+
+describe('local checks', () => {
+  test('not root on a multi-user install: fail, and the builders check is skipped', async () => {
+    const ctx = fakeCtx({}, () => ok('nix --version', 'nix (Nix) 2.8.0\n'), { install: { ...root, user: { name: 'u', uid: 1000, gid: 1000, home: '/home/u' } } });
+    const r = await runChecks(localChecks(), localState(ctx));
+    assert.equal(r.find((c) => c.id === 'access')!.status, 'fail');
+    assert.match(r.find((c) => c.id === 'access')!.fix!, /sudo/);
+    assert.equal(r.find((c) => c.id === 'builders')!.status, 'skip');
+  });
+  test('a malformed machine line is reported with file, line and column', async () => {
+    const ctx = fakeCtx({ '/etc/nix/machines': 'ssh://a x86_64-linux - four\n' }, () => ok('nix', 'nix (Nix) 2.8.0'));
+    const r = await runChecks(localChecks(), localState(ctx));
+    assert.equal(r.find((c) => c.id === 'builders')!.summary, "/etc/nix/machines:1:24: field 4 'four' is not a whole number");
+  });
+  test('nix.conf changed after the daemon started', async () => {
+    const ctx = fakeCtx({ '/etc/nix/nix.conf': 'builders = @/etc/nix/machines\n' }, () => ok('nix', 'nix (Nix) 2.8.0'), { mtimeMs: () => 5000 });
+    const r = (await runChecks(localChecks(), localState(ctx))).find((c) => c.id === 'daemon-fresh')!;
+    if (process.platform === 'linux') {
+      assert.equal(r.status, 'fail');
+      assert.match(r.summary, /changed after the nix-daemon \(pid 42\) started/);
+      assert.match(r.fix!, /systemctl restart nix-daemon/);
+    }
+  });
+  test('builders only in a user file, which the daemon ignores', async () => {
+    const ctx = fakeCtx({ '/root/.config/nix/nix.conf': 'builders = ssh://x\n' }, () => ok('nix', 'nix (Nix) 2.8.0'));
+    const r = (await runChecks(localChecks(), localState(ctx))).find((c) => c.id === 'ignored-settings')!;
+    assert.equal(r.status, 'fail');
+    assert.match(r.cause!, /restricted setting/);
+  });
+  test('ssh missing from the daemon PATH', async () => {
+    const ctx = fakeCtx({}, () => ok('nix', 'nix (Nix) 2.8.0'), { daemon: () => ({ pid: 7, startedMs: 9e15, path: '/nowhere' }) });
+    const r = (await runChecks(localChecks(), localState(ctx))).find((c) => c.id === 'daemon-ssh')!;
+    assert.equal(r.status, 'fail');
+  });
+});
+
+describe('builder checks on recorded output', () => {
+  const machineText = (extra = '') => `ssh://box x86_64-linux /root/.ssh/nix_remote 2 1 big-parallel${extra} - ${machinesHostKeyField(ED)}`;
+  const sshG = (alias: string) => `hostname 127.0.0.1\nport 2301\nuser nix\nidentityfile /root/.ssh/nix_remote\nhostkeyalias ${alias}\nuserknownhostsfile /root/.ssh/known_hosts\n`;
+  const probe = 'NIXREMOTE:path=/usr/bin/nix-store\nNIXREMOTE:system=x86_64-linux\nNIXREMOTE:system-features=benchmark big-parallel nixos-test\nNIXREMOTE:trusted-users=root\nNIXREMOTE:user=nix\nNIXREMOTE:groups=nix users\nNIXREMOTE:daemon-socket=1\n';
+  function exec(alias: string) {
+    return (file: string, args: string[]): ExecResult => {
+      const cmd = [file, ...args].join(' ');
+      if (file === 'ssh' && args[0] === '-G') return ok(cmd, sshG(alias));
+      if (file === 'ssh-keygen') return ok(cmd, `${ED.type} ${ED.base64} root@x\n`);
+      if (file === 'ssh' && args.includes('true')) return ok(cmd);
+      if (file === 'ssh' && args.some((a) => a.startsWith('sh -c'))) return ok(cmd, probe);
+      if (file === 'ssh' && args.includes('--version')) return ok(cmd, 'nix-store (Nix) 2.8.0\n');
+      if (file === 'nix' && args[0] === '--version') return ok(cmd, 'nix (Nix) 2.8.0\n');
+      if (file === 'nix') return ok(cmd, 'Store URL: ssh://box\n');
+      return ok(cmd, '', 'unexpected', 1);
+    };
+  }
+  async function run(alias: string, text = machineText(), over: Partial<DoctorCtx> = {}) {
+    const ctx = fakeCtx({ '/root/.ssh/nix_remote': 'KEY', '/root/.ssh/nix_remote.pub': `${ED.type} ${ED.base64}` }, exec(alias), over);
+    const m = parseMachines(text, '/etc/nix/machines').machines[0]!;
+    const st = builderState(ctx, m);
+    try {
+      return await runChecks(builderChecks(), st);
+    } finally {
+      cleanup(st);
+    }
+  }
+  const get = (r: Awaited<ReturnType<typeof run>>, id: string) => r.find((c) => c.id === id)!;
+
+  test('all pass, except trust: the ssh user is not in trusted-users', async () => {
+    const r = await run('box');
+    assert.deepEqual(r.filter((c) => c.status !== 'pass').map((c) => [c.id, c.status]), [['trust', 'fail'], ['build', 'skip']]);
+    assert.match(get(r, 'trust').summary, /nix is not in the builder's trusted-users \(root\)/);
+  });
+  test('without HostKeyAlias the pinned key is looked up as [host]:port', async () => {
+    const r = await run('none');
+    assert.match(get(r, 'host-key').summary, /looked up as "\[127\.0\.0\.1\]:2301", but Nix writes it under "box"/);
+    assert.equal(get(r, 'login').status, 'skip');
+  });
+  test('a claimed feature the builder lacks', async () => {
+    const r = await run('box', machineText(',kvm'));
+    assert.match(get(r, 'capabilities').summary, /claims feature kvm/);
+  });
+  test('a key that others can read, with a fix action', async () => {
+    const ctx = fakeCtx({ '/root/.ssh/nix_remote': 'KEY' }, exec('box'));
+    ctx.stat = (p) => (p === '/root/.ssh/nix_remote' ? { uid: 0, mode: 0o644, isFile: true } : null);
+    const st = builderState(ctx, parseMachines(machineText(), 'm').machines[0]!);
+    const r = await runChecks(builderChecks(), st);
+    cleanup(st);
+    assert.equal(get(r, 'key').fix, 'chmod 600 /root/.ssh/nix_remote');
+    assert.equal(get(r, 'key').action?.description, 'chmod 600 /root/.ssh/nix_remote');
+  });
+  test('a changed host key against the machine line', async () => {
+    const other = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINH5oCf1+utmWwIxA1e4/pDspOuCUPEOh10Z3z0t5j5s')!;
+    const r = await run('box', machineText(), { hostKey: async () => other });
+    assert.match(get(r, 'host-key').summary, /the machine line pins SHA256:pZvr.*, the builder shows SHA256:/);
+  });
+  test('--drv matching follows Nix: system, required and mandatory features', () => {
+    const m = { systems: ['x86_64-linux'], supportedFeatures: ['big-parallel'], mandatoryFeatures: [] as string[] };
+    assert.equal(cannotTake(m, 'x86_64-linux', ['big-parallel']), null);
+    assert.match(cannotTake(m, 'aarch64-linux', [])!, /needs system aarch64-linux/);
+    assert.match(cannotTake(m, 'x86_64-linux', ['kvm'])!, /requires feature kvm/);
+    assert.match(cannotTake({ ...m, mandatoryFeatures: ['benchmark'] }, 'x86_64-linux', [])!, /only takes derivations that require benchmark/);
+    assert.equal(formatMachineLine({ ...parseMachines(machineText(), 'm').machines[0]! }), machineText());
+  });
+});
