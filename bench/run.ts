@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchDoctor } from './doctor.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(repo, 'bin/nixremote');
@@ -27,3 +28,5 @@ for (const args of [['--version'], ['--help'], ['init', '--help']]) {
   const t = median([cli, ...args]);
   console.log(`  ${`nixremote ${args.join(' ')}`.padEnd(32)} ${t.toFixed(1).padStart(7)} ms   ${(t / base).toFixed(2)}x`);
 }
+
+await benchDoctor();

@@ -55,7 +55,7 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
               const checks = await runChecks(builderChecks(), st);
               return { name: st.name, uri: m.uri, source: `${m.source.file}:${m.source.line}`, status: worst(checks), checks };
             } finally {
-              cleanup(st);
+              await cleanup(st);
             }
           }),
         )

@@ -1,34 +1,33 @@
-// Runs checks in dependency order. A check whose prerequisite did not pass is skipped,
-// not failed a second time; a check that throws or times out is a failure with the
-// error as its evidence, never a crash.
+// Runs checks as soon as what they need has passed, so independent checks overlap (the
+// store ping and the real build, say). A check whose prerequisite did not pass is
+// skipped, not failed a second time; a check that throws or times out is a failure with
+// the error as its cause, never a crash. Reports come back in the declared order.
 import type { Check, CheckReport, Result } from './types.js';
 
-export async function runChecks<S>(checks: Check<S>[], state: S, onDone?: (r: CheckReport) => void): Promise<CheckReport[]> {
-  const byId = new Map<string, CheckReport>();
-  const out: CheckReport[] = [];
+export async function runChecks<S>(checks: Check<S>[], state: S): Promise<CheckReport[]> {
+  const started = new Map<string, Promise<CheckReport>>();
+  const ids = new Set(checks.map((c) => c.id));
   for (const c of checks) {
-    const blocked = c.needs.find((n) => {
-      const r = byId.get(n);
-      return !r || (r.status !== 'pass' && r.status !== 'warn');
-    });
-    let report: CheckReport;
-    if (blocked) {
-      report = { id: c.id, title: c.title, status: 'skip', summary: `skipped: needs ${blocked}`, ms: 0 };
-    } else {
-      const t0 = Date.now();
-      let r: Result;
-      try {
-        r = await withTimeout(c.run(state), c.timeoutMs ?? 60_000, c.title);
-      } catch (e) {
-        r = { status: 'fail', summary: `${c.title}: the check itself failed`, cause: (e as Error).message, fix: 'run with --verbose and report this' };
-      }
-      report = { id: c.id, title: c.title, ms: Date.now() - t0, ...r };
-    }
-    byId.set(c.id, report);
-    out.push(report);
-    onDone?.(report);
+    const unknown = c.needs.find((n) => !ids.has(n) || !started.has(n));
+    if (unknown) throw new Error(`check ${c.id} needs ${unknown}, which is not declared before it`);
+    const deps = c.needs.map((n) => started.get(n)!);
+    started.set(
+      c.id,
+      Promise.all(deps).then(async (done) => {
+        const blocked = done.find((r) => r.status !== 'pass' && r.status !== 'warn');
+        if (blocked) return { id: c.id, title: c.title, status: 'skip', summary: `skipped: needs ${blocked.id}`, ms: 0 } satisfies CheckReport;
+        const t0 = Date.now();
+        let r: Result;
+        try {
+          r = await withTimeout(c.run(state), c.timeoutMs ?? 60_000, c.title);
+        } catch (e) {
+          r = { status: 'fail', summary: `${c.title}: the check itself failed`, cause: (e as Error).message, fix: 'run with --verbose and report this' };
+        }
+        return { id: c.id, title: c.title, ms: Date.now() - t0, ...r };
+      }),
+    );
   }
-  return out;
+  return Promise.all(checks.map((c) => started.get(c.id)!));
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

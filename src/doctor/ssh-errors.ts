@@ -45,16 +45,26 @@ export function decodeProtocolError(message: string): string | null {
   return null;
 }
 
-/** Known lines of a failed offloaded build, newest wording first where it changed. */
+/**
+ * Known lines of a failed offloaded build. Wording by Nix version, from Nix's source:
+ * trust: "you are not privileged to build derivations" (2.3), "... input-addressed
+ * derivations" (2.4+), "lacks a valid signature" (to 2.14), "lacks a signature by a
+ * trusted key" (2.15+); no usable machine: "unable to start any build; ..." (2.3-2.20),
+ * "Unable to start any build; ..." (2.21+), "a '...' with features {...} is required"
+ * (to 2.29), "Cannot build '...'. Reason: required system or feature not available"
+ * (2.30-2.33), "Reason: platform mismatch" / "missing system features" / "local builds are
+ * disabled" (2.34+).
+ */
 const BUILD_FAILURES: [RegExp, string, string][] = [
-  [/you are not privileged to build input-addressed derivations|lacks a signature by a trusted key|is not a trusted user|cannot add path .* because it lacks a signature/, "the builder's Nix does not trust the ssh user, so it will not build or import for it", "add the ssh user to trusted-users in the builder's nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon"],
+  [/you are not privileged to build (input-addressed )?derivations|lacks a (valid signature|signature by a trusted key)|is not a trusted user/, "the builder's Nix does not trust the ssh user, so it will not build or import for it", "add the ssh user to trusted-users in the builder's nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon"],
   [/protocol mismatch|serialised integer .* is too large/, "the builder's shell prints text before Nix's protocol starts", 'make the shell startup files on the builder print nothing for non-interactive shells'],
   [/Host key verification failed/, "root's ssh does not accept the builder's host key", 'pin the host key: nixremote doctor --fix, or nixremote init'],
   [/Permission denied \(publickey/, 'the builder refused the key', "add the key to the builder user's authorized_keys (nixremote init)"],
   [/nix-store: command not found|nix-daemon: command not found|No such file or directory.*nix-(store|daemon)/, "nix-store is not on the builder's non-interactive PATH", 'add ?remote-program=/path/to/nix-store to the store URI, or fix PATH on the builder'],
+  [/remote machines may not have all required system features/i, "no builder offers this derivation's system and features, or the builder's pinned host key does not match what ssh looks up (HostKeyAlias)", 'run nixremote doctor without --no-build: it checks both'],
+  [/required system or feature not available|platform mismatch|missing system features|a '.*' with features \{.*\} is required/, 'no configured builder offers the system and features this derivation needs', "check the systems and features on the builder's machine line"],
+  [/unable to start any build|local builds are disabled|Failed to find a machine for remote build/i, 'no builder was usable and local builds are off (max-jobs = 0)', 'fix the builder, or allow local builds'],
   [/cannot connect to '.*'|cannot build on '.*'/, 'the build hook could not use the builder', 'see the lines above it for the reason'],
-  [/required system or feature not available|may not have all required system features|a '.*' with features \{.*\} is required/, 'no configured builder offers the system and features this derivation needs', "check the systems and features on the builder's machine line"],
-  [/unable to start any build|Failed to find a machine for remote build/, 'no builder was usable and local builds are off (max-jobs = 0)', 'fix the builder, or allow local builds'],
   [/Connection refused|Connection timed out|No route to host/, 'the builder cannot be reached', 'start sshd on the builder, or fix the address'],
 ];
 

@@ -129,22 +129,21 @@ export function parseMachines(
         while ((m = re.exec(rawEntry)) !== null) offsets.push(entryColumn + m.index);
       }
       const isSet = (n: number) => tokens.length > n && tokens[n] !== '' && tokens[n] !== '-';
-      const num = (n: number): number => {
+      const num = (n: number, float: boolean): number => {
         if (!isSet(n)) return 1;
-        // Nix reads these with std::stoull: digits only, or it rejects the line.
-        if (!/^\d+$/.test(tokens[n]!)) {
-          errors.push({ ...source, column: offsets[n]!, message: `field ${n + 1} '${tokens[n]}' is not a whole number` });
+        // Nix rejects the whole list for a bad number ("failed to convert column #N");
+        // the speed factor is a float since 2.20, an integer before.
+        if (!(float ? /^\d+(\.\d+)?$/ : /^\d+$/).test(tokens[n]!)) {
+          errors.push({ ...source, column: offsets[n]!, message: `field ${n + 1} '${tokens[n]}' is not a ${float ? 'number' : 'whole number'}` });
           return NaN;
         }
         return Number(tokens[n]);
       };
       const list = (n: number) => (isSet(n) ? tokens[n]!.split(',').filter(Boolean) : []);
       const before = errors.length;
-      const maxJobs = num(3);
-      const speedFactor = num(4);
-      if (tokens.length > 8) {
-        errors.push({ ...source, column: offsets[8]!, message: `more than 8 fields (extra '${tokens[8]}')` });
-      }
+      const maxJobs = num(3, false);
+      const speedFactor = num(4, true);
+      // Fields past the 8th are ignored by Nix (2.8 to 2.35), so they are here too.
       if (errors.length > before) continue;
       machines.push({
         uri: tokens[0]!,

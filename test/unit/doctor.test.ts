@@ -92,6 +92,33 @@ describe("Nix's protocol errors decoded to the shell's text", () => {
   });
 });
 
+describe('build failures, in the wording of each Nix version', () => {
+  // The strings are Nix's own, per version (from its source at those tags).
+  const cases: [string, string, RegExp][] = [
+    ['2.3', "error: you are not privileged to build derivations", /does not trust/],
+    ['2.4-2.35', "error: you are not privileged to build input-addressed derivations", /does not trust/],
+    ['2.3-2.14', "error: cannot add path '/nix/store/abc-x' because it lacks a valid signature", /does not trust/],
+    ['2.15+', "error: cannot add path '/nix/store/abc-x' because it lacks a signature by a trusted key", /does not trust/],
+    ['2.3', "error: serialised integer 7016996765293437281 is too large for type 'j'", /shell prints text/],
+    ['2.4-2.35', "error: 'nix-store --serve' protocol mismatch from 'box', got 'Welcome'", /printed "Welcome"/],
+    ['2.3-2.20', "error: unable to start any build; either increase '--max-jobs' or enable remote builds.", /max-jobs = 0/],
+    ['2.21+', "error:\n       Unable to start any build;\n       either increase '--max-jobs' or enable remote builds.", /max-jobs = 0/],
+    ['2.4-2.29', "error: unable to start any build; remote machines may not have all required system features.", /HostKeyAlias/],
+    ['2.3-2.29', "error: a 'aarch64-linux' with features {} is required to build '/nix/store/x.drv', but I am a 'x86_64-linux' with features {benchmark}", /system and features/],
+    ['2.30-2.33', "error: Cannot build '/nix/store/x.drv'.\n       Reason: required system or feature not available\n       Required system: 'aarch64-linux' with features {}", /system and features/],
+    ['2.34+', "error: Cannot build '/nix/store/x.drv'.\n       Reason: platform mismatch\n       Required system: 'aarch64-linux'", /system and features/],
+    ['2.34+', "error: Cannot build '/nix/store/x.drv'.\n       Reason: local builds are disabled (max-jobs = 0)", /max-jobs = 0/],
+    ['2.4+', "Failed to find a machine for remote build!\nderivation: x.drv\nrequired (system, features): (x86_64-linux, [])", /max-jobs = 0/],
+  ];
+  for (const [v, out, re] of cases) {
+    test(`Nix ${v}: ${out.split('\n')[0]!.slice(0, 60)}`, () => {
+      const e = explainBuild(out);
+      assert.ok(e, 'not recognised');
+      assert.match(e.cause, re);
+    });
+  }
+});
+
 describe('reading builders as Nix does', () => {
   const files: Record<string, string> = {
     '/etc/nix/nix.conf': 'sandbox = false\ninclude extra.conf\n!include /etc/nix/missing.conf\n',
@@ -135,6 +162,11 @@ describe('local checks', () => {
     const ctx = fakeCtx({ '/etc/nix/machines': 'ssh://a x86_64-linux - four\n' }, () => ok('nix', 'nix (Nix) 2.8.0'));
     const r = await runChecks(localChecks(), localState(ctx));
     assert.equal(r.find((c) => c.id === 'builders')!.summary, "/etc/nix/machines:1:24: field 4 'four' is not a whole number");
+  });
+  test('a fractional speed factor (Nix 2.20+) and extra fields (ignored by Nix) are accepted', () => {
+    const r = parseMachines('ssh://a x86_64-linux - 2 1.5 - - - extra', 'm');
+    assert.deepEqual(r.errors, []);
+    assert.equal(r.machines[0]!.speedFactor, 1.5);
   });
   test('nix.conf changed after the daemon started', async () => {
     const ctx = fakeCtx({ '/etc/nix/nix.conf': 'builders = @/etc/nix/machines\n' }, () => ok('nix', 'nix (Nix) 2.8.0'), { mtimeMs: () => 5000 });
@@ -182,7 +214,7 @@ describe('builder checks on recorded output', () => {
     try {
       return await runChecks(builderChecks(), st);
     } finally {
-      cleanup(st);
+      await cleanup(st);
     }
   }
   const get = (r: Awaited<ReturnType<typeof run>>, id: string) => r.find((c) => c.id === id)!;
@@ -206,7 +238,7 @@ describe('builder checks on recorded output', () => {
     ctx.stat = (p) => (p === '/root/.ssh/nix_remote' ? { uid: 0, mode: 0o644, isFile: true } : null);
     const st = builderState(ctx, parseMachines(machineText(), 'm').machines[0]!);
     const r = await runChecks(builderChecks(), st);
-    cleanup(st);
+    await cleanup(st);
     assert.equal(get(r, 'key').fix, 'chmod 600 /root/.ssh/nix_remote');
     assert.equal(get(r, 'key').action?.description, 'chmod 600 /root/.ssh/nix_remote');
   });

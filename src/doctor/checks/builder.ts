@@ -63,9 +63,14 @@ export function builderState(ctx: DoctorCtx, machine: ParsedMachine): BuilderSta
 
 const first = (s: BuilderState, k: string) => s.g.get(k)?.[0];
 
-/** ssh as the build hook runs it (src/libstore/ssh.cc): -x -a, the machine's key, its pinned host key. */
+/**
+ * ssh as the build hook runs it (src/libstore/ssh.cc): -x -a, the machine's key, its
+ * pinned host key. The first login also opens a control master that the later checks'
+ * commands reuse, so they cost a round trip instead of a handshake each; the store ping
+ * and the build go through Nix's own ssh, unshared.
+ */
 function sshArgs(s: BuilderState, command: string[]): string[] {
-  const args = ['-x', '-a', '-o', 'BatchMode=yes'];
+  const args = ['-x', '-a', '-o', 'BatchMode=yes', '-o', 'ControlMaster=auto', '-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-o', 'ControlPersist=120'];
   if (s.machine.sshKey) args.push('-i', s.machine.sshKey);
   if (s.pinned) args.push('-o', `UserKnownHostsFile=${pinnedFile(s)}`);
   return [...args, '--', s.target, ...command];
@@ -443,7 +448,11 @@ export function cannotTake(m: { systems: string[]; supportedFeatures: string[]; 
   return null;
 }
 
-export function cleanup(s: BuilderState): void {
-  if (s.tmpDir) fs.rmSync(s.tmpDir, { recursive: true, force: true });
+export async function cleanup(s: BuilderState): Promise<void> {
+  if (!s.tmpDir) return;
+  if (fs.existsSync(path.join(s.tmpDir, 'cm'))) {
+    await s.ctx.exec('ssh', ['-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-O', 'exit', '--', s.target], { timeoutMs: 5000 });
+  }
+  fs.rmSync(s.tmpDir, { recursive: true, force: true });
 }
 
