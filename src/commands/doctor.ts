@@ -103,9 +103,13 @@ async function applyFixes(report: DoctorReport, flags: DoctorFlags, out: ReturnT
       const { confirm } = await import('@inquirer/prompts');
       if (!(await confirm({ message: question, default: false }))) continue;
     }
-    await a.apply();
-    out.ok(`applied: ${a.description}`);
-    n++;
+    try {
+      await a.apply();
+      out.ok(`applied: ${a.description}`);
+      n++;
+    } catch (e) {
+      out.fail(`could not apply it: ${(e as Error).message}`);
+    }
   }
   return n;
 }

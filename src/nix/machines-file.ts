@@ -181,3 +181,27 @@ export function unmanagedMachineLines(text: string, name: string): number[] {
 export function upsertMachine(text: string, name: string, m: Machine): BlockEdit {
   return upsertBlock(text, machineMarkers(name), [formatMachineLine(m)]);
 }
+
+/**
+ * Give the machine on line `lineNo` a ?remote-program= on its store URI, if that line is
+ * one of nixremote's (between its markers); null otherwise, since a user's own lines are
+ * theirs to edit.
+ */
+export function withRemoteProgram(text: string, lineNo: number, program: string): string | null {
+  const lines = text.split('\n');
+  let inside = false;
+  for (let i = 0; i < lineNo - 1; i++) {
+    const t = lines[i]!.trim();
+    if (t.startsWith('# BEGIN nixremote ')) inside = true;
+    else if (t.startsWith('# END nixremote ')) inside = false;
+  }
+  const line = lines[lineNo - 1];
+  if (!inside || line === undefined) return null;
+  const m = /^(\s*)(\S+)(.*)$/.exec(line);
+  if (!m) return null;
+  const base = m[2]!.split('?')[0]!;
+  const params = new URLSearchParams(m[2]!.includes('?') ? m[2]!.slice(m[2]!.indexOf('?') + 1) : '');
+  params.set('remote-program', program);
+  lines[lineNo - 1] = `${m[1]}${base}?${decodeURIComponent(params.toString())}${m[3]}`;
+  return lines.join('\n');
+}

@@ -3,7 +3,7 @@
 // where our Host block goes matters: it is put before the user's first Host or Match
 // section, where no wildcard block above it can override it.
 import { findBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
-import { splitLines, type Line } from '../text/lines.js';
+import { detectEol, joinLines, splitLines, type Line } from '../text/lines.js';
 
 export interface SshConfigEntry {
   line: number; // 1-based
@@ -140,4 +140,21 @@ export function effectiveConfigMismatches(sshG: string, b: HostBlock, expandedKe
   const ids = g.get('identityfile') ?? [];
   if (!ids.includes(expandedKey)) out.push(`identityfile does not include ${expandedKey}`);
   return out;
+}
+
+/**
+ * Add `HostKeyAlias alias` under the Host line that names `alias` exactly (a user's block
+ * or ours), keeping everything else; null when no such Host line exists or it already has one.
+ */
+export function addHostKeyAlias(text: string, alias: string): string | null {
+  const entries = parseSshConfig(text);
+  const host = entries.find((e) => e.keyword === 'host' && e.args.includes(alias));
+  if (!host) return null;
+  const next = entries.find((e) => e.line > host.line && (e.keyword === 'host' || e.keyword === 'match'));
+  if (entries.some((e) => e.line > host.line && (!next || e.line < next.line) && e.keyword === 'hostkeyalias')) return null;
+  const lines = splitLines(text);
+  const eol = lines[host.line - 1]!.eol || detectEol(text);
+  if (lines[host.line - 1]!.eol === '') lines[host.line - 1] = { ...lines[host.line - 1]!, eol };
+  lines.splice(host.line, 0, { text: `  HostKeyAlias ${alias}`, eol: host.line === lines.length ? '' : eol });
+  return joinLines(lines);
 }

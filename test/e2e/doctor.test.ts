@@ -101,6 +101,23 @@ describe('doctor names each fault', () => {
     });
   });
 
+  test('nix-store only in the default profile: the remote-program fix, applied by --fix', async () => {
+    await initialized({}, async (b, c) => {
+      b.opts.hideNixStore = true;
+      b.opts.nixStoreInProfile = true;
+      await b.restart();
+      const { code, report } = await doctorJson(c, ['--no-build']);
+      assert.equal(code, 1);
+      const f = firstFailure(report);
+      assert.equal(f.id, 'remote-nix');
+      assert.match(f.fix!, /\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store/);
+      const fix = await c.nixremote(['doctor', '--fix', '--yes']);
+      assert.equal(fix.exitCode, 0, `${fix.stdout}\n${fix.stderr}`);
+      assert.match(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), /^ssh:\/\/box\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store /m);
+      assert.match(String(fix.stdout), /a real build: \S+ was built on box/);
+    });
+  });
+
   test('a builder user that the builder\'s nix-daemon does not trust', async () => {
     await initialized({ untrusted: true }, async (b, c) => {
       const { code, report } = await doctorJson(c);
@@ -139,6 +156,10 @@ describe('doctor names each fault', () => {
       assert.equal(f.id, 'host-key');
       assert.match(f.summary, /looked up as "\[127\.0\.0\.1\]:\d+", but Nix writes it under "box"/);
       assert.match(f.fix!, /HostKeyAlias box/);
+      const fix = await c.nixremote(['doctor', '--fix', '--yes']);
+      assert.equal(fix.exitCode, 0, `${fix.stdout}\n${fix.stderr}`);
+      assert.match(String(fix.stdout), /applied: add "HostKeyAlias box" under "Host box"/);
+      assert.match(String(fix.stdout), /a real build: \S+ was built on box/);
     });
   });
 

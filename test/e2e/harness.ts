@@ -109,16 +109,6 @@ export class Builder {
       fs.writeFileSync(path.join(dir, 'home/.bashrc'), opts.bashrc + '\n');
       fs.chownSync(path.join(dir, 'home/.bashrc'), uid, gid);
     }
-    if (opts.nixStoreInProfile) {
-      // Debian's nix-store is a link to the multi-call `nix`, which looks at its own name.
-      // A copy, because hiding /usr/bin/nix-store binds over the link's target, /usr/bin/nix.
-      const bin = path.join(dir, 'nix/var/nix/profiles/default/bin');
-      fs.mkdirSync(bin, { recursive: true });
-      fs.copyFileSync('/usr/bin/nix', path.join(bin, 'nix'));
-      fs.chmodSync(path.join(bin, 'nix'), 0o755);
-      fs.symlinkSync('nix', path.join(bin, 'nix-store'));
-      await sh(`chown -R ${uid}:${gid} ${dir}/nix`);
-    }
     const r = await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'hostkey')], { reject: false });
     if (r.exitCode !== 0) throw new Error(`ssh-keygen: ${r.stderr}`);
     fs.writeFileSync(
@@ -142,6 +132,18 @@ export class Builder {
   async start(): Promise<void> {
     const d = this.dir;
     const binds = [`mount --bind ${d}/nix /nix`, `mount --bind ${d}/home /home/${BUILDER_USER}`, `mount --bind ${d}/etcnix /etc/nix`];
+    if (this.opts.nixStoreInProfile) {
+      // Debian's nix-store is a link to the multi-call `nix`, which looks at its own name.
+      // A copy, because hiding /usr/bin/nix-store binds over the link's target, /usr/bin/nix.
+      const bin = path.join(d, 'nix/var/nix/profiles/default/bin');
+      if (!fs.existsSync(path.join(bin, 'nix-store'))) {
+        fs.mkdirSync(bin, { recursive: true });
+        fs.copyFileSync('/usr/bin/nix', path.join(bin, 'nix'));
+        fs.chmodSync(path.join(bin, 'nix'), 0o755);
+        fs.symlinkSync('nix', path.join(bin, 'nix-store'));
+        await sh(`chown -R --reference=${d}/home ${d}/nix`);
+      }
+    }
     if (this.opts.hideNixStore) {
       if (!fs.existsSync(`${d}/no-nix-store`)) {
         fs.writeFileSync(`${d}/no-nix-store`, '#!/bin/sh\necho "bash: nix-store: command not found" >&2\nexit 127\n', { mode: 0o755 });

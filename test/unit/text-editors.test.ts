@@ -8,10 +8,10 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { REPO } from './paths.js';
 import { removeBlock, upsertBlock, readBlock, BlockError } from '../../src/text/managed-block.js';
-import { hostBlockMarkers, parseSshConfig, unmanagedHostLines, upsertHostBlock, effectiveConfigMismatches, type HostBlock } from '../../src/ssh/ssh-config.js';
+import { addHostKeyAlias, hostBlockMarkers, parseSshConfig, unmanagedHostLines, upsertHostBlock, effectiveConfigMismatches, type HostBlock } from '../../src/ssh/ssh-config.js';
 import { pinHostKey, conflictingKeys } from '../../src/ssh/known-hosts.js';
 import { upsertNixConf, parseNixConf } from '../../src/nix/nix-conf.js';
-import { parseMachines, formatMachineLine, upsertMachine, unmanagedMachineLines, machineMarkers, type Machine } from '../../src/nix/machines-file.js';
+import { parseMachines, formatMachineLine, upsertMachine, unmanagedMachineLines, machineMarkers, withRemoteProgram, type Machine } from '../../src/nix/machines-file.js';
 import { upsertModule, MODULE_HEADER } from '../../src/nix/nixos-module.js';
 import { fingerprint, hostKeyFromBlob, hostKeyFromMachinesField, machinesHostKeyField, parseKeyLine } from '../../src/ssh/host-key.js';
 
@@ -79,6 +79,14 @@ describe('ssh_config', () => {
     assert.deepEqual(unmanagedHostLines('Host fastbox-2\n', 'fastbox'), []);
     assert.deepEqual(unmanagedHostLines(upsertHostBlock('', block).text, 'fastbox'), []);
   });
+  test('HostKeyAlias is added under the Host line, once, keeping the rest', () => {
+    const text = 'Host box\r\n  HostName 10.0.0.5\r\nHost other\r\n  User x';
+    const once = addHostKeyAlias(text, 'box')!;
+    assert.equal(once, 'Host box\r\n  HostKeyAlias box\r\n  HostName 10.0.0.5\r\nHost other\r\n  User x');
+    assert.equal(addHostKeyAlias(once, 'box'), null);
+    assert.equal(addHostKeyAlias(text, 'nosuch'), null);
+    assert.equal(addHostKeyAlias('Host box', 'box'), 'Host box\n  HostKeyAlias box');
+  });
   test('ssh -G output that another section overrode is reported', () => {
     const g = 'hostname 10.0.0.5\nport 2222\nuser bob\nhostkeyalias fastbox\nidentityfile /root/.ssh/nix_remote\n';
     assert.deepEqual(effectiveConfigMismatches(g, block, '/root/.ssh/nix_remote'), ['user is bob, expected nix']);
@@ -134,6 +142,14 @@ describe('machines file', () => {
   test('a bad number is reported with line and column', () => {
     const r = parseMachines('\nssh://a x86_64-linux - eight', 'm');
     assert.deepEqual(r.errors, [{ file: 'm', line: 2, column: 24, message: "field 4 'eight' is not a whole number" }]);
+  });
+  test('remote-program is set only on nixremote lines, idempotently', () => {
+    const text = upsertMachine('ssh://mine x86_64-linux\n', 'fastbox', machine).text;
+    const once = withRemoteProgram(text, 3, '/nix/var/nix/profiles/default/bin/nix-store')!;
+    assert.match(once, /^ssh:\/\/fastbox\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store x86_64-linux,i686-linux /m);
+    assert.equal(withRemoteProgram(once, 3, '/nix/var/nix/profiles/default/bin/nix-store'), once);
+    assert.equal(withRemoteProgram(text, 1, '/x'), null, "a user's own line is not edited");
+    assert.equal(parseMachines(once, 'm').machines[1]!.uri, 'ssh://fastbox?remote-program=/nix/var/nix/profiles/default/bin/nix-store');
   });
   test('upsert is idempotent and finds unmanaged lines for the name', () => {
     const once = upsertMachine('ssh://other x86_64-linux\n', 'fastbox', machine);

@@ -8,8 +8,9 @@ import * as path from 'node:path';
 import type { DoctorCtx } from '../context.js';
 import type { Check, Evidence } from '../types.js';
 import { fail, pass, warn } from '../types.js';
-import { formatMachineLine, uriHost, type ParsedMachine } from '../../nix/machines-file.js';
-import { parseSshG } from '../../ssh/ssh-config.js';
+import { formatMachineLine, uriHost, withRemoteProgram, type ParsedMachine } from '../../nix/machines-file.js';
+import { addHostKeyAlias, parseSshG } from '../../ssh/ssh-config.js';
+import { writeAtomic } from '../../io/files.js';
 import { fingerprint, hostKeyFromMachinesField, keyLine, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
 import { envWithoutAgent, startupFileFor } from '../../ssh/system-ssh.js';
 import { classifySshError, decodeProtocolError, explainBuild } from '../ssh-errors.js';
@@ -220,10 +221,13 @@ export function builderChecks(): Check<BuilderState>[] {
             );
           }
           if (lookup !== s.name) {
+            const config = path.join(s.ctx.install.user.home, '.ssh', 'config');
+            const edited = addHostKeyAlias(s.ctx.read(config) ?? '', s.name);
             return fail(
               `the pinned key is looked up as "${lookup}", but Nix writes it under "${s.name}"`,
               `Nix puts the 8th field into a known_hosts file under the store URI's host (${s.name}); ssh looks for ${lookup}, finds nothing, and Nix says only "remote machines may not have all required system features"`,
-              `add "HostKeyAlias ${s.name}" to the Host block for ${s.name} in ~/.ssh/config`,
+              `add "HostKeyAlias ${s.name}" to the Host block for ${s.name} in ${config}`,
+              edited === null ? {} : { action: { description: `add "HostKeyAlias ${s.name}" under "Host ${s.name}" in ${config}`, apply: async () => writeFileKeepingMode(config, edited) } },
             );
           }
           return pass(`${fp}, pinned on the machine line and used under ${lookup}`);
@@ -248,7 +252,6 @@ export function builderChecks(): Check<BuilderState>[] {
           confirm: `The builder ${s.name} shows ${actual.type} ${fp}. Check it on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub). Trust it?`,
           apply: async () => {
             const { pinHostKey } = await import('../../ssh/known-hosts.js');
-            const { writeAtomic } = await import('../../io/files.js');
             const text = s.ctx.read(userFile) ?? '';
             writeAtomic(userFile, pinHostKey(text, lookup, actual).text, { mode: 0o644, dirMode: 0o700 });
           },
@@ -318,7 +321,12 @@ export function builderChecks(): Check<BuilderState>[] {
         const found = s.probe.nixStoreFound;
         if (found && !s.remoteProgram) {
           const wanted = s.scheme === 'ssh-ng' ? found.replace(/nix-store$/, 'nix-daemon') : found;
-          return fail(`${prog} is not on the builder's non-interactive PATH`, `the shell Nix's ssh gets does not have ${prog} on PATH (exit ${r.exitCode}), but it is at ${found}`, `use ${s.scheme}://${s.target}?remote-program=${wanted} as the store URI (${s.machine.source.file}:${s.machine.source.line})`, { evidence: [r.ev] });
+          const file = s.machine.source.file;
+          const edited = withRemoteProgram(s.ctx.read(file) ?? '', s.machine.source.line, wanted);
+          return fail(`${prog} is not on the builder's non-interactive PATH`, `the shell Nix's ssh gets does not have ${prog} on PATH (exit ${r.exitCode}), but it is at ${found}`, `use ${s.scheme}://${s.target}?remote-program=${wanted} as the store URI (${file}:${s.machine.source.line})`, {
+            evidence: [r.ev],
+            ...(edited === null ? {} : { action: { description: `add ?remote-program=${wanted} to ${s.name}'s store URI in ${file}`, apply: async () => writeFileKeepingMode(file, edited) } }),
+          });
         }
         return fail(`${prog} --version failed on the builder (exit ${r.exitCode})`, r.exitCode === 127 ? `${prog} is not installed or not on the builder's non-interactive PATH` : r.stderr.trim().split('\n').pop() ?? '', 'install Nix on the builder, or put it on the PATH its non-interactive shell gets', { evidence: [r.ev] });
       },
@@ -416,6 +424,11 @@ export function builderChecks(): Check<BuilderState>[] {
       },
     },
   ];
+}
+
+/** An edit of an existing file: atomic, with its mode and owner, and a backup. */
+function writeFileKeepingMode(p: string, text: string): void {
+  writeAtomic(p, text, { mode: 0o644 });
 }
 
 /** The store ping of the local Nix version, against the store the build hook would open. */

@@ -113,10 +113,22 @@ export function localChecks(): Check<LocalState>[] {
         const files = s.cfg.files.filter((f) => f !== 'NIX_CONFIG');
         const newer = files.filter((f) => (s.ctx.mtimeMs(f) ?? 0) > d.startedMs);
         if (newer.length) {
+          const cmd = install.daemon?.restart;
           return fail(
             `${newer.join(', ')} changed after the nix-daemon (pid ${d.pid}) started at ${new Date(d.startedMs).toISOString()}`,
             'the daemon still runs with the settings it read at start',
             `restart it: ${install.daemon?.how ?? 'systemctl restart nix-daemon'}`,
+            cmd
+              ? {
+                  action: {
+                    description: cmd.join(' '),
+                    apply: async () => {
+                      const r = await s.ctx.exec(cmd[0]!, cmd.slice(1), { timeoutMs: 60_000 });
+                      if (r.exitCode !== 0) throw new Error(`${r.command} failed: ${r.stderr.trim()}`);
+                    },
+                  },
+                }
+              : {},
           );
         }
         return pass(`nix-daemon pid ${d.pid} started after the last change to ${files.length} config file${files.length === 1 ? '' : 's'}`);
