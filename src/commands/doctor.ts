@@ -52,7 +52,7 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
           machines.map(async (m) => {
             const st = builderState(ctx, m);
             try {
-              const checks = await runChecks(builderChecks(), st);
+              const checks = await runChecks(builderChecks(drv !== null), st);
               return { name: st.name, uri: m.uri, source: `${m.source.file}:${m.source.line}`, status: worst(checks), checks };
             } finally {
               await cleanup(st);

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, withRig, type BuilderOptions } from './harness.js';
+import { Builder, Client, q, withRig, type BuilderOptions } from './harness.js';
 
 async function initialized(opts: BuilderOptions, fn: (b: Builder, c: Client) => Promise<void>, extra: string[] = []): Promise<void> {
   await withRig(opts, async (b, c) => {
@@ -61,6 +61,24 @@ describe('doctor on a healthy builder', () => {
       assert.ok(report.builders[0]!.checks.every((x) => x.status === 'pass'), JSON.stringify(report.builders[0]!.checks));
       const out = String(check(report, 'build').summary).split(' ')[0]!;
       assert.ok(b.storeHas(out), `${out} is not in the builder's store`);
+    });
+  });
+
+  test('--drv says whether a derivation can go to the builder, and why not', async () => {
+    await initialized({}, async (_b, c) => {
+      const inst = (features: string) =>
+        c.run(`nix-instantiate -E ${q(`derivation { name = "needs"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; requiredSystemFeatures = [ ${features} ]; }`)}`);
+      const good = String((await inst('"big-parallel"')).stdout).trim();
+      const bad = String((await inst('"cuda"')).stdout).trim();
+      assert.match(bad, /^\/nix\/store\/.*\.drv$/);
+      const yes = await doctorJson(c, ['box', '--no-build', '--drv', good]);
+      assert.equal(yes.code, 0, JSON.stringify(yes.report));
+      assert.match(check(yes.report, 'derivation').summary, /with big-parallel\) can go to box/);
+      const no = await doctorJson(c, ['box', '--no-build', '--drv', bad]);
+      assert.equal(no.code, 1);
+      assert.match(check(no.report, 'derivation').summary, /cannot go to box: it requires feature cuda, which the builder does not offer/);
+      const usage = await c.nixremote(['doctor', '--drv', bad]);
+      assert.equal(usage.exitCode, 2);
     });
   });
 

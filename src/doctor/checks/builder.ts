@@ -91,8 +91,8 @@ async function ssh(s: BuilderState, command: string[], timeoutMs = 30_000) {
 
 const remoteCommand = (s: BuilderState) => s.remoteProgram ?? (s.scheme === 'ssh-ng' ? 'nix-daemon' : 'nix-store');
 
-export function builderChecks(): Check<BuilderState>[] {
-  return [
+export function builderChecks(withDrv = false): Check<BuilderState>[] {
+  const all: Check<BuilderState>[] = [
     {
       id: 'uri',
       title: 'store URI',
@@ -351,19 +351,29 @@ export function builderChecks(): Check<BuilderState>[] {
         }
         if ([...m.supportedFeatures, ...m.mandatoryFeatures].includes('kvm') && !p.kvm) problems.push('claims kvm, but the builder has no /dev/kvm');
         const line = `${m.source.file}:${m.source.line}`;
-        const drv = s.ctx.drv;
         if (problems.length) {
           return fail(problems.join('; '), 'derivations sent for what the builder cannot do fail there, and the ones it could do may never be sent', `make the systems and features on the machine line (${line}) match the builder: systems ${remoteSystems.join(',') || '?'}, features ${(p.systemFeatures ?? []).filter((f) => f !== 'kvm' || p.kvm).join(',') || '-'}`);
-        }
-        if (drv) {
-          const why = cannotTake(m, drv.system, drv.requiredFeatures);
-          if (why) return fail(`${drv.path} cannot go here: ${why}`, 'Nix picks a builder whose systems include the derivation\'s system, whose features cover its requiredSystemFeatures, and whose mandatory features it requires', `adjust the machine line (${line}) or build it elsewhere`);
-          return pass(`${drv.path} can be built here`);
         }
         if (m.mandatoryFeatures.length) {
           return warn(`mandatory features ${m.mandatoryFeatures.join(', ')}`, { cause: 'only derivations that require all of them are sent here; ordinary builds never are', fix: `clear the 7th field of the machine line (${line}) unless that is intended` });
         }
         return pass(`builds ${m.systems.join(', ') || 'this system'}; features ${m.supportedFeatures.join(', ') || 'none'}`);
+      },
+    },
+    {
+      id: 'derivation',
+      title: 'the derivation (--drv/--attr)',
+      needs: ['uri'],
+      run: async (s) => {
+        const drv = s.ctx.drv;
+        if (!drv) return { status: 'skip', summary: 'no --drv or --attr given' };
+        const m = s.machine;
+        const why = cannotTake(m, drv.system, drv.requiredFeatures);
+        const wants = `${drv.system}${drv.requiredFeatures.length ? ` with ${drv.requiredFeatures.join(', ')}` : ''}`;
+        if (why) {
+          return fail(`${drv.path} (${wants}) cannot go to ${s.name}: ${why}`, "Nix sends a derivation only to a builder whose systems include its system, whose features cover its requiredSystemFeatures, and whose mandatory features it requires", `change the machine line (${m.source.file}:${m.source.line}) if the builder can do it, or build it elsewhere`);
+        }
+        return pass(`${drv.path} (${wants}) can go to ${s.name}`);
       },
     },
     {
@@ -424,6 +434,7 @@ export function builderChecks(): Check<BuilderState>[] {
       },
     },
   ];
+  return withDrv ? all : all.filter((c) => c.id !== 'derivation');
 }
 
 /** An edit of an existing file: atomic, with its mode and owner, and a backup. */
