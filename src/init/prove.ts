@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Exec } from '../io/exec.js';
 import { sshAsNix } from '../ssh/system-ssh.js';
+import { explainBuild } from '../nix/build-errors.js';
 
 export const PROBE_NIX = `# Written by nixremote: a build that only a remote builder can do.
 { nonce ? "0", system ? builtins.currentSystem }:
@@ -23,22 +24,6 @@ export interface ProofResult {
   detail: string;
 }
 
-/** Known lines of Nix's output when offloading fails, and what they mean. */
-const KNOWN: [RegExp, string][] = [
-  [/Host key verification failed/, "root's ssh does not accept the builder's host key"],
-  [/Permission denied \(publickey/, 'the builder refused the key'],
-  [/you are not privileged to build input-addressed derivations|lacks a signature by a trusted key/, "the builder's Nix does not trust the ssh user: add it to trusted-users in the builder's nix.conf"],
-  [/protocol mismatch|serialised integer/, "the builder's shell prints text before Nix starts"],
-  [/command not found|No such file or directory.*nix-store/, 'nix-store is not on the builder\'s non-interactive PATH'],
-  [/unable to start any build|Failed to find a machine for remote build|required system or feature not available|may not have all required system features/, 'no configured builder was usable for this build'],
-  [/Connection refused|Connection timed out|No route to host/, 'the builder cannot be reached'],
-];
-
-export function explainBuildFailure(output: string): string | null {
-  for (const [re, why] of KNOWN) if (re.test(output)) return why;
-  return null;
-}
-
 export async function proveOffload(
   exec: Exec,
   opts: { name: string; system: string; builders: string | null; remoteStoreCheck: boolean },
@@ -54,8 +39,8 @@ export async function proveOffload(
     const outPath = r.stdout.trim().split('\n').pop() ?? '';
     if (r.exitCode !== 0 || !outPath.startsWith('/')) {
       const tail = r.stderr.trim().split('\n').slice(-6).join('\n');
-      const why = explainBuildFailure(r.stderr);
-      return { ok: false, outPath: null, detail: `${r.command} failed${why ? `: ${why}` : ''}\n${tail}` };
+      const why = explainBuild(r.stderr);
+      return { ok: false, outPath: null, detail: `${r.command} failed${why ? `: ${why.cause}; fix: ${why.fix}` : ''}\n${tail}` };
     }
     if (!opts.remoteStoreCheck) return { ok: true, outPath, detail: outPath };
     const check = await sshAsNix(exec, opts.name, ['test', '-e', outPath]);

@@ -11,7 +11,6 @@ import type { Prompter } from '../../src/io/prompts.js';
 import { parseNixVersion, storePingArgs, parseStorePing } from '../../src/nix/version.js';
 import { parseProbe, systemFromUname } from '../../src/remote/scripts.js';
 import { applyPlan, renderPlan, StepFailed, type Step } from '../../src/plan/plan.js';
-import { explainBuildFailure } from '../../src/init/prove.js';
 
 describe('validation', () => {
   const bad: [(v: string) => unknown, string, RegExp][] = [
@@ -100,11 +99,6 @@ describe('Nix versions', () => {
     assert.deepEqual(storePingArgs([2, 19, 0], 'ssh://b'), ['--extra-experimental-features', 'nix-command', 'store', 'info', '--store', 'ssh://b']);
     assert.deepEqual(parseStorePing('Store URL: ssh://b\nVersion: 2.24.1\nTrusted: 1\n'), { version: '2.24.1', trusted: true });
     assert.deepEqual(parseStorePing('Store URL: ssh://b\n'), { version: null, trusted: null });
-  });
-  test('build failures are named', () => {
-    assert.match(explainBuildFailure("error: you are not privileged to build input-addressed derivations")!, /trusted-users/);
-    assert.match(explainBuildFailure("error: 'nix-store --serve' protocol mismatch from 'b', got 'Welcome'")!, /shell prints/);
-    assert.equal(explainBuildFailure('something else'), null);
   });
 });
 
