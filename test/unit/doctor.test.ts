@@ -90,6 +90,7 @@ describe("Nix's protocol errors decoded to the shell's text", () => {
     assert.match(explainBuild("error: 'nix-store --serve' protocol mismatch from 'b', got 'Hi'")!.cause, /printed "Hi"/);
     assert.match(explainBuild("error: unable to start any build; either increase '--max-jobs' or enable remote builds.")!.cause, /max-jobs = 0/);
     assert.match(explainBuild("Failed to find a machine for remote build!")!.cause, /max-jobs|usable/);
+    assert.equal(explainBuild('something else entirely'), null);
   });
 });
 
