@@ -52,9 +52,11 @@ export function validatePort(v: string | number, flag = '--port'): number {
 
 export function validateKeyPath(v: string, flag = '--key'): string {
   if (!v.startsWith('/')) throw new UsageError(`${flag}: '${v}' must be an absolute path`);
-  if (/[\s'"`#%;]/.test(v)) {
-    // The machines file splits fields on whitespace and has no quoting.
-    throw new UsageError(`${flag}: '${v}' contains whitespace, a quote, '#', ';' or '%', which the machines file or ssh_config cannot hold`);
+  // Spaces are fine: ssh_config gets the path in double quotes, and the machines file (which
+  // has no quoting) leaves the key to the Host block. Quotes, newlines and tabs cannot be
+  // written into ssh_config, '%' is an ssh_config token, '#' and ';' end a machines entry.
+  if (/[\t\n\r'"`#%;\\]/.test(v)) {
+    throw new UsageError(`${flag}: '${v}' contains a quote, a tab or newline, '#', ';', '%' or '\\', which ssh_config or the machines file cannot hold`);
   }
   if (v.startsWith('/nix/store/')) {
     throw new UsageError(`${flag}: '${v}' is in /nix/store, which every user can read; keep private keys outside the store`);

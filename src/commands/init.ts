@@ -40,6 +40,7 @@ export async function initCommand(flags: InitFlags): Promise<void> {
     },
   });
   let stdinOnce: Promise<string> | null = null;
+  const atExit: (() => void)[] = [];
   process.on('SIGINT', onSigint);
   try {
     await runInit(flags, {
@@ -51,6 +52,7 @@ export async function initCommand(flags: InitFlags): Promise<void> {
       beginApply: () => {
         applying = true;
       },
+      onExit: (fn) => atExit.push(fn),
       pause: async (message) => {
         if (!interactive) throw new UsageError('cannot wait for Enter without a terminal');
         prompter ??= await inquirerPrompter();
@@ -59,5 +61,6 @@ export async function initCommand(flags: InitFlags): Promise<void> {
     });
   } finally {
     process.off('SIGINT', onSigint);
+    for (const fn of atExit) fn();
   }
 }

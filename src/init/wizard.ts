@@ -5,8 +5,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Exec } from '../io/exec.js';
 import { readText } from '../io/files.js';
+import { acquireLock } from '../io/lock.js';
 import type { Output } from '../io/output.js';
-import { openSession, fetchHostKey, type Session, type Target } from '../io/ssh2-session.js';
+import { openSession, fetchHostKey, SshError, type Session, type Target } from '../io/ssh2-session.js';
 import { Answers, repeatCommand } from './answers.js';
 import type { InitFlags } from './options.js';
 import { detectInstall, storeSymlink } from './install.js';
@@ -44,6 +45,8 @@ export interface InitDeps {
   isInterrupted: () => boolean;
   /** From here on an interrupt rolls back instead of exiting at once. */
   beginApply: () => void;
+  /** Run this when the command ends, however it ends. */
+  onExit: (fn: () => void) => void;
   /** Waits for the user to press Enter (interactive --copy-key manual). */
   pause: (message: string) => Promise<void>;
 }
@@ -91,6 +94,14 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   const key = await inspectKey(exec, keyPath, install.user.uid);
   out.step(key.exists ? `Key ${keyPath} exists and has no passphrase: reusing it` : `Key ${keyPath} will be made (ed25519, no passphrase)`);
 
+  // From here on this run reads the files it will plan edits of: one run at a time.
+  if (!flags.dryRun) {
+    const lock = path.join(home, '.nixremote.lock');
+    const wait = Number(process.env.NIXREMOTE_LOCK_WAIT_MS ?? 10_000);
+    const release = await acquireLock(lock, wait, (o) => out.step(`Waiting for another nixremote (pid ${o.pid}) to finish`));
+    d.onExit(release);
+  }
+
   // Local files that will be edited: refuse what we must not or cannot touch, now.
   const configPath = path.join(sshDir, 'config');
   const knownHostsPath = path.join(sshDir, 'known_hosts');
@@ -99,6 +110,7 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
     if (target) throw new UsageError(`${p} is a link into the Nix store (${target}), managed by NixOS or home-manager; add the Host block there instead`);
   }
   checkSshDirOwnership(sshDir, install.user.uid);
+  checkSshConfigOwnership(configPath, install.user.uid);
   const configText = readText(configPath) ?? '';
   const clash = unmanagedHostLines(configText, name);
   if (clash.length) {
@@ -108,7 +120,11 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   // 4. Host key: learn it, show it, pin it.
   const fpFlag = flags.hostKeyFingerprint === undefined ? undefined : validateFingerprint(flags.hostKeyFingerprint);
   out.step(`Connecting to ${host}:${port} for its host key`);
-  const hostKey = await fetchHostKey({ host, port });
+  const hostKey = await fetchHostKey({ host, port }).catch((e: unknown) => {
+    // Something that is not sshd on that port means the address is wrong: bad input.
+    if (e instanceof SshError && e.kind === 'protocol') throw new UsageError(`--host/--port: ${e.message}`);
+    throw e;
+  });
   const fp = fingerprint(hostKey);
   out.info(`  ${hostKey.type} ${fp}`);
   if (fpFlag !== undefined && fpFlag !== fp) {
@@ -285,7 +301,11 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
         { name: 'A NixOS module (nix.buildMachines), for nixos-rebuild', value: 'nixos' },
       ],
     });
-    const machine = machineFromHost({ name, remoteProgram, systems, sshKey: keyPath, maxJobs, speedFactor, features, mandatoryFeatures, hostKey });
+    // The machines file has no quoting: a key path with a space is left to IdentityFile
+    // in the Host block, which ssh reads for this alias anyway.
+    const keyInMachines = /\s/.test(keyPath) ? null : keyPath;
+    if (!keyInMachines) out.info(`  the key path has a space, so the machine line leaves the key to IdentityFile in ${configPath}`);
+    const machine = machineFromHost({ name, remoteProgram, systems, sshKey: keyInMachines, maxJobs, speedFactor, features, mandatoryFeatures, hostKey });
     const machineLine = formatMachineLine(machine);
 
     const steps: Step[] = [];
@@ -428,7 +448,7 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
       let edit;
       try {
         edit = upsertModule(readText(output), path.basename(output), {
-          name, sshUser: user, sshKey: keyPath, systems, maxJobs, speedFactor, features, mandatoryFeatures, hostKey,
+          name, sshUser: user, sshKey: keyInMachines, systems, maxJobs, speedFactor, features, mandatoryFeatures, hostKey,
         });
       } catch (e) {
         if (e instanceof ModuleError) throw new UsageError(`--output: ${output}: ${e.message}`);
@@ -509,6 +529,23 @@ function checkSshDirOwnership(sshDir: string, uid: number): void {
   }
   if (st.uid !== uid) throw new UsageError(`${sshDir} is owned by uid ${st.uid}, not the build user (uid ${uid}); ssh refuses its files. Fix: chown ${uid} ${sshDir}`);
   if (st.mode & 0o022) throw new UsageError(`${sshDir} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}); ssh refuses such a directory. Fix: chmod 700 ${sshDir}`);
+}
+
+/**
+ * ssh refuses a config file that another user could have written ("Bad owner or
+ * permissions on ~/.ssh/config", readconf.c): owned by the user or root, not writable by
+ * group or others.
+ */
+function checkSshConfigOwnership(p: string, uid: number): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch {
+    return;
+  }
+  if ((st.uid !== uid && st.uid !== 0) || st.mode & 0o022) {
+    throw new UsageError(`Bad owner or permissions on ${p} (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}): ssh refuses to read it. Fix: chown ${uid} ${p} && chmod 600 ${p}`);
+  }
 }
 
 /** `ssh -G` over the config we are about to write: another section must not override ours. */

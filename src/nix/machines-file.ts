@@ -53,7 +53,7 @@ export function machineFromHost(opts: {
   name: string;
   remoteProgram?: string | null;
   systems: string[];
-  sshKey: string;
+  sshKey: string | null;
   maxJobs: number;
   speedFactor: number;
   features: string[];

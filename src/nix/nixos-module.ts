@@ -28,7 +28,8 @@ export function moduleSkeleton(fileName: string): string {
 export interface ModuleBuilder {
   name: string;
   sshUser: string;
-  sshKey: string;
+  /** null: left to IdentityFile in root's ssh config. */
+  sshKey: string | null;
   systems: string[];
   maxJobs: number;
   speedFactor: number;
@@ -48,7 +49,7 @@ export function moduleBlockBody(b: ModuleBuilder): string[] {
     '        {',
     `          hostName = ${nixString(b.name)};`,
     `          sshUser = ${nixString(b.sshUser)};`,
-    `          sshKey = ${nixString(b.sshKey)};`,
+    ...(b.sshKey ? [`          sshKey = ${nixString(b.sshKey)};`] : []),
     `          systems = ${nixList(b.systems)};`,
     `          maxJobs = ${b.maxJobs};`,
     `          speedFactor = ${b.speedFactor};`,

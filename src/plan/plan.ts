@@ -3,7 +3,7 @@
 // written atomically, and if a later step fails (or the user presses Ctrl-C) the files
 // this apply wrote are put back as they were.
 import { createTwoFilesPatch } from 'diff';
-import { restore, writeAtomic } from '../io/files.js';
+import { readText, restore, writeAtomic } from '../io/files.js';
 
 export interface WriteStep {
   kind: 'write';
@@ -112,6 +112,10 @@ export async function applyPlan(steps: Step[], opts: ApplyOptions): Promise<void
         if (s.before === s.after) {
           opts.reporter.done(s, 'unchanged');
           continue;
+        }
+        // The plan was made from what the file held then; never write over an edit made since.
+        if (readText(s.path) !== s.before) {
+          throw new StepFailed('write', `${s.path} changed while nixremote was running; nothing of it was overwritten. Re-run to plan again from its new content`);
         }
         const backup = writeAtomic(s.path, s.after, { mode: s.mode, dirMode: s.dirMode, uid: s.uid, gid: s.gid });
         written.push(s);

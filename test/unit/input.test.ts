@@ -28,7 +28,8 @@ describe('validation', () => {
     [validatePort, '65536', /out of range/],
     [validatePort, '22abc', /not a port/],
     [validateKeyPath, 'relative/key', /absolute/],
-    [validateKeyPath, '/root/my key', /whitespace/],
+    [validateKeyPath, '/root/my"key', /quote/],
+    [validateKeyPath, '/root/k%h', /'%'/],
     [validateKeyPath, '/nix/store/abc-key', /Nix store|in \/nix\/store/],
     [validateFingerprint, 'MD5:aa', /not a SHA256/],
   ];
@@ -141,6 +142,14 @@ describe('plan apply', () => {
     assert.equal(fs.statSync(a).mode & 0o777, 0o640, 'an existing file keeps its mode');
     assert.equal(fs.statSync(b).mode & 0o777, 0o600);
     assert.ok(!fs.readdirSync(d).some((f) => f.endsWith('.tmp')), 'no temporary file left');
+  });
+  test('a file edited by someone else since the plan is not overwritten', async () => {
+    const d = dir();
+    const a = path.join(d, 'a');
+    fs.writeFileSync(a, 'theirs\n');
+    const steps: Step[] = [{ kind: 'write', title: 'a', path: a, before: 'old\n', after: 'new\n', mode: 0o644 }];
+    await assert.rejects(applyPlan(steps, { reporter: quiet }), /changed while nixremote was running/);
+    assert.equal(fs.readFileSync(a, 'utf8'), 'theirs\n');
   });
   test('an unchanged file is not written and shows as such', async () => {
     const d = dir();
