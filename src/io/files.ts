@@ -25,6 +25,8 @@ export interface WriteOptions {
   dirMode?: number;
   uid?: number;
   gid?: number;
+  /** Keep the previous content beside the file (default true). */
+  backup?: boolean;
 }
 
 function stamp(d = new Date()): string {
@@ -49,7 +51,7 @@ export function writeAtomic(p: string, content: string, opts: WriteOptions): str
     st = null;
   }
   let backup: string | null = null;
-  if (st) {
+  if (st && opts.backup !== false) {
     backup = backupPathFor(p);
     fs.copyFileSync(p, backup);
     fs.chmodSync(backup, st.mode & 0o7777);
@@ -79,7 +81,7 @@ export function writeAtomic(p: string, content: string, opts: WriteOptions): str
 /** Put a file back as it was before an apply: old content, or gone if it was new. */
 export function restore(p: string, before: string | null, mode: number): void {
   if (before === null) fs.rmSync(p, { force: true });
-  else writeAtomic(p, before, { mode });
+  else writeAtomic(p, before, { mode, backup: false });
 }
 
 function syncDir(dir: string): void {
