@@ -19,7 +19,8 @@ import { conflictingKeys, pinHostKey } from '../ssh/known-hosts.js';
 import { effectiveConfigMismatches, unmanagedHostLines, upsertHostBlock, type HostBlock } from '../ssh/ssh-config.js';
 import { sshAsNix, startupFileFor } from '../ssh/system-ssh.js';
 import { formatMachineLine, machineFromHost, unmanagedMachineLines, upsertMachine } from '../nix/machines-file.js';
-import { upsertNixConf } from '../nix/nix-conf.js';
+import { blockLineNumbers, upsertNixConf } from '../nix/nix-conf.js';
+import { readNixConfig } from '../nix/effective-config.js';
 import { upsertModule, ModuleError } from '../nix/nixos-module.js';
 import { formatVersion, parseNixVersion, parseStorePing, storePingArgs } from '../nix/version.js';
 import { APPEND_KEY_SCRIPT, asShCommand, parseProbe, PROBE_SCRIPT, systemFromUname, type ProbeResult } from '../remote/scripts.js';
@@ -420,7 +421,12 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
       const machinesEdit = upsertMachine(machinesText, name, machine);
       steps.push({ kind: 'write', title: `Machine line for ${name}`, path: machinesPath, before: readText(machinesPath), after: machinesEdit.text, mode: 0o644 });
       const nixConfText = readText(nixConfPath) ?? '';
-      const conf = upsertNixConf(nixConfText, machinesPath);
+      // The user's builders may come from an included file; read them the way Nix does,
+      // leaving out our own block.
+      const cfg = readNixConfig((p) => (p === nixConfPath ? nixConfText : readText(p)), { ...process.env, NIX_CONF_DIR: install.confDir }, home, false);
+      const ours = blockLineNumbers(nixConfText);
+      const userBuilders = (cfg.settings.get('builders') ?? []).filter((b) => !(b.file === nixConfPath && ours.has(b.line))).pop();
+      const conf = upsertNixConf(nixConfText, machinesPath, userBuilders && userBuilders.file !== nixConfPath ? { value: userBuilders.value, where: `${userBuilders.file}:${userBuilders.line}` } : null);
       for (const n of conf.notes) out.warn(n);
       steps.push({ kind: 'write', title: 'builders in nix.conf', path: nixConfPath, before: readText(nixConfPath), after: conf.edit.text, mode: 0o644 });
       if (install.daemon?.restart) {

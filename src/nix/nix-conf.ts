@@ -35,7 +35,7 @@ export function parseNixConf(text: string): { settings: NixSetting[]; includes: 
 }
 
 /** Line numbers inside nixremote's block, so our own settings are not taken for the user's. */
-function blockLines(text: string): Set<number> {
+export function blockLineNumbers(text: string): Set<number> {
   const set = new Set<number>();
   let inside = false;
   splitLines(text).forEach((l, i) => {
@@ -49,7 +49,7 @@ function blockLines(text: string): Set<number> {
 
 /** The user's own last value of a setting in this file, outside our block. */
 export function userSetting(text: string, name: string): NixSetting | null {
-  const ours = blockLines(text);
+  const ours = blockLineNumbers(text);
   const found = parseNixConf(text).settings.filter((s) => s.name === name && !ours.has(s.line));
   return found.length ? found[found.length - 1]! : null;
 }
@@ -60,19 +60,24 @@ export interface NixConfPlan {
   notes: string[];
 }
 
-/** `builders = @MACHINES` and `builders-use-substitutes = true`, merged with what is there. */
-export function upsertNixConf(text: string, machinesFile: string): NixConfPlan {
+/**
+ * `builders = @MACHINES` and `builders-use-substitutes = true`, merged with what is there.
+ * `inherited` is the user's effective builders where it comes from an included file
+ * (found by reading the includes as Nix does); otherwise this file's own line counts.
+ */
+export function upsertNixConf(text: string, machinesFile: string, inherited?: { value: string; where: string } | null): NixConfPlan {
   const notes: string[] = [];
   const include = `@${machinesFile}`;
   let builders = include;
-  const existing = userSetting(text, 'builders');
+  const own = userSetting(text, 'builders');
+  const existing = inherited ? { value: inherited.value, line: inherited.where } : own;
   if (existing && existing.value !== '' && existing.value !== '-') {
     const entries = existing.value.split(';').map((e) => e.trim()).filter(Boolean);
     if (entries.includes(include)) {
       builders = existing.value;
     } else {
       builders = `${existing.value} ; ${include}`;
-      notes.push(`nix.conf line ${existing.line} already sets builders = ${existing.value}; nixremote keeps those builders and adds ${include}`);
+      notes.push(`${typeof existing.line === 'number' ? `nix.conf line ${existing.line}` : existing.line} already sets builders = ${existing.value}; nixremote keeps those builders and adds ${include}`);
     }
   }
   const subst = userSetting(text, 'builders-use-substitutes');

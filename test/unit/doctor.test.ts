@@ -9,7 +9,7 @@ import { classifySshError } from '../../src/ssh/ssh-errors.js';
 import { decodeProtocolError, explainBuild } from '../../src/nix/build-errors.js';
 import { localChecks, localState } from '../../src/doctor/checks/local.js';
 import { builderChecks, builderState, cannotTake, cleanup } from '../../src/doctor/checks/builder.js';
-import { readBuilders, readNixConfig } from '../../src/doctor/nix-config.js';
+import { readBuilders, readNixConfig } from '../../src/nix/effective-config.js';
 import { parseMachines, formatMachineLine } from '../../src/nix/machines-file.js';
 import { machinesHostKeyField, parseKeyLine } from '../../src/ssh/host-key.js';
 import type { Check } from '../../src/doctor/types.js';

@@ -175,6 +175,11 @@ describe('nix.conf', () => {
     assert.equal(upsertNixConf(once.edit.text, '/etc/nix/machines').edit.changed, false);
     assert.equal(upsertNixConf('builders = @/etc/nix/machines\n', '/etc/nix/machines').notes.length, 0);
   });
+  test('builders from an included file are merged too', () => {
+    const once = upsertNixConf('include extra.conf\n', '/etc/nix/machines', { value: 'ssh://inc x86_64-linux', where: '/etc/nix/extra.conf:1' });
+    assert.match(once.edit.text, /^builders = ssh:\/\/inc x86_64-linux ; @\/etc\/nix\/machines$/m);
+    assert.match(once.notes[0]!, /\/etc\/nix\/extra.conf:1 already sets builders/);
+  });
   test('parses settings, comments and includes as Nix does', () => {
     const r = parseNixConf('a = b   c # x\n!include /etc/nix/extra.conf\nbad line\n');
     assert.deepEqual(r.settings, [{ line: 1, name: 'a', value: 'b c' }]);

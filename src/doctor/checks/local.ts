@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import type { DoctorCtx } from '../context.js';
 import type { Check } from '../types.js';
 import { fail, pass, warn } from '../types.js';
-import { effective, readBuilders, readNixConfig, userConfFiles, type Builders, type NixConfig } from '../nix-config.js';
+import { effective, readBuilders, readNixConfig, userConfFiles, type Builders, type NixConfig } from '../../nix/effective-config.js';
 import { formatVersion, parseNixVersion, storePingArgs, type Version } from '../../nix/version.js';
 
 export interface LocalState {

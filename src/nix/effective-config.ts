@@ -4,8 +4,8 @@
 // XDG_CONFIG_HOME), then NIX_CONFIG. A later value wins. Unset, `builders` is
 // @$NIX_CONF_DIR/machines, which is also where NixOS writes nix.buildMachines.
 import * as path from 'node:path';
-import { parseNixConf } from '../nix/nix-conf.js';
-import { parseMachines, type MachinesParseError, type ParsedMachine } from '../nix/machines-file.js';
+import { parseNixConf } from './nix-conf.js';
+import { parseMachines, type MachinesParseError, type ParsedMachine } from './machines-file.js';
 
 export type Scope = 'system' | 'user' | 'env';
 
