@@ -84,6 +84,14 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   const defaultName = host.toLowerCase().replace(/[^a-z0-9._-]/g, '-').replace(/^[^a-z0-9]+/, '') || 'builder';
   const name = await answers.text({ flag: '--name', value: flags.name, message: 'Name for this builder (ssh Host alias):', default: defaultName, parse: validateName });
 
+  // From here on this run reads the files it will plan edits of: one run at a time.
+  if (!flags.dryRun) {
+    const lock = path.join(home, '.nixremote.lock');
+    const wait = Number(process.env.NIXREMOTE_LOCK_WAIT_MS ?? 10_000);
+    const release = await acquireLock(lock, wait, (o) => out.step(`Waiting for another nixremote (pid ${o.pid}) to finish`));
+    d.onExit(release);
+  }
+
   // 3. The key.
   const keyPath = await answers.text({
     flag: '--key',
@@ -94,14 +102,6 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   });
   const key = await inspectKey(exec, keyPath, install.user.uid);
   out.step(key.exists ? `Key ${keyPath} exists and has no passphrase: reusing it` : `Key ${keyPath} will be made (ed25519, no passphrase)`);
-
-  // From here on this run reads the files it will plan edits of: one run at a time.
-  if (!flags.dryRun) {
-    const lock = path.join(home, '.nixremote.lock');
-    const wait = Number(process.env.NIXREMOTE_LOCK_WAIT_MS ?? 10_000);
-    const release = await acquireLock(lock, wait, (o) => out.step(`Waiting for another nixremote (pid ${o.pid}) to finish`));
-    d.onExit(release);
-  }
 
   // Local files that will be edited: refuse what we must not or cannot touch, now.
   const configPath = path.join(sshDir, 'config');
@@ -317,10 +317,20 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
         title: `Make the key ${keyPath}`,
         detail: `ssh-keygen ${keygenArgs(keyPath, `nixremote@${os.hostname()}`).map(shellQuote).join(' ')}`,
         run: async () => {
-          fs.mkdirSync(path.dirname(keyPath), { recursive: true, mode: 0o700 });
-          const r = await exec('ssh-keygen', keygenArgs(keyPath, `nixremote@${os.hostname()}`));
-          if (r.exitCode !== 0) throw new StepFailed('keygen', `ssh-keygen failed: ${r.stderr.trim()}`);
-          fs.chmodSync(keyPath, 0o600);
+          // ssh-keygen writes in place; make the pair beside the target and rename it in,
+          // public half first, so the key is there whole or not at all.
+          const dir = path.dirname(keyPath);
+          fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+          const tmp = fs.mkdtempSync(path.join(dir, '.nixremote-key-'));
+          try {
+            const r = await exec('ssh-keygen', keygenArgs(path.join(tmp, 'key'), `nixremote@${os.hostname()}`));
+            if (r.exitCode !== 0) throw new StepFailed('keygen', `ssh-keygen failed: ${r.stderr.trim()}`);
+            fs.chmodSync(path.join(tmp, 'key'), 0o600);
+            fs.renameSync(path.join(tmp, 'key.pub'), `${keyPath}.pub`);
+            fs.renameSync(path.join(tmp, 'key'), keyPath);
+          } finally {
+            fs.rmSync(tmp, { recursive: true, force: true });
+          }
         },
       });
     }

@@ -120,11 +120,26 @@ export function openSession(t: Target, auth: Auth, expected: HostKey, timeoutMs 
 }
 
 function wrap(c: InstanceType<typeof Client>): Session {
+  // A builder that drops the connection must fail the command, not leave it waiting.
+  let closed = false;
+  const pending = new Set<(e: Error) => void>();
+  const onGone = () => {
+    closed = true;
+    for (const reject of pending) reject(new SshError('the builder closed the connection', 'connect'));
+    pending.clear();
+  };
+  c.on('close', onGone);
+  c.on('error', onGone);
   return {
     run(command, stdin) {
       return new Promise((resolve, reject) => {
+        if (closed) return reject(new SshError('the builder closed the connection', 'connect'));
+        pending.add(reject);
         c.exec(command, (err, stream) => {
-          if (err) return reject(new SshError(`could not run a command: ${err.message}`, 'protocol'));
+          if (err) {
+            pending.delete(reject);
+            return reject(new SshError(`could not run a command: ${err.message}`, 'protocol'));
+          }
           const out: Buffer[] = [];
           const errOut: Buffer[] = [];
           let code = -1;
@@ -133,9 +148,10 @@ function wrap(c: InstanceType<typeof Client>): Session {
           stream.on('exit', (c: number | null) => {
             code = c ?? 255;
           });
-          stream.on('close', () =>
-            resolve({ exitCode: code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') }),
-          );
+          stream.on('close', () => {
+            pending.delete(reject);
+            resolve({ exitCode: code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') });
+          });
           if (stdin !== undefined) stream.end(stdin);
           else stream.end();
         });

@@ -185,6 +185,31 @@ export class Builder {
     fs.rmSync(pidFile, { force: true });
   }
 
+  /** Kill sshd and every session it serves, as a builder that drops off the network. */
+  async kill(): Promise<void> {
+    const pid = Number(fs.readFileSync(path.join(this.dir, 'sshd.pid'), 'utf8').trim());
+    const parent = new Map<number, number>();
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        parent.set(Number(d), Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]));
+      } catch {
+        // gone
+      }
+    }
+    const tree = [pid];
+    for (let i = 0; i < tree.length; i++) for (const [p, pp] of parent) if (pp === tree[i]) tree.push(p);
+    for (const p of tree) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    fs.rmSync(path.join(this.dir, 'sshd.pid'), { force: true });
+  }
+
   async destroy(): Promise<void> {
     await this.stop();
     await sh(`chmod -R u+w ${this.dir}/nix 2>/dev/null; rm -rf ${this.dir}`);
