@@ -7,7 +7,7 @@ import type { Exec } from '../io/exec.js';
 import { readText } from '../io/files.js';
 import { fetchHostKey } from '../io/ssh2-session.js';
 import type { HostKey } from '../ssh/host-key.js';
-import type { Install } from '../init/install.js';
+import { DAEMON_SOCKET, type Install } from '../init/install.js';
 
 export type TcpResult = { ok: true; ms: number } | { ok: false; code: string; message: string };
 
@@ -94,25 +94,33 @@ export function realCtx(exec: Exec, install: Install, opts: { build: boolean; dr
 }
 
 /**
- * The oldest process named nix-daemon (the listener; its children serve connections).
- * Start time from /proc/PID/stat (field 22, clock ticks since boot) and /proc/stat btime.
+ * The oldest nix-daemon serving the socket this machine's Nix uses (the listener; its
+ * children serve connections). nix-daemon runs in a mount namespace of its own, so a
+ * daemon is recognised by the socket file it sees (through /proc/PID/root) being the very
+ * file we see; daemons of containers and other namespaces are not ours. Its start is
+ * /proc/PID/stat field 22, in clock ticks since boot, placed in time by /proc/uptime.
  */
 function findDaemon(): DaemonInfo | null {
-  let btime: number;
+  let uptimeMs: number;
+  let sock: fs.Stats;
   try {
-    btime = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))![1]);
+    uptimeMs = Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
+    sock = fs.statSync(DAEMON_SOCKET);
   } catch {
     return null;
   }
+  const now = Date.now();
   const ticks = 100; // USER_HZ is 100 on every Linux architecture Nix supports
   let best: DaemonInfo | null = null;
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       if (fs.readFileSync(`/proc/${d}/comm`, 'utf8').trim() !== 'nix-daemon') continue;
+      const theirs = fs.statSync(`/proc/${d}/root${DAEMON_SOCKET}`);
+      if (theirs.ino !== sock.ino || theirs.dev !== sock.dev) continue;
       const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const startedMs = (btime + Number(fields[19]) / ticks) * 1000;
+      const startedMs = now - uptimeMs + (Number(fields[19]) / ticks) * 1000;
       let envPath: string | null = null;
       try {
         envPath = fs.readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').find((e) => e.startsWith('PATH='))?.slice(5) ?? null;
@@ -121,7 +129,7 @@ function findDaemon(): DaemonInfo | null {
       }
       if (!best || startedMs < best.startedMs) best = { pid: Number(d), startedMs, path: envPath };
     } catch {
-      // the process went away
+      // the process went away, or is not ours to look at
     }
   }
   return best;

@@ -76,6 +76,8 @@ export interface BuilderOptions {
   hideNixStore?: boolean;
   /** Also put a working nix-store where a multi-user install keeps it, off the PATH. */
   nixStoreInProfile?: boolean;
+  /** sshd offers only keyboard-interactive, through PAM (as many distributions do). */
+  pamOnly?: boolean;
   /**
    * A root-owned store served by a nix-daemon inside the builder's namespace, whose
    * nix.conf trusts only root: the ssh user may ping the store but not build.
@@ -118,9 +120,7 @@ export class Builder {
         'ListenAddress 127.0.0.1',
         `HostKey ${dir}/hostkey`,
         `PidFile ${dir}/sshd.pid`,
-        'UsePAM no',
-        'PasswordAuthentication yes',
-        'KbdInteractiveAuthentication no',
+        ...(opts.pamOnly ? ['UsePAM yes', 'PasswordAuthentication no', 'KbdInteractiveAuthentication yes'] : ['UsePAM no', 'PasswordAuthentication yes', 'KbdInteractiveAuthentication no']),
         `AllowUsers ${BUILDER_USER}`,
         '',
       ].join('\n'),
@@ -254,23 +254,39 @@ async function ids(user: string): Promise<{ uid: number; gid: number }> {
   return { uid: Number(u.stdout), gid: Number(g.stdout) };
 }
 
-/** A private /root and /etc/nix for the CLI under test. */
+/**
+ * A private /root and /etc/nix for the CLI under test. A multi-user client also has its
+ * own daemon socket directory, and runs a nix-daemon beside each command (withDaemon).
+ */
 export class Client {
   readonly root: string;
   readonly etcNix: string;
+  readonly socketDir: string | null;
 
-  constructor() {
+  constructor(opts: { multiUser?: boolean } = {}) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-client-'));
     this.root = path.join(dir, 'root');
     this.etcNix = path.join(dir, 'etcnix');
+    this.socketDir = opts.multiUser ? path.join(dir, 'daemon-socket') : null;
     fs.mkdirSync(this.root, { mode: 0o700 });
     fs.mkdirSync(this.etcNix);
-    fs.writeFileSync(path.join(this.etcNix, 'nix.conf'), NIX_CONF);
+    // No build users here: the test daemon builds as root.
+    fs.writeFileSync(path.join(this.etcNix, 'nix.conf'), opts.multiUser ? `${NIX_CONF}build-users-group =\n` : NIX_CONF);
+    if (this.socketDir) fs.mkdirSync(this.socketDir);
   }
 
   /** The shell command that runs `cmd` inside the client's namespace. */
   wrap(cmd: string): string[] {
-    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `mount --bind ${this.root} /root && mount --bind ${this.etcNix} /etc/nix && ${cmd}`];
+    const socket = this.socketDir ? ` && mount --bind ${this.socketDir} /nix/var/nix/daemon-socket` : '';
+    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `mount --bind ${this.root} /root && mount --bind ${this.etcNix} /etc/nix${socket} && ${cmd}`];
+  }
+
+  /** `cmd` with a nix-daemon running beside it in the same namespace, stopped after. */
+  withDaemon(cmd: string, opts: Options = {}, before = '') {
+    return this.run(
+      `${before}nix-daemon > /dev/null 2>&1 & d=$!; i=0; while [ ! -S /nix/var/nix/daemon-socket/socket ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; ${cmd}; rc=$?; kill $d; exit $rc`,
+      opts,
+    );
   }
 
   run(cmd: string, opts: Options = {}) {

@@ -111,7 +111,9 @@ export function localChecks(): Check<LocalState>[] {
         // The daemon reads nix.conf once, at start. The machines file named by `builders`
         // is read by the build hook at each build, so it needs no restart.
         const files = s.cfg.files.filter((f) => f !== 'NIX_CONFIG');
-        const newer = files.filter((f) => (s.ctx.mtimeMs(f) ?? 0) > d.startedMs);
+        // The start time is known to about a clock tick; a file written in the same 100 ms
+        // as the start is taken as read.
+        const newer = files.filter((f) => (s.ctx.mtimeMs(f) ?? 0) > d.startedMs + 100);
         if (newer.length) {
           const cmd = install.daemon?.restart;
           return fail(
