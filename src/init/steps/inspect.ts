@@ -1,0 +1,126 @@
+// Steps 7 and 8, read-only: look at the builder as Nix will see it (a shell that prints,
+// where nix-store is) and at what it can build.
+import * as os from 'node:os';
+import type { Exec } from '../../io/exec.js';
+import type { HostKey } from '../../ssh/host-key.js';
+import { startupFileFor } from '../../ssh/system-ssh.js';
+import { asShCommand, parseProbe, PROBE_SCRIPT, systemFromUname, type ProbeResult } from '../../remote/scripts.js';
+import { UsageError, validateList, validatePositiveInt } from '../../validate.js';
+import type { Access } from './access.js';
+import { sshWithPinnedKey } from './access.js';
+import type { BuilderAnswers } from './builder.js';
+import { InitFailed, type WizardCtx } from './context.js';
+
+export interface Inspection {
+  probe: ProbeResult | null;
+  /** Where nix-store is when it is not on the non-interactive PATH. */
+  remoteProgram: string | null;
+}
+
+export async function inspectBuilder(c: WizardCtx, b: BuilderAnswers, a: Access, hostKey: HostKey): Promise<Inspection> {
+  const { out, answers, flags } = c;
+  let remoteProgram: string | null = flags.remoteProgram ?? null;
+  if (remoteProgram !== null && !remoteProgram.startsWith('/')) throw new UsageError('--remote-program: give an absolute path');
+  let probe: ProbeResult | null = null;
+  if (a.session) {
+    out.step(`Looking at ${b.name}: shell output, nix-store, system, features, cores`);
+    const t = await a.session.run('true');
+    probe = parseProbe((await a.session.run(asShCommand(PROBE_SCRIPT))).stdout);
+    if (t.stdout !== '') {
+      throw new InitFailed(
+        `the builder's shell prints ${JSON.stringify(t.stdout.slice(0, 200))} for every command run over ssh; Nix reads that as its protocol and fails. ` +
+          `Make ${startupFileFor(probe.shell)} print nothing when not interactive, then re-run`,
+      );
+    }
+  } else if (a.mode === 'ssh') {
+    const r = await sshWithPinnedKey(c.exec, a.target, b.name, hostKey, [asShCommand(PROBE_SCRIPT)]);
+    if (r.exitCode !== 0) throw new InitFailed(`ssh ${b.user}@${b.host} with your existing access failed: ${r.stderr.trim()}`);
+    probe = parseProbe(r.stdout);
+  } else {
+    out.warn(`Cannot look at ${b.name} before the key is on it: systems, features and jobs come from flags or defaults`);
+  }
+
+  if (probe && remoteProgram === null) {
+    if (probe.nixStorePath) out.ok(`nix-store on the non-interactive PATH: ${probe.nixStorePath} (${probe.nixStoreVersion ?? 'version unknown'})`);
+    else if (probe.nixStoreFound) {
+      out.warn(`nix-store is not on ${b.name}'s non-interactive PATH, but is at ${probe.nixStoreFound}`);
+      const use = await answers.confirm({
+        flag: '--remote-program',
+        value: undefined,
+        message: `Tell Nix where it is (?remote-program=${probe.nixStoreFound} on the store URI)?`,
+        default: true,
+      });
+      if (!use) throw new InitFailed(`Nix cannot run nix-store on ${b.name}; put it on the PATH that \`ssh ${b.name} nix-store --version\` sees, or accept --remote-program`);
+      remoteProgram = probe.nixStoreFound;
+    } else {
+      const broken = probe.nixStoreBroken ? ` (${probe.nixStoreBroken})` : '';
+      throw new InitFailed(`nix-store is not on ${b.name}'s non-interactive PATH${broken}, nor in any of the usual places; install Nix on the builder, or pass --remote-program with its path`);
+    }
+  }
+  if (remoteProgram) answers.note('--remote-program', remoteProgram);
+  return { probe, remoteProgram };
+}
+
+export interface Capabilities {
+  systems: string[];
+  features: string[];
+  mandatoryFeatures: string[];
+  maxJobs: number;
+  speedFactor: number;
+}
+
+/** Step 8: what the builder can do, detected, as the defaults of the questions. */
+export async function askCapabilities(c: WizardCtx, probe: ProbeResult | null): Promise<Capabilities> {
+  const { answers, flags } = c;
+  const detectedSystems = probe ? [probe.system ?? systemFromUname(probe.uname), ...probe.extraPlatforms].filter((s): s is string => !!s) : [];
+  const systems = await answers.text({
+    flag: '--systems',
+    value: flags.systems,
+    message: 'Systems it builds for (comma-separated):',
+    default: (detectedSystems.length ? detectedSystems : [await localNixSystem(c.exec)]).join(','),
+    parse: (v, f) => validateList(v, f, false),
+    show: (v) => v.join(','),
+  });
+  // The builder's own system-features are what its Nix will accept; kvm additionally
+  // needs /dev/kvm. Only a Nix too old to say gets the usual defaults.
+  const detectedFeatures = !probe
+    ? []
+    : probe.systemFeatures
+      ? probe.systemFeatures.filter((f) => f !== 'kvm' || probe.kvm)
+      : ['benchmark', 'big-parallel', 'nixos-test', ...(probe.kvm ? ['kvm'] : [])];
+  const features = await answers.text({
+    flag: '--features',
+    value: flags.features,
+    message: 'Supported features (comma-separated, empty for none):',
+    default: detectedFeatures.join(','),
+    parse: (v, f) => validateList(v, f, true),
+    show: (v) => v.join(',') || '-',
+  });
+  const mandatoryFeatures = flags.mandatoryFeatures === undefined ? [] : validateList(flags.mandatoryFeatures, '--mandatory-features', true);
+  if (mandatoryFeatures.length) answers.note('--mandatory-features', mandatoryFeatures.join(','));
+  const cores = probe?.cores ?? 1;
+  const maxJobs = await answers.text({
+    flag: '--max-jobs',
+    value: flags.maxJobs,
+    message: 'Jobs at once on the builder:',
+    default: String(cores),
+    parse: (v, f) => validatePositiveInt(v, f),
+  });
+  // Nix prefers the builder with the highest speed factor; relative core counts are a
+  // reasonable first guess.
+  const speedFactor = await answers.text({
+    flag: '--speed-factor',
+    value: flags.speedFactor,
+    message: 'Speed factor (higher is preferred):',
+    default: String(Math.max(1, Math.round(cores / os.availableParallelism()))),
+    parse: (v, f) => validatePositiveInt(v, f),
+  });
+  return { systems, features, mandatoryFeatures, maxJobs, speedFactor };
+}
+
+async function localNixSystem(exec: Exec): Promise<string> {
+  const r = await exec('nix-instantiate', ['--eval', '--expr', 'builtins.currentSystem']);
+  const s = r.stdout.trim().replace(/^"|"$/g, '');
+  if (r.exitCode === 0 && s) return s;
+  return `${process.arch === 'arm64' ? 'aarch64' : process.arch === 'x64' ? 'x86_64' : process.arch}-${process.platform}`;
+}

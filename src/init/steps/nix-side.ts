@@ -1,0 +1,105 @@
+// Step 9. The Nix side: the machine line in the machines file and `builders` in nix.conf
+// (then a daemon restart, or the command to run), or a NixOS module.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readText } from '../../io/files.js';
+import { StepFailed, type Step } from '../../plan/plan.js';
+import { readNixConfig } from '../../nix/effective-config.js';
+import { formatMachineLine, machineFromHost, unmanagedMachineLines, upsertMachine } from '../../nix/machines-file.js';
+import { blockLineNumbers, upsertNixConf } from '../../nix/nix-conf.js';
+import { ModuleError, upsertModule } from '../../nix/nixos-module.js';
+import type { HostKey } from '../../ssh/host-key.js';
+import { UsageError } from '../../validate.js';
+import { storeSymlink } from '../install.js';
+import type { BuilderAnswers } from './builder.js';
+import type { WizardCtx } from './context.js';
+import type { Capabilities } from './inspect.js';
+
+export interface NixSide {
+  steps: Step[];
+  /** The store URI Nix will use for the builder. */
+  storeUri: string;
+  machineLine: string;
+  /** Non-null: the daemon will not have read the new settings yet, so the proof passes this as --builders. */
+  buildersForProof: string | null;
+  target: 'nix-conf' | 'nixos';
+}
+
+export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, hostKey: HostKey, cap: Capabilities, remoteProgram: string | null, configPath: string): Promise<NixSide> {
+  const { answers, flags, install, out } = c;
+  const target = await answers.choose<'nix-conf' | 'nixos'>({
+    flag: '--target',
+    value: flags.target,
+    message: 'Where should the builder be configured?',
+    default: fs.existsSync('/etc/NIXOS') ? 'nixos' : 'nix-conf',
+    choices: [
+      { name: `${install.confDir}/nix.conf and ${install.confDir}/machines`, value: 'nix-conf' },
+      { name: 'A NixOS module (nix.buildMachines), for nixos-rebuild', value: 'nixos' },
+    ],
+  });
+  // The machines file has no quoting: a key path with a space is left to IdentityFile in
+  // the Host block, which ssh reads for this alias anyway.
+  const sshKey = /\s/.test(keyPath) ? null : keyPath;
+  if (!sshKey) out.info(`  the key path has a space, so the machine line leaves the key to IdentityFile in ${configPath}`);
+  const machine = machineFromHost({ name: b.name, remoteProgram, sshKey, hostKey, ...cap });
+  const machineLine = formatMachineLine(machine);
+  const steps: Step[] = [];
+
+  if (target === 'nixos') {
+    const output = flags.output ?? '/etc/nixos/nixremote.nix';
+    if (!output.startsWith('/')) throw new UsageError('--output: give an absolute path');
+    if (flags.output) answers.note('--output', output);
+    let edit;
+    try {
+      edit = upsertModule(readText(output), path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, ...cap });
+    } catch (e) {
+      if (e instanceof ModuleError) throw new UsageError(`--output: ${output}: ${e.message}`);
+      throw e;
+    }
+    if (remoteProgram) out.warn(`NixOS's nix.buildMachines has no remote-program field; the module cannot pass ${remoteProgram}. Put nix-store on the builder's PATH instead.`);
+    steps.push({ kind: 'write', title: `NixOS module with ${b.name}`, path: output, before: readText(output), after: edit.text, mode: 0o644 });
+    steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in configuration.nix and run nixos-rebuild switch`, detail: 'the proof build below passes the builder as --builders, since the module is not active yet' });
+    return { steps, storeUri: machine.uri, machineLine, buildersForProof: machineLine, target };
+  }
+
+  const machinesPath = path.join(install.confDir, 'machines');
+  const nixConfPath = path.join(install.confDir, 'nix.conf');
+  for (const p of [machinesPath, nixConfPath]) {
+    const link = storeSymlink(p);
+    if (link) throw new UsageError(`${p} is a link into the Nix store (${link}): it is managed declaratively; use --target nixos`);
+  }
+  const machinesText = readText(machinesPath) ?? '';
+  const dup = unmanagedMachineLines(machinesText, b.name);
+  if (dup.length) throw new UsageError(`--name: ${machinesPath} line ${dup.join(', ')} already configures ${b.name} outside nixremote; remove it or pass another --name`);
+  const machinesEdit = upsertMachine(machinesText, b.name, machine);
+  steps.push({ kind: 'write', title: `Machine line for ${b.name}`, path: machinesPath, before: readText(machinesPath), after: machinesEdit.text, mode: 0o644 });
+
+  const nixConfText = readText(nixConfPath) ?? '';
+  // The user's builders may come from an included file; read them the way Nix does,
+  // leaving out our own block.
+  const cfg = readNixConfig((p) => (p === nixConfPath ? nixConfText : readText(p)), { ...process.env, NIX_CONF_DIR: install.confDir }, c.home, false);
+  const ours = blockLineNumbers(nixConfText);
+  const userBuilders = (cfg.settings.get('builders') ?? []).filter((s) => !(s.file === nixConfPath && ours.has(s.line))).pop();
+  const inherited = userBuilders && userBuilders.file !== nixConfPath ? { value: userBuilders.value, where: `${userBuilders.file}:${userBuilders.line}` } : null;
+  const conf = upsertNixConf(nixConfText, machinesPath, inherited);
+  for (const n of conf.notes) out.warn(n);
+  steps.push({ kind: 'write', title: 'builders in nix.conf', path: nixConfPath, before: readText(nixConfPath), after: conf.edit.text, mode: 0o644 });
+
+  let buildersForProof: string | null = null;
+  const restart = install.daemon?.restart;
+  if (restart && (conf.edit.changed || machinesEdit.changed)) {
+    steps.push({
+      kind: 'command',
+      title: 'Restart the nix-daemon so it reads the new settings',
+      detail: restart.join(' '),
+      run: async () => {
+        const r = await c.exec(restart[0]!, restart.slice(1), { timeoutMs: 60_000 });
+        if (r.exitCode !== 0) throw new StepFailed('restart', `${r.command} failed: ${r.stderr.trim()}`);
+      },
+    });
+  } else if (install.daemon && !restart) {
+    steps.push({ kind: 'note', title: `Restart the nix-daemon yourself: ${install.daemon.how}`, detail: 'until then the daemon uses its old settings; the proof build passes the builder itself' });
+    buildersForProof = machineLine;
+  }
+  return { steps, storeUri: machine.uri, machineLine, buildersForProof, target };
+}
