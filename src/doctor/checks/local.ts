@@ -138,7 +138,7 @@ export function localChecks(): Check<LocalState>[] {
     },
     {
       id: 'daemon-ssh',
-      title: "ssh on the daemon's PATH",
+      title: 'ssh on the PATH Nix uses',
       needs: ['access'],
       run: async (s) => {
         const d = s.ctx.install.multiUser ? s.ctx.daemon() : null;

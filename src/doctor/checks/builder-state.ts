@@ -1,0 +1,130 @@
+// One builder as doctor sees it, and how its checks reach it: ssh run the way the build
+// hook runs it, and the store URI the build hook opens.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { DoctorCtx } from '../context.js';
+import type { Evidence } from '../types.js';
+import { uriHost, type ParsedMachine } from '../../nix/machines-file.js';
+import { writeAtomic } from '../../io/files.js';
+import { keyLine, type HostKey } from '../../ssh/host-key.js';
+import { envWithoutAgent } from '../../ssh/system-ssh.js';
+import type { ProbeResult } from '../../remote/scripts.js';
+import { parseNixVersion, storePingArgs } from '../../nix/version.js';
+
+export interface BuilderState {
+  ctx: DoctorCtx;
+  machine: ParsedMachine;
+  /** The host part of the store URI: what ssh is given and what Nix pins the key under. */
+  name: string;
+  /** user@host or host, as Nix passes it to ssh. */
+  target: string;
+  scheme: string;
+  remoteProgram: string | null;
+  g: Map<string, string[]>;
+  hostName: string;
+  port: number;
+  keyPath: string | null;
+  pinned: HostKey | null;
+  tmpDir: string;
+  authStdout: string;
+  probe: ProbeResult | null;
+}
+
+export function builderState(ctx: DoctorCtx, machine: ParsedMachine): BuilderState {
+  const uri = machine.uri;
+  const scheme = uri.includes('://') ? uri.slice(0, uri.indexOf('://')) : 'ssh';
+  const rest = uri.includes('://') ? uri.slice(uri.indexOf('://') + 3) : uri;
+  const [authority, query = ''] = rest.split('?');
+  const params = new URLSearchParams(query);
+  return {
+    ctx,
+    machine,
+    name: uriHost(uri),
+    target: authority!,
+    scheme,
+    remoteProgram: params.get('remote-program'),
+    g: new Map(),
+    hostName: uriHost(uri),
+    port: 22,
+    keyPath: machine.sshKey,
+    pinned: null,
+    tmpDir: '',
+    authStdout: '',
+    probe: null,
+  };
+}
+
+export const first = (s: BuilderState, k: string) => s.g.get(k)?.[0];
+
+/**
+ * ssh as the build hook runs it (src/libstore/ssh.cc): -x -a, the machine's key, its
+ * pinned host key. The first login also opens a control master that the later checks'
+ * commands reuse, so they cost a round trip instead of a handshake each; the store ping
+ * and the build go through Nix's own ssh, unshared.
+ */
+function sshArgs(s: BuilderState, command: string[]): string[] {
+  const args = ['-x', '-a', '-o', 'BatchMode=yes', '-o', 'ControlMaster=auto', '-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-o', 'ControlPersist=120'];
+  if (s.machine.sshKey) args.push('-i', s.machine.sshKey);
+  if (s.pinned) args.push('-o', `UserKnownHostsFile=${pinnedFile(s)}`);
+  return [...args, '--', s.target, ...command];
+}
+
+export function pinnedFile(s: BuilderState): string {
+  const f = path.join(s.tmpDir, 'host-key');
+  if (!fs.existsSync(f)) fs.writeFileSync(f, `${s.name} ${keyLine(s.pinned!)}\n`);
+  return f;
+}
+
+export async function ssh(s: BuilderState, command: string[], timeoutMs = 30_000) {
+  const r = await s.ctx.exec('ssh', sshArgs(s, command), { env: envWithoutAgent(), timeoutMs });
+  const ev: Evidence = { command: r.command, output: (r.stdout + r.stderr).trim().slice(0, 2000) || `(no output, exit ${r.exitCode})` };
+  return { ...r, ev };
+}
+
+export const remoteCommand = (s: BuilderState) => s.remoteProgram ?? (s.scheme === 'ssh-ng' ? 'nix-daemon' : 'nix-store');
+
+/** An edit of an existing file: atomic, with its mode and owner, and a backup. */
+export function writeFileKeepingMode(p: string, text: string): void {
+  writeAtomic(p, text, { mode: 0o644 });
+}
+
+/** The store ping of the local Nix version, against the store the build hook would open. */
+export async function storePing(s: BuilderState) {
+  const v = parseNixVersion((await s.ctx.exec('nix', ['--version'])).stdout);
+  if (!v) return null;
+  const r = await s.ctx.exec('nix', storePingArgs(v, hookStoreUri(s)), { env: envWithoutAgent(), timeoutMs: 80_000 });
+  return { v, r, ev: { command: r.command, output: (r.stdout + r.stderr).trim() } };
+}
+
+/** The store URI the build hook opens: the machine's key and host key as store settings (Machine::openStore). */
+export function hookStoreUri(s: BuilderState): string {
+  const params = new URLSearchParams();
+  if (s.machine.sshKey) params.set('ssh-key', s.machine.sshKey);
+  if (s.machine.hostKey) params.set('base64-ssh-public-host-key', s.machine.hostKey);
+  const extra = params.toString();
+  if (!extra) return s.machine.uri;
+  const base = s.machine.uri.includes('://') ? s.machine.uri : `ssh://${s.machine.uri}`;
+  return `${base}${base.includes('?') ? '&' : '?'}${extra}`;
+}
+
+/** Why Nix would not send a derivation to this machine (build-remote.cc: system, allSupported, mandatoryMet). */
+export function cannotTake(m: { systems: string[]; supportedFeatures: string[]; mandatoryFeatures: string[] }, system: string, required: string[]): string | null {
+  if (system !== 'builtin' && m.systems.length && !m.systems.includes(system)) return `it needs system ${system}; the builder offers ${m.systems.join(', ')}`;
+  const offered = new Set([...m.supportedFeatures, ...m.mandatoryFeatures]);
+  const missing = required.filter((f) => !offered.has(f));
+  if (missing.length) return `it requires feature ${missing.join(', ')}, which the builder does not offer`;
+  const unmet = m.mandatoryFeatures.filter((f) => !required.includes(f));
+  if (unmet.length) return `the builder only takes derivations that require ${unmet.join(', ')}`;
+  return null;
+}
+
+
+export async function cleanup(s: BuilderState): Promise<void> {
+  if (!s.tmpDir) return;
+  if (fs.existsSync(path.join(s.tmpDir, 'cm'))) {
+    await s.ctx.exec('ssh', ['-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-O', 'exit', '--', s.target], { timeoutMs: 5000 });
+  }
+  fs.rmSync(s.tmpDir, { recursive: true, force: true });
+}
+
+

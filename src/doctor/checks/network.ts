@@ -1,0 +1,187 @@
+// The way in, as the build hook walks it: the machine line, root's ssh config, the key,
+// the name, the TCP connection, the host key.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Check, Evidence } from '../types.js';
+import { fail, pass, warn } from '../types.js';
+import { addHostKeyAlias, parseSshG } from '../../ssh/ssh-config.js';
+import { writeAtomic } from '../../io/files.js';
+import { fingerprint, hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
+import { type BuilderState, first, writeFileKeepingMode } from './builder-state.js';
+
+export const networkChecks: Check<BuilderState>[] = [
+    {
+      id: 'uri',
+      title: 'store URI',
+      needs: [],
+      run: async (s) => {
+        if (s.scheme !== 'ssh' && s.scheme !== 'ssh-ng') {
+          return fail(`${s.machine.uri} is not an ssh:// or ssh-ng:// store`, 'nixremote checks builders reached over ssh', 'use ssh://HOST or ssh-ng://HOST');
+        }
+        s.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-doctor-'));
+        if (s.machine.hostKey) {
+          const k = hostKeyFromMachinesField(s.machine.hostKey);
+          if (!k) {
+            return fail(
+              'the 8th field (host key) does not decode to a public key',
+              `Nix base64-decodes that field and writes it as the known host key; "${s.machine.hostKey.slice(0, 24)}..." is not one`,
+              `replace it with the output of: base64 -w0 of the builder's /etc/ssh/ssh_host_ed25519_key.pub (${s.machine.source.file}:${s.machine.source.line})`,
+            );
+          }
+          s.pinned = k;
+        }
+        return pass(`${s.machine.uri} (${s.machine.source.file}:${s.machine.source.line})`);
+      },
+    },
+    {
+      id: 'ssh-config',
+      title: "root's ssh config for the builder",
+      needs: ['uri'],
+      run: async (s) => {
+        const r = await s.ctx.exec('ssh', ['-G', '--', s.target]);
+        if (r.exitCode !== 0) return fail('ssh -G cannot read the ssh config', r.stderr.trim(), 'fix the ssh config file it names', { evidence: [{ command: r.command, output: r.stderr }] });
+        s.g = parseSshG(r.stdout);
+        s.hostName = first(s, 'hostname') ?? s.name;
+        s.port = Number(first(s, 'port') ?? 22);
+        if (!s.keyPath) s.keyPath = (s.g.get('identityfile') ?? []).find((f) => s.ctx.stat(f)?.isFile) ?? null;
+        const proxy = first(s, 'proxyjump') ?? first(s, 'proxycommand');
+        const shown = `HostName ${s.hostName}, Port ${s.port}, User ${first(s, 'user')}, IdentityFile ${s.keyPath ?? '(none found)'}${proxy && proxy !== 'none' ? `, via ${proxy}` : ''}`;
+        return pass(shown, { evidence: [{ command: r.command, output: ['hostname', 'port', 'user', 'identityfile', 'hostkeyalias', 'proxyjump', 'identitiesonly'].map((k) => `${k} ${(s.g.get(k) ?? ['(unset)']).join(', ')}`).join('\n') }] });
+      },
+    },
+    {
+      id: 'key',
+      title: 'ssh key',
+      needs: ['ssh-config'],
+      run: async (s) => {
+        const k = s.keyPath;
+        if (!k) return warn('no key file: neither the machine line nor ssh config names one that exists', { cause: "ssh will try its default keys of the build user", fix: 'set the 3rd field of the machine line, or IdentityFile in the Host block' });
+        if (k.startsWith('/nix/store/')) return fail(`${k} is in the Nix store`, 'everything in /nix/store is world-readable, so the private key is not private', 'move the key outside the store and point the machine line at it');
+        const st = s.ctx.stat(k);
+        if (!st) return fail(`${k} does not exist`, `the machine line or ssh config names ${k}, which is missing`, `make it (nixremote init), or fix the path (${s.machine.source.file}:${s.machine.source.line})`);
+        const uid = s.ctx.install.multiUser ? 0 : s.ctx.install.user.uid;
+        if (st.uid !== uid) return fail(`${k} is owned by uid ${st.uid}`, `ssh runs as uid ${uid} and refuses a key it does not own`, `chown ${uid} ${k}`);
+        if (st.mode & 0o077) {
+          return fail(`${k} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}`, 'ssh ignores a private key that others can read ("UNPROTECTED PRIVATE KEY FILE")', `chmod 600 ${k}`, {
+            action: { description: `chmod 600 ${k}`, apply: async () => fs.chmodSync(k, 0o600) },
+          });
+        }
+        const r = await s.ctx.exec('ssh-keygen', ['-y', '-P', '', '-f', k]);
+        if (r.exitCode !== 0) {
+          if (/passphrase/i.test(r.stderr)) return fail(`${k} has a passphrase`, 'the nix-daemon has no terminal or agent to unlock it', 'use a key without a passphrase (nixremote init makes one)', { evidence: [{ command: r.command, output: r.stderr }] });
+          return fail(`ssh-keygen cannot read ${k}`, r.stderr.trim(), 'replace the key', { evidence: [{ command: r.command, output: r.stderr }] });
+        }
+        const pub = s.ctx.read(`${k}.pub`);
+        const derived = parseKeyLine(r.stdout.trim());
+        if (pub !== null && derived && parseKeyLine(pub.trim())?.base64 !== derived.base64) {
+          return warn(`${k}.pub does not match ${k}`, { cause: 'the .pub beside the key belongs to another key, so copying it to the builder would not help', fix: `ssh-keygen -y -f ${k} > ${k}.pub` });
+        }
+        return pass(`${k}: mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, no passphrase`);
+      },
+    },
+    {
+      id: 'dns',
+      title: 'name resolves',
+      needs: ['ssh-config'],
+      run: async (s) => {
+        const proxy = first(s, 'proxyjump');
+        if (proxy && proxy !== 'none') return pass(`reached through ProxyJump ${proxy}; not resolved here`);
+        if (/^[\d.]+$|:/.test(s.hostName)) return pass(`${s.hostName} is an address`);
+        try {
+          const addrs = await s.ctx.resolve(s.hostName);
+          return pass(`${s.hostName} → ${addrs.join(', ')}`);
+        } catch (e) {
+          return fail(`${s.hostName} does not resolve`, (e as Error).message, `fix DNS or /etc/hosts, or set HostName to an address in the Host block for ${s.name}`);
+        }
+      },
+    },
+    {
+      id: 'tcp',
+      title: 'TCP connection',
+      needs: ['dns'],
+      run: async (s) => {
+        const proxy = first(s, 'proxyjump');
+        if (proxy && proxy !== 'none') return pass('through a proxy: checked by the login below');
+        const r = await s.ctx.tcp(s.hostName, s.port, 5000);
+        if (r.ok) return pass(`${s.hostName}:${s.port} answers (${r.ms} ms)`);
+        const where = `${s.hostName}:${s.port}`;
+        if (r.code === 'ECONNREFUSED') return fail(`${where} refused the connection`, 'nothing listens there: sshd is stopped, or the port is wrong', `start sshd on the builder (systemctl start sshd), or fix Port in the Host block for ${s.name}`);
+        if (r.code === 'ETIMEDOUT') return fail(`${where} did not answer within 5 s`, 'the builder is down or a firewall drops the packets', 'check that the builder is up and the port is open');
+        if (r.code === 'EHOSTUNREACH' || r.code === 'ENETUNREACH') return fail(`${where} is unreachable`, 'there is no route to the builder', 'check the network or VPN between the machines');
+        return fail(`${where}: ${r.message}`, r.message, 'check the address and the network');
+      },
+    },
+    {
+      id: 'host-key',
+      title: 'host key',
+      needs: ['tcp'],
+      run: async (s) => {
+        const proxy = first(s, 'proxyjump');
+        if (proxy && proxy !== 'none') return pass('through a proxy: checked by the login below');
+        let actual: HostKey;
+        try {
+          actual = await s.ctx.hostKey(s.hostName, s.port);
+        } catch (e) {
+          return fail(`${s.hostName}:${s.port} did not complete an SSH handshake`, (e as Error).message, 'check that the port belongs to sshd');
+        }
+        const fp = fingerprint(actual);
+        const alias = first(s, 'hostkeyalias');
+        // With HostKeyAlias ssh looks the key up under the alias; otherwise under the host
+        // name, as [name]:port for a port other than 22 (sshconnect.c, get_hostfile_hostname_ipaddr).
+        const lookup = alias && alias !== 'none' ? alias : s.port === 22 ? s.hostName : `[${s.hostName}]:${s.port}`;
+        if (s.pinned) {
+          if (s.pinned.base64 !== actual.base64) {
+            return fail(
+              `the machine line pins ${fingerprint(s.pinned)}, the builder shows ${fp}`,
+              'the builder was reinstalled or its host key changed, or this is another machine',
+              `after checking ${fp} on the builder, put base64 of its "${actual.type} ..." key in the 8th field (${s.machine.source.file}:${s.machine.source.line}), or re-run nixremote init`,
+            );
+          }
+          if (lookup !== s.name) {
+            const config = path.join(s.ctx.install.user.home, '.ssh', 'config');
+            const edited = addHostKeyAlias(s.ctx.read(config) ?? '', s.name);
+            return fail(
+              `the pinned key is looked up as "${lookup}", but Nix writes it under "${s.name}"`,
+              `Nix puts the 8th field into a known_hosts file under the store URI's host (${s.name}); ssh looks for ${lookup}, finds nothing, and Nix says only "remote machines may not have all required system features"`,
+              `add "HostKeyAlias ${s.name}" to the Host block for ${s.name} in ${config}`,
+              edited === null ? {} : { action: { description: `add "HostKeyAlias ${s.name}" under "Host ${s.name}" in ${config}`, apply: async () => writeFileKeepingMode(config, edited) } },
+            );
+          }
+          return pass(`${fp}, pinned on the machine line and used under ${lookup}`);
+        }
+        const files = [...(s.g.get('userknownhostsfile')?.join(' ').split(/\s+/) ?? []), ...(s.g.get('globalknownhostsfile')?.join(' ').split(/\s+/) ?? [])];
+        const known: HostKey[] = [];
+        const ev: Evidence[] = [];
+        for (const f of files) {
+          if (!s.ctx.stat(f)) continue;
+          const r = await s.ctx.exec('ssh-keygen', ['-F', lookup, '-f', f]);
+          ev.push({ command: r.command, output: r.stdout.trim() || '(not found)' });
+          for (const line of r.stdout.split('\n')) {
+            if (line.startsWith('#') || !line.trim()) continue;
+            const k = parseKeyLine(line.slice(line.search(/\s/)));
+            if (k) known.push(k);
+          }
+        }
+        if (known.some((k) => k.base64 === actual.base64)) return pass(`${fp}, known as ${lookup}`, { evidence: ev });
+        const userFile = (s.g.get('userknownhostsfile')?.[0] ?? '~/.ssh/known_hosts').split(/\s+/)[0]!;
+        const pin = {
+          description: `pin ${actual.type} ${fp} for ${lookup} in ${userFile}`,
+          confirm: `The builder ${s.name} shows ${actual.type} ${fp}. Check it on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub). Trust it?`,
+          apply: async () => {
+            const { pinHostKey } = await import('../../ssh/known-hosts.js');
+            const text = s.ctx.read(userFile) ?? '';
+            writeAtomic(userFile, pinHostKey(text, lookup, actual).text, { mode: 0o644, dirMode: 0o700 });
+          },
+        };
+        if (known.some((k) => k.type === actual.type)) {
+          const old = known.filter((k) => k.type === actual.type).map(fingerprint).join(', ');
+          return fail(`the builder shows ${fp}, but ${lookup} is pinned as ${old}`, 'the host key changed: the builder was reinstalled, or this is another machine; ssh refuses to connect', `after checking ${fp} on the builder: nixremote doctor --fix (shows both and asks)`, {
+            evidence: ev,
+            action: { ...pin, confirm: `${lookup} is pinned as ${old}, the builder now shows ${actual.type} ${fp}. Replace the pinned key? (check it on the builder first)` },
+          });
+        }
+        return fail(`${lookup} is not in ${files.join(' or ')}`, "the build user's ssh has never been told this builder's host key, and in batch mode it will not ask", `pin it after checking ${fp} on the builder: nixremote doctor --fix, or nixremote init`, { evidence: ev, action: pin });
+      },
+    },
+];

@@ -1,0 +1,57 @@
+// Through Nix itself: the store ping as the build hook opens the store, and a real build.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Check } from '../types.js';
+import { fail, pass } from '../types.js';
+import { formatMachineLine } from '../../nix/machines-file.js';
+import { envWithoutAgent } from '../../ssh/system-ssh.js';
+import { explainBuild } from '../../nix/build-errors.js';
+import { parseStorePing, formatVersion } from '../../nix/version.js';
+import { PROBE_NIX } from '../../init/prove.js';
+import { randomBytes } from 'node:crypto';
+import { type BuilderState, ssh, storePing } from './builder-state.js';
+
+export const storeChecks: Check<BuilderState>[] = [
+    {
+      id: 'store-ping',
+      title: 'store ping',
+      needs: ['remote-nix'],
+      timeoutMs: 90_000,
+      run: async (s) => {
+        const ping = await storePing(s);
+        if (!ping) return fail('cannot run the local nix', '`nix --version` failed', 'install Nix, or put it on PATH');
+        const { r, ev, v } = ping;
+        if (r.exitCode !== 0) {
+          const ex = explainBuild(r.stderr);
+          return fail('the store ping failed', ex?.cause ?? r.stderr.trim().split('\n').pop() ?? '', ex?.fix ?? 'see the evidence', { evidence: [ev] });
+        }
+        const info = parseStorePing(r.stdout + r.stderr);
+        if (info.trusted === false) return fail('the builder answers, but says the ssh user is not trusted', 'the builder\'s nix-daemon does not trust the ssh user', 'add it to trusted-users on the builder', { evidence: [ev] });
+        return pass(`answers (local Nix ${formatVersion(v)}${info.version ? `, builder ${info.version}` : ''})`, { evidence: [ev] });
+      },
+    },
+    {
+      id: 'build',
+      title: 'a real build',
+      needs: ['login', 'remote-nix'],
+      timeoutMs: 600_000,
+      run: async (s) => {
+        if (!s.ctx.build) return { status: 'skip', summary: 'skipped (--no-build)' };
+        const file = path.join(s.tmpDir, 'probe.nix');
+        fs.writeFileSync(file, PROBE_NIX);
+        const system = s.machine.systems[0] ?? s.probe?.system ?? 'builtin';
+        const line = formatMachineLine(s.machine);
+        const nonce = `${Date.now()}-${randomBytes(6).toString('hex')}`;
+        const r = await s.ctx.exec('nix-build', [file, '--argstr', 'nonce', nonce, '--argstr', 'system', system, '--max-jobs', '0', '--no-out-link', '--builders', line], { env: envWithoutAgent(), timeoutMs: 580_000 });
+        const ev = { command: r.command, output: (r.stdout + r.stderr).trim().split('\n').slice(-12).join('\n') };
+        const out = r.stdout.trim().split('\n').pop() ?? '';
+        if (r.exitCode !== 0 || !out.startsWith('/nix/store/')) {
+          const ex = explainBuild(r.stderr);
+          return fail('a build sent to this builder failed', ex?.cause ?? 'see the evidence', ex?.fix ?? "read Nix's output in the evidence", { evidence: [ev] });
+        }
+        const there = await ssh(s, ['test', '-e', out]);
+        if (there.exitCode !== 0) return fail(`${out} was built, but is not in the builder's store`, 'the build did not run there', 'see the evidence', { evidence: [ev, there.ev] });
+        return pass(`${out} was built on ${s.name}`, { evidence: [ev] });
+      },
+    },
+];
