@@ -73,12 +73,29 @@ export function machineFromHost(opts: {
   };
 }
 
-/** ssh://user@host:port?x → host; bare host names are ssh:// in Nix's eyes. */
-export function uriHost(uri: string): string {
+export interface UriParts {
+  scheme: string;
+  user: string | null;
+  host: string;
+  /** Only newer Nix (2.31+) passes a port from the URI to ssh (-p). */
+  port: number | null;
+  params: URLSearchParams;
+}
+
+/** ssh://user@host:port?x=y into its parts; a bare host name is ssh:// in Nix's eyes. */
+export function parseStoreUri(uri: string): UriParts {
+  const scheme = uri.includes('://') ? uri.slice(0, uri.indexOf('://')) : 'ssh';
   const rest = uri.includes('://') ? uri.slice(uri.indexOf('://') + 3) : uri;
-  const noQuery = rest.split('?')[0]!;
-  const at = noQuery.lastIndexOf('@');
-  return noQuery.slice(at + 1);
+  const q = rest.indexOf('?');
+  const authority = q >= 0 ? rest.slice(0, q) : rest;
+  const params = new URLSearchParams(q >= 0 ? rest.slice(q + 1) : '');
+  const m = /^(?:(.*)@)?(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(authority);
+  const host = (m?.[2] ?? authority).replace(/^\[(.*)\]$/, '$1');
+  return { scheme, user: m?.[1] ?? null, host, port: m?.[3] ? Number(m[3]) : null, params };
+}
+
+export function uriHost(uri: string): string {
+  return parseStoreUri(uri).host;
 }
 
 export type ReadFile = (path: string) => string | null;

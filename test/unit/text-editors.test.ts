@@ -11,7 +11,7 @@ import { removeBlock, upsertBlock, readBlock, BlockError } from '../../src/text/
 import { addHostKeyAlias, hostBlockMarkers, parseSshConfig, unmanagedHostLines, upsertHostBlock, effectiveConfigMismatches, type HostBlock } from '../../src/ssh/ssh-config.js';
 import { pinHostKey, conflictingKeys } from '../../src/ssh/known-hosts.js';
 import { upsertNixConf, parseNixConf } from '../../src/nix/nix-conf.js';
-import { parseMachines, formatMachineLine, upsertMachine, unmanagedMachineLines, machineMarkers, withRemoteProgram, type Machine } from '../../src/nix/machines-file.js';
+import { parseMachines, parseStoreUri, formatMachineLine, upsertMachine, unmanagedMachineLines, machineMarkers, withRemoteProgram, type Machine } from '../../src/nix/machines-file.js';
 import { upsertModule, MODULE_HEADER } from '../../src/nix/nixos-module.js';
 import { fingerprint, hostKeyFromBlob, hostKeyFromMachinesField, machinesHostKeyField, parseKeyLine } from '../../src/ssh/host-key.js';
 
@@ -150,6 +150,13 @@ describe('machines file', () => {
     assert.equal(withRemoteProgram(once, 3, '/nix/var/nix/profiles/default/bin/nix-store'), once);
     assert.equal(withRemoteProgram(text, 1, '/x'), null, "a user's own line is not edited");
     assert.equal(parseMachines(once, 'm').machines[1]!.uri, 'ssh://fastbox?remote-program=/nix/var/nix/profiles/default/bin/nix-store');
+  });
+  test('store URIs: user, host, port, IPv6, parameters', () => {
+    const a = parseStoreUri('ssh://nix@box:2222?remote-program=/x/nix-store');
+    assert.deepEqual([a.scheme, a.user, a.host, a.port, a.params.get('remote-program')], ['ssh', 'nix', 'box', 2222, '/x/nix-store']);
+    const b = parseStoreUri('ssh-ng://[fe80::1]');
+    assert.deepEqual([b.scheme, b.user, b.host, b.port], ['ssh-ng', null, 'fe80::1', null]);
+    assert.equal(parseStoreUri('root@legacy').host, 'legacy');
   });
   test('upsert is idempotent and finds unmanaged lines for the name', () => {
     const once = upsertMachine('ssh://other x86_64-linux\n', 'fastbox', machine);

@@ -4,12 +4,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DoctorCtx } from '../context.js';
 import type { Evidence } from '../types.js';
-import { uriHost, type ParsedMachine } from '../../nix/machines-file.js';
+import { parseStoreUri, type ParsedMachine } from '../../nix/machines-file.js';
 import { writeAtomic } from '../../io/files.js';
 import { keyLine, type HostKey } from '../../ssh/host-key.js';
 import { envWithoutAgent } from '../../ssh/system-ssh.js';
 import type { ProbeResult } from '../../remote/scripts.js';
-import { parseNixVersion, storePingArgs } from '../../nix/version.js';
+import { parseNixVersion, storePingArgs, type Version } from '../../nix/version.js';
 
 export interface BuilderState {
   ctx: DoctorCtx;
@@ -18,6 +18,8 @@ export interface BuilderState {
   name: string;
   /** user@host or host, as Nix passes it to ssh. */
   target: string;
+  /** A port in the store URI (Nix 2.31+ passes it as -p). */
+  uriPort: number | null;
   scheme: string;
   remoteProgram: string | null;
   g: Map<string, string[]>;
@@ -31,21 +33,18 @@ export interface BuilderState {
 }
 
 export function builderState(ctx: DoctorCtx, machine: ParsedMachine): BuilderState {
-  const uri = machine.uri;
-  const scheme = uri.includes('://') ? uri.slice(0, uri.indexOf('://')) : 'ssh';
-  const rest = uri.includes('://') ? uri.slice(uri.indexOf('://') + 3) : uri;
-  const [authority, query = ''] = rest.split('?');
-  const params = new URLSearchParams(query);
+  const u = parseStoreUri(machine.uri);
   return {
     ctx,
     machine,
-    name: uriHost(uri),
-    target: authority!,
-    scheme,
-    remoteProgram: params.get('remote-program'),
+    name: u.host,
+    target: u.user ? `${u.user}@${u.host}` : u.host,
+    uriPort: u.port,
+    scheme: u.scheme,
+    remoteProgram: u.params.get('remote-program'),
     g: new Map(),
-    hostName: uriHost(uri),
-    port: 22,
+    hostName: u.host,
+    port: u.port ?? 22,
     keyPath: machine.sshKey,
     pinned: null,
     tmpDir: '',
@@ -65,6 +64,7 @@ export const first = (s: BuilderState, k: string) => s.g.get(k)?.[0];
 function sshArgs(s: BuilderState, command: string[]): string[] {
   const args = ['-x', '-a', '-o', 'BatchMode=yes', '-o', 'ControlMaster=auto', '-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-o', 'ControlPersist=120'];
   if (s.machine.sshKey) args.push('-i', s.machine.sshKey);
+  if (s.uriPort) args.push('-p', String(s.uriPort));
   if (s.pinned) args.push('-o', `UserKnownHostsFile=${pinnedFile(s)}`);
   return [...args, '--', s.target, ...command];
 }
@@ -88,9 +88,20 @@ export function writeFileKeepingMode(p: string, text: string): void {
   writeAtomic(p, text, { mode: 0o644 });
 }
 
+// One `nix --version` per doctor run, however many builders.
+const versions = new WeakMap<DoctorCtx, Promise<Version | null>>();
+function localNixVersion(ctx: DoctorCtx): Promise<Version | null> {
+  let v = versions.get(ctx);
+  if (!v) {
+    v = ctx.exec('nix', ['--version']).then((r) => parseNixVersion(r.stdout));
+    versions.set(ctx, v);
+  }
+  return v;
+}
+
 /** The store ping of the local Nix version, against the store the build hook would open. */
 export async function storePing(s: BuilderState) {
-  const v = parseNixVersion((await s.ctx.exec('nix', ['--version'])).stdout);
+  const v = await localNixVersion(s.ctx);
   if (!v) return null;
   const r = await s.ctx.exec('nix', storePingArgs(v, hookStoreUri(s)), { env: envWithoutAgent(), timeoutMs: 80_000 });
   return { v, r, ev: { command: r.command, output: (r.stdout + r.stderr).trim() } };

@@ -39,7 +39,7 @@ export const networkChecks: Check<BuilderState>[] = [
       title: "root's ssh config for the builder",
       needs: ['uri'],
       run: async (s) => {
-        const r = await s.ctx.exec('ssh', ['-G', '--', s.target]);
+        const r = await s.ctx.exec('ssh', ['-G', ...(s.uriPort ? ['-p', String(s.uriPort)] : []), '--', s.target]);
         if (r.exitCode !== 0) return fail('ssh -G cannot read the ssh config', r.stderr.trim(), 'fix the ssh config file it names', { evidence: [{ command: r.command, output: r.stderr }] });
         s.g = parseSshG(r.stdout);
         s.hostName = first(s, 'hostname') ?? s.name;
