@@ -200,11 +200,11 @@ export function upsertMachine(text: string, name: string, m: Machine): BlockEdit
 }
 
 /**
- * Give the machine on line `lineNo` a ?remote-program= on its store URI, if that line is
- * one of nixremote's (between its markers); null otherwise, since a user's own lines are
- * theirs to edit.
+ * Edit the fields of the machine on line `lineNo`, if that line is one of nixremote's
+ * (between its markers); null otherwise, since a user's own lines are theirs to edit.
+ * Fields are joined by single spaces, as nixremote writes them.
  */
-export function withRemoteProgram(text: string, lineNo: number, program: string): string | null {
+function editManagedLine(text: string, lineNo: number, edit: (fields: string[]) => string[]): string | null {
   const lines = text.split('\n');
   let inside = false;
   for (let i = 0; i < lineNo - 1; i++) {
@@ -213,12 +213,24 @@ export function withRemoteProgram(text: string, lineNo: number, program: string)
     else if (t.startsWith('# END nixremote ')) inside = false;
   }
   const line = lines[lineNo - 1];
-  if (!inside || line === undefined) return null;
-  const m = /^(\s*)(\S+)(.*)$/.exec(line);
-  if (!m) return null;
-  const base = m[2]!.split('?')[0]!;
-  const params = new URLSearchParams(m[2]!.includes('?') ? m[2]!.slice(m[2]!.indexOf('?') + 1) : '');
-  params.set('remote-program', program);
-  lines[lineNo - 1] = `${m[1]}${base}?${decodeURIComponent(params.toString())}${m[3]}`;
+  if (!inside || line === undefined || line.trim() === '') return null;
+  const fields = line.trim().split(/\s+/);
+  while (fields.length < 8) fields.push('-');
+  lines[lineNo - 1] = edit(fields).join(' ');
   return lines.join('\n');
+}
+
+/** The machine on line `lineNo` with ?remote-program= on its store URI (nixremote's lines only). */
+export function withRemoteProgram(text: string, lineNo: number, program: string): string | null {
+  return editManagedLine(text, lineNo, (f) => {
+    const uri = f[0]!;
+    const params = new URLSearchParams(uri.includes('?') ? uri.slice(uri.indexOf('?') + 1) : '');
+    params.set('remote-program', program);
+    return [`${uri.split('?')[0]}?${decodeURIComponent(params.toString())}`, ...f.slice(1)];
+  });
+}
+
+/** The machine on line `lineNo` with another pinned host key (nixremote's lines only). */
+export function withHostKey(text: string, lineNo: number, key: HostKey): string | null {
+  return editManagedLine(text, lineNo, (f) => [...f.slice(0, 7), machinesHostKeyField(key)]);
 }

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, q, withRig, type BuilderOptions } from './harness.js';
+import { Builder, Client, CLI, q, Terminal, withRig, type BuilderOptions } from './harness.js';
 
 async function initialized(opts: BuilderOptions, fn: (b: Builder, c: Client) => Promise<void>, extra: string[] = []): Promise<void> {
   await withRig(opts, async (b, c) => {
@@ -161,6 +161,29 @@ describe('doctor names each fault', () => {
       assert.equal(f.id, 'host-key');
       assert.match(f.summary, new RegExp(`the builder shows ${(await b.hostKeyFingerprint()).replace(/[+/]/g, '\\$&')}`));
       assert.match(f.cause!, /reinstalled|changed/);
+
+      // --fix never replaces a host key without asking; with no terminal it cannot ask.
+      const machines = fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8');
+      const noTty = await c.nixremote(['doctor', '--fix', '--yes', '--no-build']);
+      assert.equal(noTty.exitCode, 1);
+      assert.match(String(noTty.stdout), /not applied: it needs a confirmation and there is no terminal/);
+      assert.equal(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), machines);
+
+      // In a terminal it shows both fingerprints and asks; yes pins the new key.
+      const oldFp = /pins (SHA256:\S+),/.exec(f.summary)![1]!;
+      const newFp = await b.hostKeyFingerprint();
+      const t = await Terminal.start(c, `${CLI} doctor --fix --no-build`);
+      try {
+        const screen = await t.waitFor(/Replace the pinned key\?/);
+        assert.ok(screen.includes(oldFp) && screen.includes(newFp), screen);
+        await t.type('y');
+        assert.equal(await t.exitCode(), 0, await t.screen());
+      } finally {
+        await t.close();
+      }
+      assert.notEqual(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), machines);
+      const ssh = await c.run('ssh -o BatchMode=yes -o StrictHostKeyChecking=yes box true');
+      assert.equal(ssh.exitCode, 0, String(ssh.stderr));
     });
   });
 

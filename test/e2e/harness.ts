@@ -339,3 +339,64 @@ export async function withRig(opts: BuilderOptions, fn: (b: Builder, c: Client) 
     await b.destroy();
   }
 }
+
+/** A program in a real terminal (tmux): read the screen, type into it, wait for its exit code. */
+export class Terminal {
+  private static n = 0;
+  readonly session = `nixremote-e2e-${process.pid}-${Terminal.n++}`;
+  private readonly exitFile: string;
+
+  private constructor(dir: string) {
+    this.exitFile = path.join(dir, `exit-${this.session}`);
+  }
+
+  /** Run `cmd` (a shell command) for the client, in its namespace, in a terminal. */
+  static async start(c: Client, cmd: string): Promise<Terminal> {
+    const t = new Terminal(path.dirname(c.root));
+    const wrapped = c.wrap(`${cmd}; echo $? > ${t.exitFile}; sleep 600`).map(q).join(' ');
+    const r = await execa('tmux', ['new-session', '-d', '-s', t.session, '-x', '200', '-y', '50', `env NO_COLOR=1 ${wrapped}`], { reject: false });
+    if (r.exitCode !== 0) throw new Error(`tmux: ${r.stderr}`);
+    return t;
+  }
+
+  async screen(): Promise<string> {
+    return String((await execa('tmux', ['capture-pane', '-p', '-J', '-S', '-200', '-t', this.session], { reject: false })).stdout);
+  }
+
+  async waitFor(re: RegExp, ms = 60_000): Promise<string> {
+    const end = Date.now() + ms;
+    let s = '';
+    while (Date.now() < end) {
+      s = await this.screen();
+      if (re.test(s)) return s;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`timed out waiting for ${re}; the screen shows:\n${s}`);
+  }
+
+  /** Type `text` (literally), then Enter. */
+  async type(text: string): Promise<void> {
+    if (text) await execa('tmux', ['send-keys', '-t', this.session, '-l', text]);
+    await execa('tmux', ['send-keys', '-t', this.session, 'Enter']);
+  }
+
+  async keys(...keys: string[]): Promise<void> {
+    await execa('tmux', ['send-keys', '-t', this.session, ...keys]);
+  }
+
+  async exitCode(ms = 180_000): Promise<number> {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      if (fs.existsSync(this.exitFile)) {
+        const t = fs.readFileSync(this.exitFile, 'utf8').trim();
+        if (t) return Number(t);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`no exit code within ${ms} ms; the screen shows:\n${await this.screen()}`);
+  }
+
+  async close(): Promise<void> {
+    await execa('tmux', ['kill-session', '-t', this.session], { reject: false });
+  }
+}

@@ -8,7 +8,13 @@ import { fail, pass, warn } from '../types.js';
 import { addHostKeyAlias, parseSshG } from '../../ssh/ssh-config.js';
 import { writeAtomic } from '../../io/files.js';
 import { fingerprint, hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
+import { withHostKey } from '../../nix/machines-file.js';
 import { type BuilderState, first, writeFileKeepingMode } from './builder-state.js';
+
+/** The user's own known_hosts file, as ssh -G names it. */
+function knownHostsOf(s: BuilderState): string {
+  return (first(s, 'userknownhostsfile') ?? '~/.ssh/known_hosts').split(/\s+/)[0]!.replace(/^~(?=\/)/, s.ctx.install.user.home);
+}
 
 export const networkChecks: Check<BuilderState>[] = [
     {
@@ -132,10 +138,28 @@ export const networkChecks: Check<BuilderState>[] = [
         const lookup = alias && alias !== 'none' ? alias : s.port === 22 ? s.hostName : `[${s.hostName}]:${s.port}`;
         if (s.pinned) {
           if (s.pinned.base64 !== actual.base64) {
+            const file = s.machine.source.file;
+            const edited = withHostKey(s.ctx.read(file) ?? '', s.machine.source.line, actual);
+            const old = `${s.pinned.type} ${fingerprint(s.pinned)}`;
             return fail(
               `the machine line pins ${fingerprint(s.pinned)}, the builder shows ${fp}`,
               'the builder was reinstalled or its host key changed, or this is another machine',
-              `after checking ${fp} on the builder, put base64 of its "${actual.type} ..." key in the 8th field (${s.machine.source.file}:${s.machine.source.line}), or re-run nixremote init`,
+              `after checking ${fp} on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub there): nixremote doctor --fix, or put base64 of its "${actual.type} ..." key in the 8th field (${file}:${s.machine.source.line})`,
+              edited === null
+                ? {}
+                : {
+                    action: {
+                      description: `pin ${actual.type} ${fp} for ${s.name} in ${file} and in ${knownHostsOf(s)}`,
+                      confirm: `${s.name} is pinned as ${old}, but now shows ${actual.type} ${fp}. Check the new one on the builder first. Replace the pinned key?`,
+                      apply: async () => {
+                        writeFileKeepingMode(file, edited);
+                        // ssh NAME outside Nix uses known_hosts under the same alias.
+                        const kh = knownHostsOf(s);
+                        const { pinHostKey } = await import('../../ssh/known-hosts.js');
+                        writeAtomic(kh, pinHostKey(s.ctx.read(kh) ?? '', s.name, actual).text, { mode: 0o644, dirMode: 0o700 });
+                      },
+                    },
+                  },
             );
           }
           if (lookup !== s.name) {
@@ -164,7 +188,7 @@ export const networkChecks: Check<BuilderState>[] = [
           }
         }
         if (known.some((k) => k.base64 === actual.base64)) return pass(`${fp}, known as ${lookup}`, { evidence: ev });
-        const userFile = (s.g.get('userknownhostsfile')?.[0] ?? '~/.ssh/known_hosts').split(/\s+/)[0]!;
+        const userFile = knownHostsOf(s);
         const pin = {
           description: `pin ${actual.type} ${fp} for ${lookup} in ${userFile}`,
           confirm: `The builder ${s.name} shows ${actual.type} ${fp}. Check it on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub). Trust it?`,
