@@ -73,6 +73,26 @@ describe('bad input: exit 2, a clear message, and nothing changed', () => {
         assert.equal(r.exitCode, 2);
         assert.match(String(r.stderr), /Bad owner or permissions on \/root\/\.ssh\/config/);
         assert.deepEqual(c.snapshot(), snap);
+        // A ~/.ssh that belongs to someone else.
+        fs.chmodSync(path.join(c.root, '.ssh/config'), 0o600);
+        fs.chownSync(path.join(c.root, '.ssh'), 12345, 12345);
+        snap = c.snapshot();
+        r = await c.nixremote(args, { input: b.password + '\n' });
+        assert.equal(r.exitCode, 2);
+        assert.match(String(r.stderr), /\/root\/\.ssh is owned by uid 12345, not the build user \(uid 0\); ssh refuses its files/);
+        assert.deepEqual(c.snapshot(), snap);
+        fs.chownSync(path.join(c.root, '.ssh'), 0, 0);
+        // nix.conf managed declaratively: a link into the Nix store (as NixOS makes it).
+        const stored = String((await c.run('printf "sandbox = false\\nsubstituters =\\n" > /tmp/nixremote-conf-$$ && nix-store --add /tmp/nixremote-conf-$$; rm -f /tmp/nixremote-conf-$$')).stdout).trim();
+        assert.match(stored, /^\/nix\/store\//);
+        fs.rmSync(path.join(c.etcNix, 'nix.conf'));
+        fs.symlinkSync(stored, path.join(c.etcNix, 'nix.conf'));
+        snap = c.snapshot();
+        r = await c.nixremote(args, { input: b.password + '\n' });
+        assert.equal(r.exitCode, 2, `${r.stdout}\n${r.stderr}`);
+        assert.match(String(r.stderr), /\/etc\/nix\/nix\.conf is a link into the Nix store .*use --target nixos/);
+        assert.deepEqual(c.snapshot(), snap);
+        assert.ok(!fs.existsSync(path.join(b.dir, 'home/.ssh')), 'the builder was changed');
       } finally {
         notSsh.close();
       }
