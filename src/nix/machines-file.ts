@@ -3,7 +3,7 @@
 // '#' starts a comment, '@PATH' includes a file, fields are separated by whitespace, and
 // '-' or a missing field means "unset". The eight fields, in order: store URI, systems,
 // SSH key, max jobs, speed factor, supported features, mandatory features, host key.
-import { upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { machinesHostKeyField, type HostKey } from '../ssh/host-key.js';
 
 export interface Machine {
@@ -181,16 +181,12 @@ export function parseMachines(
 
 /** Lines outside nixremote's blocks whose store URI names `name`. */
 export function unmanagedMachineLines(text: string, name: string): number[] {
+  const ours = nixremoteLines(text);
   const out: number[] = [];
-  let inside = false;
   text.split('\n').forEach((l, i) => {
-    const t = l.trim();
-    if (t.startsWith('# BEGIN nixremote ')) inside = true;
-    else if (t.startsWith('# END nixremote ')) inside = false;
-    else if (!inside) {
-      const { machines } = parseMachines(l, '', () => null);
-      if (machines.some((m) => uriHost(m.uri) === name)) out.push(i + 1);
-    }
+    if (ours.has(i + 1)) return;
+    const { machines } = parseMachines(l, '', () => null);
+    if (machines.some((m) => uriHost(m.uri) === name)) out.push(i + 1);
   });
   return out;
 }
@@ -206,14 +202,8 @@ export function upsertMachine(text: string, name: string, m: Machine): BlockEdit
  */
 function editManagedLine(text: string, lineNo: number, edit: (fields: string[]) => string[]): string | null {
   const lines = text.split('\n');
-  let inside = false;
-  for (let i = 0; i < lineNo - 1; i++) {
-    const t = lines[i]!.trim();
-    if (t.startsWith('# BEGIN nixremote ')) inside = true;
-    else if (t.startsWith('# END nixremote ')) inside = false;
-  }
   const line = lines[lineNo - 1];
-  if (!inside || line === undefined || line.trim() === '') return null;
+  if (!nixremoteLines(text).has(lineNo) || line === undefined || line.trim() === '' || line.trim().startsWith('#')) return null;
   const fields = line.trim().split(/\s+/);
   while (fields.length < 8) fields.push('-');
   lines[lineNo - 1] = edit(fields).join(' ');

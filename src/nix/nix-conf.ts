@@ -3,7 +3,7 @@
 // `include PATH` / `!include PATH` pull in other files, and a later line overrides an
 // earlier one. So nixremote's block goes at the end, and where the user already set
 // `builders` its value is merged into ours rather than silently overridden.
-import { readBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { nixremoteLines, readBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { splitLines } from '../text/lines.js';
 
 export const nixConfMarkers: Markers = {
@@ -35,17 +35,7 @@ export function parseNixConf(text: string): { settings: NixSetting[]; includes: 
 }
 
 /** Line numbers inside nixremote's block, so our own settings are not taken for the user's. */
-export function blockLineNumbers(text: string): Set<number> {
-  const set = new Set<number>();
-  let inside = false;
-  splitLines(text).forEach((l, i) => {
-    const t = l.text.trim();
-    if (t === nixConfMarkers.begin) inside = true;
-    if (inside) set.add(i + 1);
-    if (t === nixConfMarkers.end) inside = false;
-  });
-  return set;
-}
+export const blockLineNumbers = nixremoteLines;
 
 /** The user's own last value of a setting in this file, outside our block. */
 export function userSetting(text: string, name: string): NixSetting | null {

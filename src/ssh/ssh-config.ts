@@ -2,7 +2,7 @@
 // first value that applies (ssh_config(5): "the first obtained value will be used"), so
 // where our Host block goes matters: it is put before the user's first Host or Match
 // section, where no wildcard block above it can override it.
-import { findBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { findBlock, nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { detectEol, joinLines, splitLines, type Line } from '../text/lines.js';
 
 export interface SshConfigEntry {
@@ -74,22 +74,10 @@ export function hostBlockBody(b: HostBlock): string[] {
 
 /** Line numbers (1-based) of Host lines outside nixremote's blocks that name `name` exactly. */
 export function unmanagedHostLines(text: string, name: string): number[] {
-  const managed = managedLineSet(text);
+  const managed = nixremoteLines(text);
   return parseSshConfig(text)
     .filter((e) => e.keyword === 'host' && !managed.has(e.line) && e.args.includes(name))
     .map((e) => e.line);
-}
-
-function managedLineSet(text: string): Set<number> {
-  const set = new Set<number>();
-  let inside = false;
-  splitLines(text).forEach((l, i) => {
-    const t = l.text.trim();
-    if (ANY_BEGIN.test(t)) inside = true;
-    if (inside) set.add(i + 1);
-    if (t.startsWith('# END nixremote ')) inside = false;
-  });
-  return set;
 }
 
 /** Before the first Host/Match section (and the comments right above it), or at the end. */

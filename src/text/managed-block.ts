@@ -90,3 +90,19 @@ export function removeBlock(text: string, markers: Markers): BlockEdit {
   const result = joinLines([...before, ...after]);
   return { text: result, changed: result !== text };
 }
+
+/**
+ * Line numbers (1-based) inside any of nixremote's blocks, markers included: every
+ * nixremote marker starts with "# BEGIN nixremote" or "# END nixremote".
+ */
+export function nixremoteLines(text: string): Set<number> {
+  const set = new Set<number>();
+  let inside = false;
+  splitLines(text).forEach((l, i) => {
+    const t = l.text.trim();
+    if (t.startsWith('# BEGIN nixremote')) inside = true;
+    if (inside) set.add(i + 1);
+    if (t.startsWith('# END nixremote')) inside = false;
+  });
+  return set;
+}

@@ -185,6 +185,12 @@ describe('local checks', () => {
     assert.equal(r.status, 'fail');
     assert.match(r.cause!, /restricted setting/);
   });
+  test("under sudo, the invoking user's nix.conf is looked at too", async () => {
+    const ctx = fakeCtx({ '/etc/passwd': 'root:x:0:0::/root:/bin/sh\nann:x:1000:1000:Ann:/srv/ann:/bin/bash\n', '/srv/ann/.config/nix/nix.conf': 'builders = ssh://mine x86_64-linux\n' }, () => ok('nix', 'nix (Nix) 2.8.0'), { env: { SUDO_USER: 'ann' } });
+    const r = (await runChecks(localChecks(), localState(ctx))).find((c) => c.id === 'ignored-settings')!;
+    assert.equal(r.status, 'fail');
+    assert.match(r.summary, /\/srv\/ann\/\.config\/nix\/nix\.conf/);
+  });
   test('ssh missing from the daemon PATH', async () => {
     const ctx = fakeCtx({}, () => ok('nix', 'nix (Nix) 2.8.0'), { daemon: () => ({ pid: 7, startedMs: 9e15, path: '/nowhere' }) });
     const r = (await runChecks(localChecks(), localState(ctx))).find((c) => c.id === 'daemon-ssh')!;

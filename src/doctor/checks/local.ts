@@ -80,7 +80,8 @@ export function localChecks(): Check<LocalState>[] {
         if (!install.multiUser) return pass('single-user: Nix reads the user settings itself');
         // The daemon takes `builders` from a client only if the client's user is trusted.
         const homes = [install.user.home];
-        const sudoHome = env.SUDO_USER ? `/home/${env.SUDO_USER}` : null;
+        // Under sudo, the user who ran it is likely the one whose builds should offload.
+        const sudoHome = env.SUDO_USER ? homeOf(s.ctx.read('/etc/passwd') ?? '', env.SUDO_USER) : null;
         if (sudoHome) homes.push(sudoHome);
         const found: string[] = [];
         for (const h of homes) {
@@ -151,4 +152,13 @@ export function localChecks(): Check<LocalState>[] {
       },
     },
   ];
+}
+
+/** A user's home from passwd text (name:pw:uid:gid:gecos:home:shell). */
+export function homeOf(passwd: string, user: string): string | null {
+  for (const line of passwd.split('\n')) {
+    const f = line.split(':');
+    if (f[0] === user && f.length >= 7) return f[5]!;
+  }
+  return null;
 }
