@@ -222,11 +222,13 @@ describe('doctor names each fault', () => {
     });
   });
 
-  test('a stopped sshd', async () => {
+  test('a stopped sshd, with local builds off', async () => {
     await initialized({}, async (b, c) => {
       await b.stop();
+      fs.appendFileSync(path.join(c.etcNix, 'nix.conf'), 'max-jobs = 0\n');
       const r = await c.nixremote(['doctor']);
       assert.equal(r.exitCode, 1);
+      assert.match(String(r.stdout), /max-jobs: max-jobs = 0 and no builder works/);
       assert.match(String(r.stdout), /TCP connection: 127\.0\.0\.1:\d+ refused the connection/);
       assert.match(String(r.stdout), /fix: +start sshd on the builder/);
       assert.doesNotMatch(String(r.stdout) + String(r.stderr), /\n\s+at /, 'no stack trace');
