@@ -1,14 +1,11 @@
 // Through Nix itself: the store ping as the build hook opens the store, and a real build.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Check } from '../types.js';
 import { fail, pass } from '../types.js';
 import { formatMachineLine } from '../../nix/machines-file.js';
 import { envWithoutAgent } from '../../ssh/system-ssh.js';
 import { explainBuild } from '../../nix/build-errors.js';
 import { parseStorePing, formatVersion } from '../../nix/version.js';
-import { PROBE_NIX } from '../../init/prove.js';
-import { randomBytes } from 'node:crypto';
+import { buildProbe } from '../../nix/probe-build.js';
 import { type BuilderState, ssh, storePing } from './builder-state.js';
 
 export const storeChecks: Check<BuilderState>[] = [
@@ -37,15 +34,11 @@ export const storeChecks: Check<BuilderState>[] = [
       timeoutMs: 600_000,
       run: async (s) => {
         if (!s.ctx.build) return { status: 'skip', summary: 'skipped (--no-build)' };
-        const file = path.join(s.tmpDir, 'probe.nix');
-        fs.writeFileSync(file, PROBE_NIX);
         const system = s.machine.systems[0] ?? s.probe?.system ?? 'builtin';
-        const line = formatMachineLine(s.machine);
-        const nonce = `${Date.now()}-${randomBytes(6).toString('hex')}`;
-        const r = await s.ctx.exec('nix-build', [file, '--argstr', 'nonce', nonce, '--argstr', 'system', system, '--max-jobs', '0', '--no-out-link', '--builders', line], { env: envWithoutAgent(), timeoutMs: 580_000 });
+        // Exactly the configured line, so it is this builder that takes the build.
+        const { result: r, outPath: out } = await buildProbe(s.ctx.exec, { system, builders: formatMachineLine(s.machine), exec: { env: envWithoutAgent() } });
         const ev = { command: r.command, output: (r.stdout + r.stderr).trim().split('\n').slice(-12).join('\n') };
-        const out = r.stdout.trim().split('\n').pop() ?? '';
-        if (r.exitCode !== 0 || !out.startsWith('/nix/store/')) {
+        if (!out) {
           const ex = explainBuild(r.stderr);
           return fail('a build sent to this builder failed', ex?.cause ?? 'see the evidence', ex?.fix ?? "read Nix's output in the evidence", { evidence: [ev] });
         }

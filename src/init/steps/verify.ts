@@ -52,7 +52,7 @@ export function proofStep(c: WizardCtx, name: string, system: string, builders: 
     title: `Prove it: build a fresh derivation with --max-jobs 0${builders ? ` --builders '<${name}'s line>'` : ''}`,
     detail: `it can only succeed on a builder; then look for the output in ${name}'s store`,
     run: async () => {
-      const r = await proveOffload(c.exec, { name, system, builders, remoteStoreCheck: true });
+      const r = await proveOffload(c.exec, { name, system, builders });
       if (!r.ok) throw new StepFailed('build', r.detail);
       return r.detail;
     },
