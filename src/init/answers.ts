@@ -3,6 +3,7 @@
 // that names its flag. Every answer is recorded, to print the equivalent command at the end.
 import type { Choice, Prompter } from '../io/prompts.js';
 import { UsageError } from '../validate.js';
+import { shellQuote } from '../io/exec.js';
 
 export interface AnswerSource {
   yes: boolean;
@@ -113,7 +114,7 @@ export function repeatCommand(given: [string, string | true][]): string {
   const parts = ['nixremote', 'init', '--yes'];
   for (const [flag, v] of given) {
     if (v === true) parts.push(flag);
-    else parts.push(flag, /^[A-Za-z0-9_@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
+    else parts.push(flag, shellQuote(v));
   }
   return parts.join(' ');
 }

@@ -22,6 +22,3 @@ export async function inquirerPrompter(): Promise<Prompter> {
     select: <T>(message: string, choices: Choice<T>[], def?: T) => p.select<T>({ message, choices, default: def }),
   };
 }
-
-/** Inquirer's way of saying the user pressed Ctrl-C at a prompt. */
-export const isPromptExit = (e: unknown) => e instanceof Error && e.name === 'ExitPromptError';

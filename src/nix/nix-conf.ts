@@ -3,7 +3,7 @@
 // `include PATH` / `!include PATH` pull in other files, and a later line overrides an
 // earlier one. So nixremote's block goes at the end, and where the user already set
 // `builders` its value is merged into ours rather than silently overridden.
-import { nixremoteLines, readBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { splitLines } from '../text/lines.js';
 
 export const nixConfMarkers: Markers = {
@@ -76,8 +76,4 @@ export function upsertNixConf(text: string, machinesFile: string, inherited?: { 
   }
   const edit = upsertBlock(text, nixConfMarkers, [`builders = ${builders}`, 'builders-use-substitutes = true']);
   return { edit, notes };
-}
-
-export function ourNixConfBlock(text: string): string[] | null {
-  return readBlock(text, nixConfMarkers);
 }

@@ -2,7 +2,7 @@
 // first value that applies (ssh_config(5): "the first obtained value will be used"), so
 // where our Host block goes matters: it is put before the user's first Host or Match
 // section, where no wildcard block above it can override it.
-import { findBlock, nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { detectEol, joinLines, splitLines, type Line } from '../text/lines.js';
 
 export interface SshConfigEntry {
@@ -93,10 +93,6 @@ function insertionPoint(lines: Line[]): number {
 
 export function upsertHostBlock(text: string, b: HostBlock): BlockEdit {
   return upsertBlock(text, hostBlockMarkers(b.name), hostBlockBody(b), insertionPoint);
-}
-
-export function hasHostBlock(text: string, name: string): boolean {
-  return findBlock(splitLines(text), hostBlockMarkers(name)) !== null;
 }
 
 /** `ssh -G` output as a map of lower-case keyword to its values. */

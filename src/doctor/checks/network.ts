@@ -11,6 +11,19 @@ import { fingerprint, hostKeyFromMachinesField, parseKeyLine, type HostKey } fro
 import { withHostKey } from '../../nix/machines-file.js';
 import { type BuilderState, first, writeFileKeepingMode } from './builder-state.js';
 
+/**
+ * How ssh reaches the builder when not directly: ProxyJump or ProxyCommand from ssh -G
+ * ("none" when unset). Then the address and port are the proxy's business, and only the
+ * login through ssh tests the way in.
+ */
+function proxyOf(s: BuilderState): string | null {
+  for (const k of ['proxyjump', 'proxycommand']) {
+    const v = first(s, k);
+    if (v && v !== 'none') return `${k === 'proxyjump' ? 'ProxyJump' : 'ProxyCommand'} ${v}`;
+  }
+  return null;
+}
+
 /** The user's own known_hosts file, as ssh -G names it. */
 function knownHostsOf(s: BuilderState): string {
   return (first(s, 'userknownhostsfile') ?? '~/.ssh/known_hosts').split(/\s+/)[0]!.replace(/^~(?=\/)/, s.ctx.install.user.home);
@@ -51,8 +64,8 @@ export const networkChecks: Check<BuilderState>[] = [
         s.hostName = first(s, 'hostname') ?? s.name;
         s.port = Number(first(s, 'port') ?? 22);
         if (!s.keyPath) s.keyPath = (s.g.get('identityfile') ?? []).find((f) => s.ctx.stat(f)?.isFile) ?? null;
-        const proxy = first(s, 'proxyjump') ?? first(s, 'proxycommand');
-        const shown = `HostName ${s.hostName}, Port ${s.port}, User ${first(s, 'user')}, IdentityFile ${s.keyPath ?? '(none found)'}${proxy && proxy !== 'none' ? `, via ${proxy}` : ''}`;
+        const proxy = proxyOf(s);
+        const shown = `HostName ${s.hostName}, Port ${s.port}, User ${first(s, 'user')}, IdentityFile ${s.keyPath ?? '(none found)'}${proxy ? `, via ${proxy}` : ''}`;
         return pass(shown, { evidence: [{ command: r.command, output: ['hostname', 'port', 'user', 'identityfile', 'hostkeyalias', 'proxyjump', 'identitiesonly'].map((k) => `${k} ${(s.g.get(k) ?? ['(unset)']).join(', ')}`).join('\n') }] });
       },
     },
@@ -91,8 +104,8 @@ export const networkChecks: Check<BuilderState>[] = [
       title: 'name resolves',
       needs: ['ssh-config'],
       run: async (s) => {
-        const proxy = first(s, 'proxyjump');
-        if (proxy && proxy !== 'none') return pass(`reached through ProxyJump ${proxy}; not resolved here`);
+        const proxy = proxyOf(s);
+        if (proxy) return pass(`reached through ${proxy}; not resolved here`);
         if (/^[\d.]+$|:/.test(s.hostName)) return pass(`${s.hostName} is an address`);
         try {
           const addrs = await s.ctx.resolve(s.hostName);
@@ -107,8 +120,7 @@ export const networkChecks: Check<BuilderState>[] = [
       title: 'TCP connection',
       needs: ['dns'],
       run: async (s) => {
-        const proxy = first(s, 'proxyjump');
-        if (proxy && proxy !== 'none') return pass('through a proxy: checked by the login below');
+        if (proxyOf(s)) return pass('through a proxy: checked by the login below');
         const r = await s.ctx.tcp(s.hostName, s.port, 5000);
         if (r.ok) return pass(`${s.hostName}:${s.port} answers (${r.ms} ms)`);
         const where = `${s.hostName}:${s.port}`;
@@ -123,8 +135,7 @@ export const networkChecks: Check<BuilderState>[] = [
       title: 'host key',
       needs: ['tcp'],
       run: async (s) => {
-        const proxy = first(s, 'proxyjump');
-        if (proxy && proxy !== 'none') return pass('through a proxy: checked by the login below');
+        if (proxyOf(s)) return pass('through a proxy: checked by the login below');
         let actual: HostKey;
         try {
           actual = await s.ctx.hostKey(s.hostName, s.port);
