@@ -49,15 +49,16 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     const output = flags.output ?? '/etc/nixos/nixremote.nix';
     if (!output.startsWith('/')) throw new UsageError('--output: give an absolute path');
     if (flags.output) answers.note('--output', output);
+    const moduleBefore = readText(output);
     let edit;
     try {
-      edit = upsertModule(readText(output), path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, ...cap });
+      edit = upsertModule(moduleBefore, path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, ...cap });
     } catch (e) {
       if (e instanceof ModuleError) throw new UsageError(`--output: ${output}: ${e.message}`);
       throw e;
     }
     if (remoteProgram) out.warn(`NixOS's nix.buildMachines has no remote-program field; the module cannot pass ${remoteProgram}. Put nix-store on the builder's PATH instead.`);
-    steps.push({ kind: 'write', title: `NixOS module with ${b.name}`, path: output, before: readText(output), after: edit.text, mode: 0o644 });
+    steps.push({ kind: 'write', title: `NixOS module with ${b.name}`, path: output, before: moduleBefore, after: edit.text, mode: 0o644 });
     steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in configuration.nix and run nixos-rebuild switch`, detail: 'the proof build below passes the builder as --builders, since the module is not active yet' });
     return { steps, storeUri: machine.uri, machineLine, buildersForProof: machineLine, target };
   }
@@ -68,13 +69,15 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     const link = storeSymlink(p);
     if (link) throw new UsageError(`${p} is a link into the Nix store (${link}): it is managed declaratively; use --target nixos`);
   }
-  const machinesText = readText(machinesPath) ?? '';
+  const machinesBefore = readText(machinesPath);
+  const machinesText = machinesBefore ?? '';
   const dup = unmanagedMachineLines(machinesText, b.name);
   if (dup.length) throw new UsageError(`--name: ${machinesPath} line ${dup.join(', ')} already configures ${b.name} outside nixremote; remove it or pass another --name`);
   const machinesEdit = upsertMachine(machinesText, b.name, machine);
-  steps.push({ kind: 'write', title: `Machine line for ${b.name}`, path: machinesPath, before: readText(machinesPath), after: machinesEdit.text, mode: 0o644 });
+  steps.push({ kind: 'write', title: `Machine line for ${b.name}`, path: machinesPath, before: machinesBefore, after: machinesEdit.text, mode: 0o644 });
 
-  const nixConfText = readText(nixConfPath) ?? '';
+  const nixConfBefore = readText(nixConfPath);
+  const nixConfText = nixConfBefore ?? '';
   // The user's builders may come from an included file; read them the way Nix does,
   // leaving out our own block.
   const cfg = readNixConfig((p) => (p === nixConfPath ? nixConfText : readText(p)), { ...process.env, NIX_CONF_DIR: install.confDir }, c.home, false);
@@ -83,7 +86,7 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   const inherited = userBuilders && userBuilders.file !== nixConfPath ? { value: userBuilders.value, where: `${userBuilders.file}:${userBuilders.line}` } : null;
   const conf = upsertNixConf(nixConfText, machinesPath, inherited);
   for (const n of conf.notes) out.warn(n);
-  steps.push({ kind: 'write', title: 'builders in nix.conf', path: nixConfPath, before: readText(nixConfPath), after: conf.edit.text, mode: 0o644 });
+  steps.push({ kind: 'write', title: 'builders in nix.conf', path: nixConfPath, before: nixConfBefore, after: conf.edit.text, mode: 0o644 });
 
   let buildersForProof: string | null = null;
   const restart = install.daemon?.restart;

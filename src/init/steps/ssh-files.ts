@@ -19,8 +19,9 @@ import { InitFailed, type WizardCtx } from './context.js';
 export interface SshFiles {
   configPath: string;
   knownHostsPath: string;
-  configText: string;
-  knownText: string;
+  /** As read once, when planning (null: no such file); edits and the apply's "changed since" check both start from these. */
+  configBefore: string | null;
+  knownBefore: string | null;
 }
 
 /** Read ~/.ssh/config and known_hosts, refusing what ssh itself would refuse. */
@@ -41,12 +42,12 @@ export function readSshFiles(c: WizardCtx, name: string): SshFiles {
   if (cfg && ((cfg.uid !== uid && cfg.uid !== 0) || cfg.mode & 0o022)) {
     throw new UsageError(`Bad owner or permissions on ${configPath} (owner uid ${cfg.uid}, mode ${(cfg.mode & 0o777).toString(8)}): ssh refuses to read it. Fix: chown ${uid} ${configPath} && chmod 600 ${configPath}`);
   }
-  const configText = readText(configPath) ?? '';
-  const clash = unmanagedHostLines(configText, name);
+  const configBefore = readText(configPath);
+  const clash = unmanagedHostLines(configBefore ?? '', name);
   if (clash.length) {
     throw new UsageError(`--name: ${configPath} line ${clash.join(', ')} already has its own "Host ${name}"; pass another --name or remove that block`);
   }
-  return { configPath, knownHostsPath, configText, knownText: readText(knownHostsPath) ?? '' };
+  return { configPath, knownHostsPath, configBefore, knownBefore: readText(knownHostsPath) };
 }
 
 function statOrNull(p: string): fs.Stats | null {
@@ -72,7 +73,7 @@ export async function trustHostKey(c: WizardCtx, b: BuilderAnswers, files: SshFi
   if (fpFlag !== undefined && fpFlag !== fp) {
     throw new UsageError(`--host-key-fingerprint: ${b.host}:${b.port} shows ${fp}, not ${fpFlag}; check that you reach the right machine`);
   }
-  const conflicts = conflictingKeys(files.knownText, b.name, hostKey);
+  const conflicts = conflictingKeys(files.knownBefore ?? '', b.name, hostKey);
   if (conflicts.length) {
     out.warn(`${files.knownHostsPath} already pins another key for ${b.name}:`);
     for (const k of conflicts) out.info(`  line ${k.line}: ${k.key.type} ${fingerprint(k.key)}`);
@@ -102,12 +103,12 @@ export async function trustHostKey(c: WizardCtx, b: BuilderAnswers, files: SshFi
 /** Step 5: the Host block and the pinned key, as planned writes. */
 export async function sshFileSteps(c: WizardCtx, b: BuilderAnswers, files: SshFiles, keyPath: string, hostKey: HostKey): Promise<WriteStep[]> {
   const block: HostBlock = { name: b.name, hostName: b.host, port: b.port, user: b.user, identityFile: keyPath };
-  const config = upsertHostBlock(files.configText, block);
+  const config = upsertHostBlock(files.configBefore ?? '', block);
   await checkEffectiveConfig(c.exec, config.text, block, keyPath);
   const owner = { uid: c.install.user.uid, gid: c.install.user.gid, dirMode: 0o700 };
   return [
-    { kind: 'write', title: `Pin ${b.name}'s host key`, path: files.knownHostsPath, before: readText(files.knownHostsPath), after: pinHostKey(files.knownText, b.name, hostKey).text, mode: 0o644, ...owner },
-    { kind: 'write', title: `Host block for ${b.name}`, path: files.configPath, before: readText(files.configPath), after: config.text, mode: 0o600, ...owner },
+    { kind: 'write', title: `Pin ${b.name}'s host key`, path: files.knownHostsPath, before: files.knownBefore, after: pinHostKey(files.knownBefore ?? '', b.name, hostKey).text, mode: 0o644, ...owner },
+    { kind: 'write', title: `Host block for ${b.name}`, path: files.configPath, before: files.configBefore, after: config.text, mode: 0o600, ...owner },
   ];
 }
 
