@@ -83,10 +83,72 @@ Exit status: 0 all passed (warnings allowed), 1 something failed, 2 usage error.
     process.exitCode = await doctorCommand(names, { ...opts, verbose: cmd.optsWithGlobals().verbose });
   });
 
+program
+  .command('list')
+  .description('Every builder Nix will use, from every place Nix reads them, with where each is defined.')
+  .option('--json', 'print {"builders": [...]} on stdout and nothing else')
+  .option('--module <file>', "nixremote's NixOS module (default: /etc/nixos/nixremote.nix)")
+  .action(async (opts) => {
+    const { listCommand } = await import('./commands/list.js');
+    process.exitCode = await listCommand(opts);
+  });
+
+program
+  .command('status')
+  .description('The builders as the build hook sees them now: reachable, login time, Nix version, slots in use, load, free space.')
+  .argument('[name...]', 'builders to show (default: all)')
+  .option('--json', 'print {"builders": [...]} on stdout and nothing else')
+  .option('--watch', 'redraw every few seconds (plain lines when not on a terminal); Ctrl-C stops')
+  .option('--interval <seconds>', 'with --watch: seconds between rounds', '3')
+  .option('--count <n>', 'stop after n rounds (with --watch; like top -n)')
+  .option('--module <file>', "nixremote's NixOS module (default: /etc/nixos/nixremote.nix)")
+  .addHelpText('after', '\nExit status: 0 every builder reachable, 1 one or more down, 2 usage error.')
+  .action(async (names: string[], opts) => {
+    const { statusCommand } = await import('./commands/status.js');
+    process.exitCode = await statusCommand(names, opts);
+  });
+
+program
+  .command('remove')
+  .description('Remove what nixremote set up for one builder: its Host block, pinned host key and machine line (or module entry).')
+  .argument('<name>', 'the builder to remove')
+  .option('--on-builder', "also delete this machine's key line from the builder's authorized_keys")
+  .option('--dry-run', 'print the plan with diffs, and change nothing')
+  .option('-y, --yes', 'apply without asking')
+  .option('--module <file>', "nixremote's NixOS module (default: /etc/nixos/nixremote.nix)")
+  .action(async (name: string, opts) => {
+    const { removeCommand } = await import('./commands/remove.js');
+    process.exitCode = await removeCommand(name, opts);
+  });
+
+program
+  .command('backups')
+  .description('The backups nixremote kept of the files it changed (the newest 3 of each), and how to restore one.')
+  .argument('[file...]', "files whose backups to list (default: the build user's ssh config and known_hosts, /etc/nix/machines and nix.conf, the NixOS module)")
+  .option('--json', 'print {"backups": [...]} on stdout and nothing else')
+  .action(async (files: string[], opts) => {
+    const { backupsCommand } = await import('./commands/backups.js');
+    process.exitCode = await backupsCommand(files, opts);
+  });
+
+program
+  .command('restore')
+  .description('Put a backup back in place of its file (shows the diff and asks; the replaced content becomes a backup).')
+  .argument('<backup>', 'a FILE.nixremote-<time>.bak that `nixremote backups` lists')
+  .option('-y, --yes', 'restore without asking')
+  .option('--dry-run', 'show the diff, and change nothing')
+  .action(async (backup: string, opts) => {
+    const { restoreCommand } = await import('./commands/backups.js');
+    process.exitCode = await restoreCommand(backup, opts);
+  });
+
 program.addHelpText('after', `
 Examples:
   sudo nixremote init                 set up a builder, asking each question
   sudo nixremote doctor               why do builds not offload? check every builder
+  nixremote list                      every builder, and where it is defined
+  sudo nixremote status --watch       what the builders are doing now
+  sudo nixremote remove fastbox       take a builder away again
   nixremote init --help               every flag of the wizard`);
 
 function verbose(): boolean {

@@ -10,7 +10,7 @@ export interface ProofResult {
   detail: string;
 }
 
-export async function proveOffload(exec: Exec, opts: { name: string; system: string; builders: string | null }): Promise<ProofResult> {
+export async function proveOffload(exec: Exec, opts: { name: string; system: string; builders: string }): Promise<ProofResult> {
   const { result: r, outPath } = await buildProbe(exec, opts);
   if (!outPath) {
     const tail = r.stderr.trim().split('\n').slice(-6).join('\n');

@@ -4,6 +4,7 @@
 import { repeatCommand } from './answers.js';
 import type { InitFlags } from './options.js';
 import { applyPlan, renderPlan, type Step } from '../plan/plan.js';
+import { planReporter } from '../plan/reporter.js';
 import { askBuilder, lockBuildUser } from './steps/builder.js';
 import { askKey, keygenStep } from './steps/key.js';
 import { readSshFiles, sshFileSteps, trustHostKey } from './steps/ssh-files.js';
@@ -39,7 +40,9 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
       ...verifySteps(c, b.name, nix.storeUri, remoteProgram, probe?.shell ?? null),
       ...nix.steps,
     ];
-    if (flags.testBuild) steps.push(proofStep(c, b.name, cap.systems[0]!, nix.buildersForProof)); // 10. prove it
+    // 10. Prove it. The builder's own line is the only builder for this build: with others
+    // configured, Nix could send it to any of them, and it must land on this one.
+    if (flags.testBuild) steps.push(proofStep(c, b.name, cap.systems[0]!, nix.machineLine));
     else answers.note('--no-test-build', true);
 
     out.info('');
@@ -58,13 +61,7 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
     await applyPlan(steps, {
       isInterrupted: d.isInterrupted,
       stepDelayMs: Number(process.env.NIXREMOTE_TEST_STEP_DELAY_MS) || undefined,
-      reporter: {
-        start: (s) => out.step(s.title),
-        done: (s, r, backup) => {
-          if (s.kind === 'write') out.ok(r === 'unchanged' ? `${s.path} unchanged` : `wrote ${s.path}${backup ? ` (backup: ${backup})` : ''}`);
-          else if (s.kind !== 'note' && r) out.ok(r);
-        },
-      },
+      reporter: planReporter(out),
     });
 
     // 11. Finish.

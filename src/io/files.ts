@@ -1,7 +1,8 @@
 // Local file writes. Every write is atomic: the new content goes to a temporary file in
 // the same directory, is flushed to disk, gets the old file's mode and owner, and is
 // renamed over the old one, so a reader (or a crash) sees the old file or the new one,
-// never a mix. The previous content is kept beside it as a backup.
+// never a mix. The previous content is kept beside it as a backup, FILE.nixremote-<stamp>.bak,
+// and only the newest KEEP_BACKUPS of those are kept, so repeated runs don't pile them up.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -29,12 +30,108 @@ export interface WriteOptions {
   backup?: boolean;
 }
 
-function stamp(d = new Date()): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+/** How many backups of each file writeAtomic leaves; older ones are deleted. */
+export const KEEP_BACKUPS = 3;
+
+// UTC to the millisecond, 20261126T063000123Z: two writes in the same second still get
+// different names, and the name says when the content was replaced.
+function stamp(d: Date): string {
+  return d.toISOString().replace(/[-:.]/g, '');
 }
 
-export function backupPathFor(p: string): string {
-  return `${p}.nixremote-${stamp()}.bak`;
+/** The backup name for `p` at `d`; `n` > 0 is the counter for a name already taken. */
+export function backupPathFor(p: string, d = new Date(), n = 0): string {
+  return `${p}.nixremote-${stamp(d)}${n > 0 ? `-${n}` : ''}.bak`;
+}
+
+// Before milliseconds were added the stamp was 20261126T063000Z; those names still count.
+const BACKUP_SUFFIX = /^nixremote-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})?Z(?:-([1-9]\d*))?\.bak$/;
+
+export interface BackupName {
+  /** The file it is a backup of. */
+  file: string;
+  /** When it was made (ms since the epoch), from the stamp in its name. */
+  time: number;
+  /** 0, or the counter of a name made in the same millisecond as another. */
+  n: number;
+}
+
+/**
+ * What a backup path says: the file it belongs to and when it was made; null when the
+ * name is not exactly FILE.nixremote-<stamp>[-N].bak with a real date in it.
+ */
+export function parseBackupPath(b: string): BackupName | null {
+  const base = path.basename(b);
+  const at = base.lastIndexOf('.nixremote-');
+  if (at <= 0) return null;
+  const m = BACKUP_SUFFIX.exec(base.slice(at + 1));
+  if (!m) return null;
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number);
+  const ms = m[7] === undefined ? 0 : Number(m[7]);
+  const time = Date.UTC(y, mo - 1, d, h, mi, s, ms);
+  // Date.UTC rolls 20261331 over into the next year; a stamp nixremote wrote never does.
+  const back = new Date(time);
+  if (Number.isNaN(time) || back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || back.getUTCHours() !== h || back.getUTCMinutes() !== mi || back.getUTCSeconds() !== s) return null;
+  return { file: path.join(path.dirname(b), base.slice(0, at)), time, n: m[8] === undefined ? 0 : Number(m[8]) };
+}
+
+/**
+ * This file's backups, full paths, oldest first. Ordered by the time in the stamp, not by
+ * the name: '...T063000Z' (old format) sorts after '...T063000999Z' as a string. Only
+ * regular files named `${basename}.nixremote-<stamp>[-N].bak` in the same directory count.
+ */
+export function listBackups(p: string): string[] {
+  const dir = path.dirname(p);
+  const prefix = `${path.basename(p)}.nixremote-`;
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw e;
+  }
+  const found: { path: string; b: BackupName }[] = [];
+  for (const e of entries) {
+    if (!e.isFile() || !e.name.startsWith(prefix)) continue;
+    const full = path.join(dir, e.name);
+    const b = parseBackupPath(full);
+    // `config.nixremote-...bak` also starts with the prefix of a file named `config.nixremote`.
+    if (b && b.file === path.join(dir, path.basename(p))) found.push({ path: full, b });
+  }
+  found.sort((x, y) => x.b.time - y.b.time || x.b.n - y.b.n || (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+  return found.map((f) => f.path);
+}
+
+/** Delete all but the newest `keep` backups of `p`; returns the paths deleted. */
+export function pruneBackups(p: string, keep = KEEP_BACKUPS): string[] {
+  const all = listBackups(p);
+  const old = all.slice(0, Math.max(0, all.length - Math.max(0, keep)));
+  const deleted: string[] = [];
+  for (const b of old) {
+    try {
+      fs.unlinkSync(b);
+      deleted.push(b);
+    } catch (e) {
+      // Another nixremote pruning the same file got there first.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+  return deleted;
+}
+
+/** Copy `p` to a backup name nobody has taken; the exclusive copy never replaces a backup. */
+function makeBackup(p: string): string {
+  const now = new Date();
+  for (let n = 0; ; n++) {
+    const b = backupPathFor(p, now, n);
+    try {
+      fs.copyFileSync(p, b, fs.constants.COPYFILE_EXCL);
+      return b;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
 }
 
 /** Write `content` to `p` atomically; returns the backup path when there was a file before. */
@@ -52,8 +149,7 @@ export function writeAtomic(p: string, content: string, opts: WriteOptions): str
   }
   let backup: string | null = null;
   if (st && opts.backup !== false) {
-    backup = backupPathFor(p);
-    fs.copyFileSync(p, backup);
+    backup = makeBackup(p);
     fs.chmodSync(backup, st.mode & 0o7777);
   }
   const tmp = path.join(dir, `.${path.basename(p)}.nixremote-${process.pid}.tmp`);
@@ -75,6 +171,14 @@ export function writeAtomic(p: string, content: string, opts: WriteOptions): str
     throw e;
   }
   syncDir(dir);
+  if (backup) {
+    try {
+      pruneBackups(p);
+    } catch {
+      // The new content is in place and the newest backup exists; an old backup that
+      // could not be deleted is only clutter, not a reason to report the write as failed.
+    }
+  }
   return backup;
 }
 

@@ -84,7 +84,18 @@ export interface Builders {
 export function readBuilders(cfg: NixConfig, read: Reader, env: NodeJS.ProcessEnv, scopes: Scope[]): Builders {
   const source = effective(cfg, 'builders', scopes);
   const value = source ? source.value : `@${path.join(env.NIX_CONF_DIR || '/etc/nix', 'machines')}`;
-  const where = source ? `${source.file}:${source.line} (builders)` : 'builders (default)';
-  const r = parseMachines(value, where, read);
+  // An inline machine is defined on the setting's own line of its nix.conf.
+  const r = source ? parseMachines(value, source.file, read, 0, source.line) : parseMachines(value, 'builders (default)', read);
   return { source, value, ...r };
+}
+
+/**
+ * The builders the Nix that builds will use: on a multi-user install the daemon reads only
+ * the system files (a client's `builders` is a restricted setting it ignores unless the
+ * client is trusted); a single-user Nix reads the user's files and NIX_CONFIG too.
+ */
+export function daemonBuilders(read: Reader, env: NodeJS.ProcessEnv, who: { multiUser: boolean; home: string }): { cfg: NixConfig; builders: Builders } {
+  const cfg = readNixConfig(read, env, who.home, !who.multiUser);
+  const scopes: Scope[] = who.multiUser ? ['system'] : ['system', 'user', 'env'];
+  return { cfg, builders: readBuilders(cfg, read, env, scopes) };
 }

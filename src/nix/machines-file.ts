@@ -102,17 +102,20 @@ export type ReadFile = (path: string) => string | null;
 
 /**
  * Parse a builders value or a machines file. `file` names where the text came from, for
- * messages; `readFile` resolves '@' includes (null: missing, which Nix ignores).
+ * messages, and `firstLine` the line its text starts on there (a `builders` value inline
+ * in nix.conf starts on the setting's line); `readFile` resolves '@' includes (null:
+ * missing, which Nix ignores).
  */
 export function parseMachines(
   text: string,
   file: string,
   readFile: ReadFile = () => null,
   depth = 0,
+  firstLine = 1,
 ): { machines: ParsedMachine[]; errors: MachinesParseError[] } {
   const machines: ParsedMachine[] = [];
   const errors: MachinesParseError[] = [];
-  let lineNo = 1;
+  let lineNo = firstLine;
   // Walk entries while tracking the line each starts on: ';' separates without a newline.
   for (const physical of text.split('\n')) {
     let column = 1;

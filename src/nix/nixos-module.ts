@@ -79,3 +79,46 @@ export function upsertModule(existing: string | null, fileName: string, b: Modul
   return existing === null ? { text: edit.text, changed: true } : edit;
 }
 
+
+export interface ModuleEntry extends Omit<ModuleBuilder, 'hostKey'> {
+  /** The line of the block's BEGIN marker. */
+  line: number;
+  /** The machines file's 8th field, as written. */
+  publicHostKey: string | null;
+}
+
+const unNix = (s: string) => s.replace(/\\(\$\{|["\\])/g, '$1');
+
+/** The builders in a module nixremote wrote, read back from its own blocks (nothing else is parsed). */
+export function parseModuleBuilders(text: string): ModuleEntry[] {
+  const out: ModuleEntry[] = [];
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^\s*# BEGIN nixremote builder (\S+)\s*$/.exec(lines[i]!);
+    if (!m) continue;
+    const fields = new Map<string, string>();
+    for (let j = i + 1; j < lines.length && !/^\s*# END nixremote /.test(lines[j]!); j++) {
+      const f = /^\s*([A-Za-z]+) = (.*);\s*$/.exec(lines[j]!);
+      if (f) fields.set(f[1]!, f[2]!);
+    }
+    const str = (k: string) => {
+      const v = /^"((?:[^"\\]|\\.)*)"$/.exec(fields.get(k) ?? '');
+      return v ? unNix(v[1]!) : null;
+    };
+    const list = (k: string) => [...(fields.get(k) ?? '').matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((x) => unNix(x[1]!));
+    const num = (k: string) => Number(fields.get(k) ?? '1') || 1;
+    out.push({
+      line: i + 1,
+      name: str('hostName') ?? m[1]!,
+      sshUser: str('sshUser') ?? '',
+      sshKey: str('sshKey'),
+      systems: list('systems'),
+      maxJobs: num('maxJobs'),
+      speedFactor: num('speedFactor'),
+      features: list('supportedFeatures'),
+      mandatoryFeatures: list('mandatoryFeatures'),
+      publicHostKey: str('publicHostKey'),
+    });
+  }
+  return out;
+}

@@ -105,21 +105,46 @@ export function systemFromUname(uname: string | null): string | null {
 }
 
 /**
- * Append the key read from stdin to ~/.ssh/authorized_keys unless a line already holds
- * it. flock (where the builder has it) keeps two runs from both appending.
+ * The start both authorized_keys scripts share: the key line from stdin, its base64 blob,
+ * and the file open on fd 9 under flock (where the builder has flock). The removal
+ * replaces the file by rename, so a run that waited for the lock checks that fd 9 is still
+ * the file at that path (-ef: same device and inode) and opens it again if not.
  */
-export const APPEND_KEY_SCRIPT = `
+const READ_KEY = `
 umask 077
 IFS= read -r line || [ -n "$line" ] || { echo "no key on stdin" >&2; exit 2; }
 blob=$(printf '%s\\n' "$line" | awk '{ for (i = 1; i < NF; i++) if ($i ~ /^(ssh-|ecdsa-|sk-)/) { print $(i + 1); exit } }')
 [ -n "$blob" ] || { echo "not a public key" >&2; exit 2; }
-mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh" || exit 1
 f="$HOME/.ssh/authorized_keys"
+`;
+const LOCK_KEY_FILE = `
+mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh" || exit 1
 if [ ! -e "$f" ]; then : > "$f" && chmod 600 "$f" || exit 1; fi
-exec 9>>"$f"
-if command -v flock >/dev/null 2>&1; then flock 9; fi
+while :; do
+  exec 9>>"$f"
+  if command -v flock >/dev/null 2>&1; then flock 9; fi
+  [ "$f" -ef /dev/fd/9 ] && break
+done
+`;
+
+/** Append the key read from stdin to ~/.ssh/authorized_keys unless a line already holds it. */
+export const APPEND_KEY_SCRIPT = `${READ_KEY}${LOCK_KEY_FILE}
 if grep -q -F -e " $blob" "$f"; then echo "NIXREMOTE:present"; exit 0; fi
 if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then printf '\\n' >&9; fi
 printf '%s\\n' "$line" >&9 || exit 1
 echo "NIXREMOTE:added"
+`;
+
+/**
+ * Remove the lines of ~/.ssh/authorized_keys that authorize the key read from stdin (its
+ * blob as a field of the line), and nothing else: the rest is copied to a file beside it,
+ * which is renamed over it, so the file is whole at every moment.
+ */
+export const REMOVE_KEY_SCRIPT = `${READ_KEY}
+[ -e "$f" ] || { echo "NIXREMOTE:absent"; exit 0; }${LOCK_KEY_FILE}
+n=$(awk -v b="$blob" '{ for (i = 1; i <= NF; i++) if ($i == b) { c++; next } } END { print c + 0 }' "$f")
+if [ "$n" = 0 ]; then echo "NIXREMOTE:absent"; exit 0; fi
+t="$f.nixremote-$$"
+awk -v b="$blob" '{ for (i = 1; i <= NF; i++) if ($i == b) next; print }' "$f" > "$t" && chmod 600 "$t" && mv -f "$t" "$f" || { rm -f "$t"; exit 1; }
+echo "NIXREMOTE:removed=$n"
 `;

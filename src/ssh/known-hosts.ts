@@ -1,5 +1,6 @@
 // known_hosts as text: "hostpatterns keytype base64 [comment]". nixremote pins one key
 // per builder under its alias, on a line that names only that alias.
+import { createHmac } from 'node:crypto';
 import { detectEol, joinLines, splitLines } from '../text/lines.js';
 import { keyLine, parseKeyLine, type HostKey } from './host-key.js';
 
@@ -47,5 +48,42 @@ export function pinHostKey(text: string, alias: string, key: HostKey): { text: s
     lines.push({ text: `${alias} ${keyLine(key)}`, eol });
   }
   const out = joinLines(lines);
+  return { text: out, changed: out !== text };
+}
+
+/**
+ * Where a key for one of `names` is known: plain host lists and hashed ones ("|1|salt|hash",
+ * HMAC-SHA1 of the name keyed by the salt, as ssh-keygen -H writes them). Revoked and
+ * @cert-authority lines do not pin a host key, so they are not counted.
+ */
+export function findKnownHost(text: string, names: string[]): { line: number; name: string; key: HostKey } | null {
+  const lines = splitLines(text);
+  for (let i = 0; i < lines.length; i++) {
+    const t = lines[i]!.text.trim();
+    if (t === '' || t.startsWith('#') || t.startsWith('@')) continue;
+    const sp = t.search(/\s/);
+    if (sp < 0) continue;
+    const key = parseKeyLine(t.slice(sp));
+    if (!key) continue;
+    const hosts = t.slice(0, sp).split(',');
+    for (const name of names) {
+      if (hosts.some((h) => (h.startsWith('|1|') ? hashedMatches(h, name) : h === name))) return { line: i + 1, name, key };
+    }
+  }
+  return null;
+}
+
+function hashedMatches(entry: string, name: string): boolean {
+  const [, , salt, hash] = entry.split('|');
+  if (!salt || !hash) return false;
+  return createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === hash;
+}
+
+/** known_hosts without the lines that pin a key for `alias` alone (what nixremote wrote). */
+export function unpinHostKey(text: string, alias: string): { text: string; changed: boolean } {
+  const drop = new Set(knownEntries(text, alias).filter((e) => e.hosts.length === 1).map((e) => e.line));
+  if (drop.size === 0) return { text, changed: false };
+  const kept = splitLines(text).filter((_, i) => !drop.has(i + 1));
+  const out = joinLines(kept);
   return { text: out, changed: out !== text };
 }

@@ -142,3 +142,54 @@ export function addHostKeyAlias(text: string, alias: string): string | null {
   lines.splice(host.line, 0, { text: `  HostKeyAlias ${alias}`, eol: host.line === lines.length ? '' : eol });
   return joinLines(lines);
 }
+
+/**
+ * ssh_config's pattern match (match.c, match_pattern): '*' any run, '?' one character,
+ * compared case-insensitively, as ssh lower-cases the host it is given.
+ */
+export function matchPattern(name: string, pattern: string): boolean {
+  return globRegExp(pattern, 'i').test(name);
+}
+
+/** A glob with '*' and '?' (ssh_config patterns, Include file names) as a whole-string RegExp. */
+export function globRegExp(glob: string, flags = ''): RegExp {
+  return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, flags);
+}
+
+/** A Host line's patterns match `name`: one positive pattern matches and no negated one does. */
+export function hostLineMatches(patterns: string[], name: string): boolean {
+  let hit = false;
+  for (const p of patterns) {
+    if (p.startsWith('!')) {
+      if (matchPattern(name, p.slice(1))) return false;
+    } else if (matchPattern(name, p)) hit = true;
+  }
+  return hit;
+}
+
+export interface HostSection {
+  line: number;
+  patterns: string[];
+  /** Inside nixremote's markers. */
+  managed: boolean;
+  /** Keyword (lower-case) to its first value in the section, as ssh keeps the first. */
+  options: Map<string, string[]>;
+}
+
+/**
+ * The Host sections that name `name` itself, not only through `*`: what "has a Host block
+ * for the builder" means to a person. Match sections are left out; ssh -G tells their effect.
+ */
+export function hostSectionsFor(text: string, name: string): HostSection[] {
+  const managed = nixremoteLines(text);
+  const out: HostSection[] = [];
+  let current: HostSection | null = null;
+  for (const e of parseSshConfig(text)) {
+    if (e.keyword === 'host' || e.keyword === 'match') {
+      const specific = e.keyword === 'host' && e.args.some((p) => !p.startsWith('!') && p !== '*' && matchPattern(name, p));
+      current = specific && hostLineMatches(e.args, name) ? { line: e.line, patterns: e.args, managed: managed.has(e.line), options: new Map() } : null;
+      if (current) out.push(current);
+    } else if (current && !current.options.has(e.keyword)) current.options.set(e.keyword, e.args);
+  }
+  return out;
+}

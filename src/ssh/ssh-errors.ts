@@ -14,6 +14,9 @@ export function classifySshError(stderr: string): SshFailure {
   if (/Too many authentication failures/.test(s)) return { kind: 'too-many-keys', cause: 'ssh offered too many keys before the right one (set IdentitiesOnly yes)' };
   if (/Permission denied \(/.test(s)) return { kind: 'auth', cause: 'the builder refused the key: it is not in the ssh user\'s authorized_keys, or sshd refuses that user' };
   if (/Connection refused/.test(s)) return { kind: 'refused', cause: 'nothing listens on that port: sshd is not running, or the port is wrong' };
+  if (/timed out during banner exchange/.test(s)) {
+    return { kind: 'timeout', cause: 'the port accepted the connection, but no SSH server spoke on it within ConnectTimeout (a hung sshd, a tarpit, or not sshd)' };
+  }
   if (/timed out/i.test(s)) return { kind: 'timeout', cause: 'no answer: the host is down, or a firewall drops the packets' };
   if (/No route to host|Network is unreachable/.test(s)) return { kind: 'unreachable', cause: 'there is no network route to the builder' };
   if (/Could not resolve hostname|Name or service not known/.test(s)) return { kind: 'dns', cause: 'the host name does not resolve' };

@@ -9,8 +9,8 @@ export function envWithoutAgent(): Record<string, string> {
   return env;
 }
 
-export function sshAsNix(exec: Exec, name: string, command: string[], timeoutMs = 30_000): Promise<ExecResult> {
-  return exec('ssh', ['-x', '-a', '-o', 'BatchMode=yes', '--', name, ...command], { env: envWithoutAgent(), timeoutMs });
+export function sshAsNix(exec: Exec, name: string, command: string[], timeoutMs = 30_000, input?: string): Promise<ExecResult> {
+  return exec('ssh', ['-x', '-a', '-o', 'BatchMode=yes', '--', name, ...command], { env: envWithoutAgent(), timeoutMs, input });
 }
 
 /** What the startup file is called for a login shell, for "remove the echo from X". */

@@ -22,6 +22,15 @@ export function sh(cmd: string, opts: Options = {}) {
   return execa('sh', ['-c', cmd], { reject: false, ...opts });
 }
 
+/**
+ * The mount points of the builders' and clients' binds. Debian's nix-bin, freshly
+ * installed, makes neither /nix nor /etc/nix, and `mount --bind` then fails ("mount point
+ * does not exist"). Made when missing, never removed: another namespace may use them.
+ */
+export function ensureMountPoints(): void {
+  for (const d of ['/nix', '/etc/nix']) fs.mkdirSync(d, { recursive: true });
+}
+
 let userReady = false;
 export async function ensureBuilderUser(): Promise<void> {
   if (userReady) return;
@@ -35,6 +44,7 @@ export async function ensureBuilderUser(): Promise<void> {
   if (r.exitCode !== 0) throw new Error(`chpasswd: ${r.stderr}`);
   fs.mkdirSync(`/home/${BUILDER_USER}`, { recursive: true });
   fs.mkdirSync('/run/sshd', { recursive: true });
+  ensureMountPoints();
   userReady = true;
 }
 
@@ -268,6 +278,7 @@ export class Client {
     this.root = path.join(dir, 'root');
     this.etcNix = path.join(dir, 'etcnix');
     this.socketDir = opts.multiUser ? path.join(dir, 'daemon-socket') : null;
+    ensureMountPoints();
     fs.mkdirSync(this.root, { mode: 0o700 });
     fs.mkdirSync(this.etcNix);
     // No build users here: the test daemon builds as root.

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import type { DoctorCtx } from '../context.js';
 import type { Check } from '../types.js';
 import { fail, pass, warn } from '../types.js';
-import { effective, readBuilders, readNixConfig, userConfFiles, type Builders, type NixConfig } from '../../nix/effective-config.js';
+import { daemonBuilders, effective, userConfFiles, type Builders, type NixConfig } from '../../nix/effective-config.js';
 import { formatVersion, parseNixVersion, storePingArgs, type Version } from '../../nix/version.js';
 
 export interface LocalState {
@@ -16,12 +16,8 @@ export interface LocalState {
 }
 
 export function localState(ctx: DoctorCtx): LocalState {
-  const { install, env } = ctx;
-  // On a multi-user install the daemon reads only the system files; a single-user Nix
-  // reads the user's files and NIX_CONFIG too.
-  const cfg = readNixConfig(ctx.read, env, install.user.home, !install.multiUser);
-  const scopes = install.multiUser ? (['system'] as const) : (['system', 'user', 'env'] as const);
-  return { ctx, cfg, builders: readBuilders(cfg, ctx.read, env, [...scopes]), version: null };
+  const { cfg, builders } = daemonBuilders(ctx.read, ctx.env, { multiUser: ctx.install.multiUser, home: ctx.install.user.home });
+  return { ctx, cfg, builders, version: null };
 }
 
 export function localChecks(): Check<LocalState>[] {

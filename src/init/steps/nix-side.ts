@@ -20,8 +20,6 @@ export interface NixSide {
   /** The store URI Nix will use for the builder. */
   storeUri: string;
   machineLine: string;
-  /** Non-null: the daemon will not have read the new settings yet, so the proof passes this as --builders. */
-  buildersForProof: string | null;
   target: 'nix-conf' | 'nixos';
 }
 
@@ -59,8 +57,8 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     }
     if (remoteProgram) out.warn(`NixOS's nix.buildMachines has no remote-program field; the module cannot pass ${remoteProgram}. Put nix-store on the builder's PATH instead.`);
     steps.push({ kind: 'write', title: `NixOS module with ${b.name}`, path: output, before: moduleBefore, after: edit.text, mode: 0o644 });
-    steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in configuration.nix and run nixos-rebuild switch`, detail: 'the proof build below passes the builder as --builders, since the module is not active yet' });
-    return { steps, storeUri: machine.uri, machineLine, buildersForProof: machineLine, target };
+    steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in configuration.nix and run nixos-rebuild switch`, detail: 'until then the module is not active; the proof build passes the builder itself' });
+    return { steps, storeUri: machine.uri, machineLine, target };
   }
 
   const machinesPath = path.join(install.confDir, 'machines');
@@ -88,7 +86,6 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   for (const n of conf.notes) out.warn(n);
   steps.push({ kind: 'write', title: 'builders in nix.conf', path: nixConfPath, before: nixConfBefore, after: conf.edit.text, mode: 0o644 });
 
-  let buildersForProof: string | null = null;
   const restart = install.daemon?.restart;
   if (restart && (conf.edit.changed || machinesEdit.changed)) {
     steps.push({
@@ -102,7 +99,6 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     });
   } else if (install.daemon && !restart) {
     steps.push({ kind: 'note', title: `Restart the nix-daemon yourself: ${install.daemon.how}`, detail: 'until then the daemon uses its old settings; the proof build passes the builder itself' });
-    buildersForProof = machineLine;
   }
-  return { steps, storeUri: machine.uri, machineLine, buildersForProof, target };
+  return { steps, storeUri: machine.uri, machineLine, target };
 }

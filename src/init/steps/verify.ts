@@ -46,10 +46,10 @@ export function verifySteps(c: WizardCtx, name: string, storeUri: string, remote
   ];
 }
 
-export function proofStep(c: WizardCtx, name: string, system: string, builders: string | null): Step {
+export function proofStep(c: WizardCtx, name: string, system: string, builders: string): Step {
   return {
     kind: 'check',
-    title: `Prove it: build a fresh derivation with --max-jobs 0${builders ? ` --builders '<${name}'s line>'` : ''}`,
+    title: `Prove it: build a fresh derivation with --max-jobs 0 --builders '<${name}'s line>'`,
     detail: `it can only succeed on a builder; then look for the output in ${name}'s store`,
     run: async () => {
       const r = await proveOffload(c.exec, { name, system, builders });

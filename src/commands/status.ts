@@ -1,0 +1,101 @@
+// `nixremote status`: what the builders are doing now, once or (--watch) every few seconds.
+// Exit 0 when every builder shown is reachable, 1 otherwise.
+import { exec } from '../io/exec.js';
+import { makeOutput } from '../io/output.js';
+import { detectInstall } from '../init/install.js';
+import { readRegistry, selectBuilders } from '../builders/registry.js';
+import { realRegistryCtx } from '../builders/context.js';
+import { fleetStatus, realStatusCtx, type BuilderStatus } from '../builders/status.js';
+import { formatTable } from '../text/table.js';
+import { UsageError, validatePositiveInt } from '../validate.js';
+
+export interface StatusFlags {
+  json?: boolean;
+  watch?: boolean;
+  interval?: string;
+  count?: string;
+  module?: string;
+}
+
+export async function statusCommand(names: string[], flags: StatusFlags): Promise<number> {
+  const install = detectInstall();
+  if (install.multiUser && install.user.uid !== 0) {
+    throw new UsageError("on a multi-user install the build hook connects with root's ssh key and config; re-run with sudo");
+  }
+  const interval = validatePositiveInt(flags.interval ?? '3', '--interval');
+  const count = flags.count === undefined ? (flags.watch ? Infinity : 1) : validatePositiveInt(flags.count, '--count');
+  const reg = readRegistry(realRegistryCtx(install, flags.module));
+  const { chosen, unknown } = selectBuilders(reg.builders.filter((b) => b.active), names);
+  if (unknown.length) throw new UsageError(`no builder named ${unknown.join(', ')} (configured: ${reg.builders.map((b) => b.name).join(', ') || 'none'})`);
+  const out = makeOutput();
+  if (!chosen.length) {
+    if (flags.json) process.stdout.write(JSON.stringify({ builders: [] }) + '\n');
+    else out.info('No builders configured. Add one: sudo nixremote init');
+    return 0;
+  }
+  const ctx = realStatusCtx(exec);
+  // On a terminal --watch redraws in place, like top; elsewhere each round is appended.
+  const redraw = Boolean(flags.watch && !flags.json && process.stdout.isTTY);
+  let stop = false;
+  const onSigint = () => {
+    if (stop) process.exit(130);
+    stop = true;
+  };
+  if (flags.watch) process.on('SIGINT', onSigint);
+  let last: BuilderStatus[] = [];
+  try {
+    for (let round = 0; round < count && !stop; round++) {
+      if (round > 0) await sleep(interval * 1000, () => stop);
+      if (stop) break;
+      last = await fleetStatus(ctx, chosen);
+      const at = new Date();
+      if (flags.json) process.stdout.write(JSON.stringify({ time: at.toISOString(), builders: last }, null, flags.watch ? 0 : 2) + '\n');
+      else {
+        if (redraw) process.stdout.write('\x1b[H\x1b[2J');
+        if (flags.watch) out.info(out.dim(`${at.toLocaleTimeString()}  every ${interval} s, Ctrl-C stops`));
+        for (const line of renderStatus(last)) out.info(line);
+        const up = last.filter((s) => s.reachable).length;
+        out.info(`${up} of ${last.length} builder${last.length === 1 ? '' : 's'} reachable`);
+        if (!redraw && flags.watch) out.info('');
+      }
+    }
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  return last.every((s) => s.reachable) ? 0 : 1;
+}
+
+function sleep(ms: number, cancelled: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const tick = () => (cancelled() || Date.now() - t0 >= ms ? resolve() : setTimeout(tick, Math.min(100, ms)));
+    tick();
+  });
+}
+
+export function renderStatus(list: BuilderStatus[]): string[] {
+  const rows = [['NAME', 'STATE', 'LOGIN', 'NIX', 'SLOTS', 'LOAD/CORES', 'STORE FREE', '']];
+  for (const s of list) {
+    rows.push([
+      s.name,
+      s.state,
+      s.latencyMs === null ? '-' : `${s.latencyMs} ms`,
+      s.nixVersion ?? '-',
+      `${s.slotsInUse}/${s.maxJobs}`,
+      s.load === null ? '-' : `${s.load.toFixed(2)}/${s.cores ?? '?'}`,
+      s.storeFreeBytes === null ? '-' : bytes(s.storeFreeBytes),
+      s.error ?? '',
+    ]);
+  }
+  return formatTable(rows).map((l) => l.trimEnd());
+}
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
