@@ -68,7 +68,7 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
     out.info('');
     out.ok(out.bold(`${b.name} is set up${flags.testBuild ? ' and a build ran on it' : ''}.`));
     out.info(`  machine line: ${nix.machineLine}`);
-    if (nix.target === 'nix-conf' && c.install.daemon && !c.install.daemon.restart) out.warn(`restart the nix-daemon: ${c.install.daemon.how}`);
+    if (nix.confChanged && c.install.daemon && !c.install.daemon.restart) out.warn(`restart the nix-daemon: ${c.install.daemon.how}`);
     out.info(`  when builds stop offloading: nixremote doctor ${b.name}`);
     if (!answers.yes) {
       out.info('');

@@ -21,6 +21,8 @@ export interface NixSide {
   storeUri: string;
   machineLine: string;
   target: 'nix-conf' | 'nixos';
+  /** nix.conf changed, so the daemon must re-read it. */
+  confChanged: boolean;
 }
 
 export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, hostKey: HostKey, cap: Capabilities, remoteProgram: string | null, configPath: string): Promise<NixSide> {
@@ -58,7 +60,7 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     if (remoteProgram) out.warn(`NixOS's nix.buildMachines has no remote-program field; the module cannot pass ${remoteProgram}. Put nix-store on the builder's PATH instead.`);
     steps.push({ kind: 'write', title: `NixOS module with ${b.name}`, path: output, before: moduleBefore, after: edit.text, mode: 0o644 });
     steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in configuration.nix and run nixos-rebuild switch`, detail: 'until then the module is not active; the proof build passes the builder itself' });
-    return { steps, storeUri: machine.uri, machineLine, target };
+    return { steps, storeUri: machine.uri, machineLine, target, confChanged: false };
   }
 
   const machinesPath = path.join(install.confDir, 'machines');
@@ -87,7 +89,10 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   steps.push({ kind: 'write', title: 'builders in nix.conf', path: nixConfPath, before: nixConfBefore, after: conf.edit.text, mode: 0o644 });
 
   const restart = install.daemon?.restart;
-  if (restart && (conf.edit.changed || machinesEdit.changed)) {
+  // The daemon reads nix.conf once, at start; the machines file it names is read afresh by
+  // the build hook for each build (build-remote.cc, getMachines). So adding a second
+  // builder, which changes only the machines file, needs no restart.
+  if (restart && conf.edit.changed) {
     steps.push({
       kind: 'command',
       title: 'Restart the nix-daemon so it reads the new settings',
@@ -97,8 +102,8 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
         if (r.exitCode !== 0) throw new StepFailed('restart', `${r.command} failed: ${r.stderr.trim()}`);
       },
     });
-  } else if (install.daemon && !restart) {
+  } else if (install.daemon && !restart && conf.edit.changed) {
     steps.push({ kind: 'note', title: `Restart the nix-daemon yourself: ${install.daemon.how}`, detail: 'until then the daemon uses its old settings; the proof build passes the builder itself' });
   }
-  return { steps, storeUri: machine.uri, machineLine, target };
+  return { steps, storeUri: machine.uri, machineLine, target, confChanged: conf.edit.changed };
 }
