@@ -179,16 +179,16 @@ function pinnedKnownHosts(dir: string, name: string, key: HostKey): string {
 }
 
 /**
- * How many builders are looked at side by side. Each costs an ssh process and its key
+ * How many builders status and doctor look at side by side. Each costs an ssh process and its key
  * exchange on this machine's CPU, so past a few per core they only queue for it; a dead
  * builder costs no CPU while it waits, which is why the number is well above the cores.
  * (`npm run bench` measures status on 32 builders at several widths.)
  */
-export function statusWidth(): number {
+export function fleetWidth(): number {
   return Math.max(4, os.availableParallelism() * 4);
 }
 
-export async function fleetStatus(ctx: StatusCtx, builders: BuilderEntry[], width = statusWidth()): Promise<BuilderStatus[]> {
+export async function fleetStatus(ctx: StatusCtx, builders: BuilderEntry[], width = fleetWidth()): Promise<BuilderStatus[]> {
   const locks = ctx.locks();
   const held = locks === null ? null : heldFlocks(locks);
   return mapLimit(builders, width, (b) => builderStatus(ctx, b, held));

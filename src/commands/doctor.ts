@@ -13,6 +13,8 @@ import { uriHost } from '../nix/machines-file.js';
 import { UsageError } from '../validate.js';
 import type { CheckReport, FixAction } from '../doctor/types.js';
 import { nixCommandFlags, parseNixVersion, atLeast } from '../nix/version.js';
+import { mapLimit } from '../util/map-limit.js';
+import { fleetWidth } from '../builders/status.js';
 
 export interface DoctorFlags {
   json?: boolean;
@@ -48,8 +50,7 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
     const accessOk = local.find((c) => c.id === 'access')?.status === 'pass';
     if (!flags.json && accessOk && machines.length) out.step(`Checking ${machines.length} builder${machines.length > 1 ? 's' : ''}${flags.build ? ', with a real build each' : ''}...`);
     const builders: BuilderReport[] = accessOk
-      ? await Promise.all(
-          machines.map(async (m) => {
+      ? await mapLimit(machines, fleetWidth(), async (m) => {
             const st = builderState(ctx, m);
             try {
               const checks = await runChecks(builderChecks(drv !== null), st);
@@ -57,8 +58,7 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
             } finally {
               await cleanup(st);
             }
-          }),
-        )
+          })
       : [];
     // max-jobs = 0 turns "no usable builder" from slow builds into failed ones.
     const maxJobs = ls.cfg.settings.get('max-jobs')?.at(-1)?.value;
