@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchDoctor } from './doctor.js';
+import { benchFleet } from './fleet.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(repo, 'bin/nixremote');
@@ -30,3 +31,4 @@ for (const args of [['--version'], ['--help'], ['init', '--help']]) {
 }
 
 await benchDoctor();
+await benchFleet();

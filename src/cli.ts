@@ -66,6 +66,7 @@ program
   .option('--drv <path>', 'with NAME: can this derivation go to that builder?')
   .option('--attr <attr>', 'with NAME: like --drv, for an attribute of --file')
   .option('--file <file>', 'the Nix file for --attr (default: <nixpkgs>)')
+  .option('--jobs <n>', 'builders checked side by side (default: 4 per core)')
   .addHelpText(
     'after',
     `
@@ -101,6 +102,7 @@ program
   .option('--watch', 'redraw every few seconds (plain lines when not on a terminal); Ctrl-C stops')
   .option('--interval <seconds>', 'with --watch: seconds between rounds', '3')
   .option('--count <n>', 'stop after n rounds (with --watch; like top -n)')
+  .option('--jobs <n>', 'builders looked at side by side (default: 4 per core)')
   .option('--module <file>', "nixremote's NixOS module (default: /etc/nixos/nixremote.nix)")
   .addHelpText('after', '\nExit status: 0 every builder reachable, 1 one or more down, 2 usage error.')
   .action(async (names: string[], opts) => {

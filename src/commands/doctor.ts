@@ -10,7 +10,7 @@ import { builderChecks, builderState, cleanup } from '../doctor/checks/builder.j
 import { runChecks, worst } from '../doctor/runner.js';
 import { printReport, summarize, type BuilderReport, type DoctorReport } from '../doctor/report.js';
 import { uriHost } from '../nix/machines-file.js';
-import { UsageError } from '../validate.js';
+import { UsageError, validatePositiveInt } from '../validate.js';
 import type { CheckReport, FixAction } from '../doctor/types.js';
 import { nixCommandFlags, parseNixVersion, atLeast } from '../nix/version.js';
 import { mapLimit } from '../util/map-limit.js';
@@ -24,12 +24,14 @@ export interface DoctorFlags {
   drv?: string;
   attr?: string;
   file?: string;
+  jobs?: string;
   verbose?: boolean;
 }
 
 export async function doctorCommand(names: string[], flags: DoctorFlags): Promise<number> {
   if (flags.json && flags.fix) throw new UsageError('--fix asks before it changes anything, so it cannot be combined with --json');
   if ((flags.drv || flags.attr) && names.length === 0) throw new UsageError('--drv and --attr need a builder NAME to check against');
+  const width = flags.jobs === undefined ? fleetWidth() : validatePositiveInt(flags.jobs, '--jobs');
   const out = makeOutput(flags.json ? process.stderr : process.stdout);
   const drv = flags.drv || flags.attr ? await readDrv(flags) : null;
   const install = detectInstall();
@@ -50,7 +52,7 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
     const accessOk = local.find((c) => c.id === 'access')?.status === 'pass';
     if (!flags.json && accessOk && machines.length) out.step(`Checking ${machines.length} builder${machines.length > 1 ? 's' : ''}${flags.build ? ', with a real build each' : ''}...`);
     const builders: BuilderReport[] = accessOk
-      ? await mapLimit(machines, fleetWidth(), async (m) => {
+      ? await mapLimit(machines, width, async (m) => {
             const st = builderState(ctx, m);
             try {
               const checks = await runChecks(builderChecks(drv !== null), st);

@@ -5,7 +5,7 @@ import { makeOutput } from '../io/output.js';
 import { detectInstall } from '../init/install.js';
 import { readRegistry, selectBuilders } from '../builders/registry.js';
 import { realRegistryCtx } from '../builders/context.js';
-import { fleetStatus, realStatusCtx, type BuilderStatus } from '../builders/status.js';
+import { fleetStatus, fleetWidth, realStatusCtx, type BuilderStatus } from '../builders/status.js';
 import { formatTable } from '../text/table.js';
 import { UsageError, validatePositiveInt } from '../validate.js';
 
@@ -14,6 +14,7 @@ export interface StatusFlags {
   watch?: boolean;
   interval?: string;
   count?: string;
+  jobs?: string;
   module?: string;
 }
 
@@ -23,6 +24,7 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
     throw new UsageError("on a multi-user install the build hook connects with root's ssh key and config; re-run with sudo");
   }
   const interval = validatePositiveInt(flags.interval ?? '3', '--interval');
+  const width = flags.jobs === undefined ? fleetWidth() : validatePositiveInt(flags.jobs, '--jobs');
   const count = flags.count === undefined ? (flags.watch ? Infinity : 1) : validatePositiveInt(flags.count, '--count');
   const reg = readRegistry(realRegistryCtx(install, flags.module));
   const { chosen, unknown } = selectBuilders(reg.builders.filter((b) => b.active), names);
@@ -47,7 +49,7 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
     for (let round = 0; round < count && !stop; round++) {
       if (round > 0) await sleep(interval * 1000, () => stop);
       if (stop) break;
-      last = await fleetStatus(ctx, chosen);
+      last = await fleetStatus(ctx, chosen, width);
       const at = new Date();
       if (flags.json) process.stdout.write(JSON.stringify({ time: at.toISOString(), builders: last }, null, flags.watch ? 0 : 2) + '\n');
       else {
