@@ -89,7 +89,7 @@ export function renderStatus(list: BuilderStatus[]): string[] {
       s.error ?? '',
     ]);
   }
-  return formatTable(rows).map((l) => l.trimEnd());
+  return formatTable(rows);
 }
 
 function bytes(n: number): string {
