@@ -23,12 +23,13 @@ export function sh(cmd: string, opts: Options = {}) {
 }
 
 /**
- * The mount points of the builders' and clients' binds. Debian's nix-bin, freshly
- * installed, makes neither /nix nor /etc/nix, and `mount --bind` then fails ("mount point
- * does not exist"). Made when missing, never removed: another namespace may use them.
+ * The mount points of the builders' and clients' binds (a multi-user client binds its own
+ * daemon-socket directory). Debian's nix-bin, freshly installed, makes none of them, and
+ * `mount --bind` then fails ("mount point does not exist"). Made when missing, never
+ * removed: another namespace may use them.
  */
 export function ensureMountPoints(): void {
-  for (const d of ['/nix', '/etc/nix']) fs.mkdirSync(d, { recursive: true });
+  for (const d of ['/nix', '/etc/nix', '/nix/var/nix/daemon-socket']) fs.mkdirSync(d, { recursive: true });
 }
 
 let userReady = false;
@@ -299,7 +300,11 @@ export class Client {
   /** The shell command that runs `cmd` inside the client's namespace. */
   wrap(cmd: string): string[] {
     const socket = this.socketDir ? ` && mount --bind ${this.socketDir} /nix/var/nix/daemon-socket` : '';
-    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `mount --bind ${this.root} /root && mount --bind ${this.etcNix} /etc/nix${socket} && ${cmd}`];
+    // A failed bind ends it there: `cmd` may end in '&', which would otherwise take the
+    // binds into the background with it and run the rest on this machine's own files.
+    const binds = `mount --bind ${this.root} /root && mount --bind ${this.etcNix} /etc/nix${socket}`;
+    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }
+${cmd}`];
   }
 
   /** `cmd` with a nix-daemon running beside it in the same namespace, stopped after. */
