@@ -303,8 +303,7 @@ export class Client {
     // A failed bind ends it there: `cmd` may end in '&', which would otherwise take the
     // binds into the background with it and run the rest on this machine's own files.
     const binds = `mount --bind ${this.root} /root && mount --bind ${this.etcNix} /etc/nix${socket}`;
-    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }
-${cmd}`];
+    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }; ${cmd}`];
   }
 
   /** `cmd` with a nix-daemon running beside it in the same namespace, stopped after. */
