@@ -89,7 +89,7 @@ function removeKeyOnBuilder(b: BuilderEntry, out: Output): Step {
       const said = /NIXREMOTE:(removed=\d+|absent)/.exec(r.stdout)?.[1];
       if (r.exitCode === 0 && said) return said === 'absent' ? `the key was not in authorized_keys on ${b.name}` : `removed the key's line from authorized_keys on ${b.name}`;
       const why = r.exitCode === 255 ? classifySshError(r.stderr).cause : r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
-      out.warn(`could not reach ${b.name} to remove the key (${why}); the local part goes on. On the builder, remove the line ending in: ${pub.split(/\s+/).slice(0, 2).join(' ').slice(0, 60)}...`);
+      out.warn(`could not reach ${b.name} to remove the key (${why}); the local part goes on. On the builder, remove the line holding this key from ~${b.user ?? ''}/.ssh/authorized_keys: ${pub.split(/\s+/).slice(0, 2).join(' ')}`);
     },
   };
 }
