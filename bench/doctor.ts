@@ -2,19 +2,9 @@
 // end-to-end tests), next to the bare minimum on the same builders: `ssh NAME true` plus a
 // store ping, each builder in parallel. Needs root (mount namespaces, a builder user).
 import { Builder, Client } from '../test/e2e/harness.js';
+import { medianMs, runs } from './measure.js';
 
-const runs = Number(process.env.BENCH_RUNS) || 3;
 
-async function time(fn: () => Promise<unknown>): Promise<number> {
-  const all: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    all.push(performance.now() - t);
-  }
-  all.sort((a, b) => a - b);
-  return all[Math.floor(all.length / 2)]!;
-}
 
 async function must(p: Promise<{ exitCode?: number; stdout?: unknown; stderr?: unknown }>, what: string) {
   const r = await p;
@@ -39,9 +29,9 @@ export async function benchDoctor(): Promise<void> {
       client.run(names(n).map((x) => `(ssh -o BatchMode=yes ${x} true && nix --extra-experimental-features nix-command store ping --store ssh://${x} >/dev/null 2>&1) &`).join(' ') + ' wait');
     console.log(`doctor on real builders, median of ${runs} runs`);
     for (const n of [1, 8]) {
-      const base = await time(() => bare(n));
-      const quick = await time(() => must(client.nixremote(['doctor', '--no-build', ...names(n)]), 'doctor'));
-      const full = await time(() => must(client.nixremote(['doctor', ...names(n)]), 'doctor'));
+      const base = await medianMs(() => bare(n));
+      const quick = await medianMs(() => must(client.nixremote(['doctor', '--no-build', ...names(n)]), 'doctor'));
+      const full = await medianMs(() => must(client.nixremote(['doctor', ...names(n)]), 'doctor'));
       console.log(`  ${n} builder${n > 1 ? 's' : ' '}  ssh true + store ping (baseline) ${base.toFixed(0).padStart(6)} ms   1.00x`);
       console.log(`             doctor --no-build                 ${quick.toFixed(0).padStart(6)} ms   ${(quick / base).toFixed(2)}x`);
       console.log(`             doctor (with a real build each)   ${full.toFixed(0).padStart(6)} ms   ${(full / base).toFixed(2)}x`);

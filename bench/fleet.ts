@@ -5,23 +5,13 @@
 // widths past a few per core buy nothing; the chosen default should sit at the knee.
 import * as os from 'node:os';
 import { Builder, Client } from '../test/e2e/harness.js';
+import { medianMs, runs } from './measure.js';
 import { authorize, fleetClientSetup, hostKeyPub, mapLimit } from '../test/e2e/fleet.js';
 import { FACTS_SCRIPT, fleetWidth } from '../src/builders/status.js';
 import { asShCommand } from '../src/remote/scripts.js';
 
-const runs = Number(process.env.BENCH_RUNS) || 3;
 const N = 16;
 
-async function median(fn: () => Promise<unknown>): Promise<number> {
-  const all: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    all.push(performance.now() - t);
-  }
-  all.sort((a, b) => a - b);
-  return all[Math.floor(all.length / 2)]!;
-}
 
 export async function benchFleet(): Promise<void> {
   if (process.getuid?.() !== 0) {
@@ -42,10 +32,10 @@ export async function benchFleet(): Promise<void> {
         if (r.exitCode !== 0) throw new Error(`status failed: ${r.stdout}\n${r.stderr}`);
       });
     console.log(`status on ${N} real builders (${os.availableParallelism()} cores here), median of ${runs} runs`);
-    const base = await median(bare);
+    const base = await medianMs(bare);
     console.log(`  ${'ssh + facts, all at once (baseline)'.padEnd(40)} ${base.toFixed(0).padStart(6)} ms   1.00x`);
     for (const jobs of [1, 2, 4, 8, 16]) {
-      const t = await median(() => status(jobs));
+      const t = await medianMs(() => status(jobs));
       const mark = jobs === fleetWidth() ? '  <- default' : '';
       console.log(`  ${`nixremote status --jobs ${jobs}`.padEnd(40)} ${t.toFixed(0).padStart(6)} ms   ${(t / base).toFixed(2)}x${mark}`);
     }

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { shellQuote } from '../io/exec.js';
 import { listBackups, parseBackupPath, readText, writeAtomic } from '../io/files.js';
-import { acquireLock } from '../io/lock.js';
+import { lockBuildUserFiles, lockPathFor } from '../io/lock.js';
 import { makeOutput } from '../io/output.js';
 import { UsageError } from '../validate.js';
 
@@ -155,8 +155,7 @@ export async function restoreCommand(backup: string, flags: { yes?: boolean; dry
     }
   }
 
-  const lockPath = io.lockPath ?? path.join(os.userInfo().homedir, '.nixremote.lock');
-  const release = await acquireLock(lockPath, Number(process.env.NIXREMOTE_LOCK_WAIT_MS ?? 10_000), (o) => out.step(`Waiting for another nixremote (pid ${o.pid}) to finish`));
+  const release = await lockBuildUserFiles(io.lockPath ?? lockPathFor(os.userInfo().homedir), out);
   let saved: string | null;
   try {
     // The diff was shown for what the file held then; never write over an edit made since.

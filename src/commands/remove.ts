@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { exec } from '../io/exec.js';
 import { readText } from '../io/files.js';
-import { acquireLock } from '../io/lock.js';
+import { lockBuildUserFiles, lockPathFor } from '../io/lock.js';
 import { makeOutput, type Output } from '../io/output.js';
 import { detectInstall } from '../init/install.js';
 import { applyPlan, renderPlan, type Step } from '../plan/plan.js';
@@ -31,7 +31,7 @@ export async function removeCommand(name: string, flags: RemoveFlags): Promise<n
     throw new UsageError("on a multi-user install the builders live in root's ssh config and /etc/nix; re-run with sudo");
   }
   const home = install.user.home;
-  const release = flags.dryRun ? () => {} : await acquireLock(path.join(home, '.nixremote.lock'), Number(process.env.NIXREMOTE_LOCK_WAIT_MS ?? 10_000), (o) => out.step(`Waiting for another nixremote (pid ${o.pid}) to finish`));
+  const release = flags.dryRun ? () => {} : await lockBuildUserFiles(lockPathFor(home), out);
   try {
     const reg = readRegistry(realRegistryCtx(install, flags.module));
     const b = removable(reg, name);

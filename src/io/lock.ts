@@ -65,3 +65,14 @@ export async function acquireLock(p: string, waitMs: number, onWait: (o: Owner) 
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** The lock every nixremote run that changes files takes: ~/.nixremote.lock of the build user. */
+export function lockPathFor(home: string): string {
+  return `${home.replace(/\/$/, '')}/.nixremote.lock`;
+}
+
+/** Take the build user's lock, saying so while another run holds it (NIXREMOTE_LOCK_WAIT_MS: test knob). */
+export function lockBuildUserFiles(lockPath: string, out: { step(msg: string): void }): Promise<() => void> {
+  const wait = Number(process.env.NIXREMOTE_LOCK_WAIT_MS ?? 10_000);
+  return acquireLock(lockPath, wait, (o) => out.step(`Waiting for another nixremote (pid ${o.pid}) to finish`));
+}

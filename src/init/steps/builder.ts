@@ -1,7 +1,6 @@
 // Step 2. The builder: address, port, ssh user, and the name used everywhere after.
-import * as path from 'node:path';
 import type { WizardCtx } from './context.js';
-import { acquireLock } from '../../io/lock.js';
+import { lockBuildUserFiles, lockPathFor } from '../../io/lock.js';
 import { validateHost, validateName, validatePort, validateUser } from '../../validate.js';
 
 export interface BuilderAnswers {
@@ -24,8 +23,6 @@ export async function askBuilder(c: WizardCtx): Promise<BuilderAnswers> {
 /** From here on a run reads the files it will plan edits of: one run at a time. */
 export async function lockBuildUser(c: WizardCtx): Promise<void> {
   if (c.flags.dryRun) return;
-  const lock = path.join(c.home, '.nixremote.lock');
-  const wait = Number(process.env.NIXREMOTE_LOCK_WAIT_MS ?? 10_000);
-  const release = await acquireLock(lock, wait, (o) => c.out.step(`Waiting for another nixremote (pid ${o.pid}) to finish`));
+  const release = await lockBuildUserFiles(lockPathFor(c.home), c.out);
   c.onExit(release);
 }
