@@ -9,7 +9,8 @@ import { localChecks, localState } from '../doctor/checks/local.js';
 import { builderChecks, builderState, cleanup } from '../doctor/checks/builder.js';
 import { runChecks, worst } from '../doctor/runner.js';
 import { printReport, summarize, type BuilderReport, type DoctorReport } from '../doctor/report.js';
-import { uriHost } from '../nix/machines-file.js';
+import { readRegistry, selectBuilders } from '../builders/registry.js';
+import { realRegistryCtx } from '../builders/context.js';
 import { UsageError, validatePositiveInt } from '../validate.js';
 import type { CheckReport, FixAction } from '../doctor/types.js';
 import { nixCommandFlags, parseNixVersion, atLeast } from '../nix/version.js';
@@ -40,15 +41,11 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
   const run = async (): Promise<DoctorReport> => {
     const ls = localState(ctx);
     const local = await runChecks(localChecks(), ls);
-    let machines = ls.builders.machines;
-    if (names.length) {
-      const unknown = names.filter((n) => !machines.some((m) => uriHost(m.uri) === n || m.uri === n));
-      if (unknown.length) {
-        const have = machines.map((m) => uriHost(m.uri)).join(', ') || 'none';
-        throw new UsageError(`no builder named ${unknown.join(', ')} (configured: ${have})`);
-      }
-      machines = machines.filter((m) => names.includes(uriHost(m.uri)) || names.includes(m.uri));
-    }
+    // The builders Nix uses now, from the one model list, status and remove read.
+    const active = readRegistry(realRegistryCtx(install)).builders.filter((b) => b.machine !== null);
+    const { chosen, unknown } = selectBuilders(active, names);
+    if (unknown.length) throw new UsageError(`no builder named ${unknown.join(', ')} (configured: ${active.map((b) => b.name).join(', ') || 'none'})`);
+    const machines = chosen.map((b) => b.machine!);
     const accessOk = local.find((c) => c.id === 'access')?.status === 'pass';
     if (!flags.json && accessOk && machines.length) out.step(`Checking ${machines.length} builder${machines.length > 1 ? 's' : ''}${flags.build ? ', with a real build each' : ''}...`);
     const builders: BuilderReport[] = accessOk

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, PROBE_EXPR, q } from './harness.js';
+import { Builder, CLI, Client, PROBE_EXPR, q, Terminal } from './harness.js';
 
 const NAMES = ['w1', 'w2', 'w3'];
 
@@ -181,6 +181,25 @@ describe('three builders, one after another', () => {
     assert.equal(watch.exitCode, 0, String(watch.stderr));
     assert.equal(String(watch.stdout).match(/^w1 +idle /gm)?.length, 2);
     assert.doesNotMatch(String(watch.stdout), /\x1b/);
+  });
+
+  test('status --watch on a terminal redraws in place, like top, until Ctrl-C', async () => {
+    // Ctrl-C in a terminal signals the whole foreground group; the shell that records the
+    // exit code traps it so that it outlives nixremote.
+    const t = await Terminal.start(c, `trap : INT; ${CLI} status --watch --interval 1 w1 w2`);
+    try {
+      await t.waitFor(/every 1 s, Ctrl-C stops[\s\S]*w1 +idle[\s\S]*2 of 2 builders reachable/, 30_000);
+      const first = (await t.visible()).match(/\d+:\d+:\d+/)?.[0];
+      await new Promise((r) => setTimeout(r, 2500));
+      const now = await t.visible();
+      // Later rounds replaced the first on the screen: one table, a newer clock.
+      assert.equal(now.match(/^NAME +STATE/gm)?.length, 1, now);
+      assert.notEqual(now.match(/\d+:\d+:\d+/)?.[0], first, now);
+      await t.keys('C-c');
+      assert.equal(await t.exitCode(30_000), 0);
+    } finally {
+      await t.close();
+    }
   });
 
   test('remove refuses what it did not write, changes nothing on a dry run, and removes the rest', async () => {

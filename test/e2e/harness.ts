@@ -388,6 +388,11 @@ export class Terminal {
     return String((await execa('tmux', ['capture-pane', '-p', '-J', '-S', '-200', '-t', this.session], { reject: false })).stdout);
   }
 
+  /** Only what is on the screen now, without the scrollback. */
+  async visible(): Promise<string> {
+    return String((await execa('tmux', ['capture-pane', '-p', '-J', '-t', this.session], { reject: false })).stdout);
+  }
+
   async waitFor(re: RegExp, ms = 60_000): Promise<string> {
     const end = Date.now() + ms;
     let s = '';
