@@ -43,11 +43,14 @@ export interface StatusCtx {
   /** Nix's state directory, whose current-load/ holds the build hook's slot locks. */
   stateDir: string;
   stat: (p: string) => { dev: number; ino: number } | null;
+  /** Aborted when the user stops a --watch: the logins in flight are ended. */
+  signal?: AbortSignal;
 }
 
-export function realStatusCtx(exec: Exec, env: NodeJS.ProcessEnv = process.env): StatusCtx {
+export function realStatusCtx(exec: Exec, signal?: AbortSignal, env: NodeJS.ProcessEnv = process.env): StatusCtx {
   return {
     exec,
+    signal,
     locks: () => {
       try {
         return fs.readFileSync('/proc/locks', 'utf8');
@@ -150,7 +153,12 @@ export async function builderStatus(ctx: StatusCtx, b: BuilderEntry, held: Set<s
     const kh = dir ? pinnedKnownHosts(dir, b.name, b.hostKey!) : null;
     const t0 = Date.now();
     // A backstop past ConnectTimeout for a link that connects and then stalls.
-    const r = await ctx.exec('ssh', sshArgs(b, kh, asShCommand(FACTS_SCRIPT(remoteProgram(b)))), { env: envWithoutAgent(), timeoutMs: (CONNECT_TIMEOUT_S + 5) * 1000 });
+    const r = await ctx.exec('ssh', sshArgs(b, kh, asShCommand(FACTS_SCRIPT(remoteProgram(b)))), {
+      env: envWithoutAgent(),
+      timeoutMs: (CONNECT_TIMEOUT_S + 5) * 1000,
+      signal: ctx.signal,
+      ownGroup: true,
+    });
     const latencyMs = Date.now() - t0;
     if (r.timedOut) return down(`no answer within ${CONNECT_TIMEOUT_S + 5} s`);
     if (r.exitCode === 255) return down(classifySshError(r.stderr).cause);

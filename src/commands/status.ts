@@ -35,21 +35,30 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
     else out.info('No builders configured. Add one: sudo nixremote init');
     return 0;
   }
-  const ctx = realStatusCtx(exec);
+  // The logins run in process groups of their own: Ctrl-C stops nixremote, which then
+  // ends them, instead of killing them under a round that would report builders down.
+  const abort = new AbortController();
+  const ctx = realStatusCtx(exec, abort.signal);
   // On a terminal --watch redraws in place, like top; elsewhere each round is appended.
   const redraw = Boolean(flags.watch && !flags.json && process.stdout.isTTY);
   let stop = false;
   const onSigint = () => {
     if (stop) process.exit(130);
     stop = true;
+    abort.abort();
   };
-  if (flags.watch) process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSigint);
   let last: BuilderStatus[] = [];
+  let rounds = 0;
   try {
     for (let round = 0; round < count && !stop; round++) {
       if (round > 0) await sleep(interval * 1000, () => stop);
       if (stop) break;
-      last = await fleetStatus(ctx, chosen, width);
+      const result = await fleetStatus(ctx, chosen, width);
+      // A round cut short by Ctrl-C is not shown or counted: the last whole one stands.
+      if (stop) break;
+      last = result;
+      rounds++;
       const at = new Date();
       if (flags.json) process.stdout.write(JSON.stringify({ time: at.toISOString(), builders: last }, null, flags.watch ? 0 : 2) + '\n');
       else {
@@ -64,6 +73,7 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
   } finally {
     process.off('SIGINT', onSigint);
   }
+  if (rounds === 0) return 130;
   return last.every((s) => s.reachable) ? 0 : 1;
 }
 

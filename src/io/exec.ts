@@ -13,6 +13,10 @@ export interface ExecOptions {
   input?: string;
   timeoutMs?: number;
   env?: Record<string, string | undefined>;
+  /** Kills the command when aborted. */
+  signal?: AbortSignal;
+  /** In a process group of its own, so a terminal's Ctrl-C reaches only nixremote. */
+  ownGroup?: boolean;
 }
 
 export type Exec = (file: string, args: string[], opts?: ExecOptions) => Promise<ExecResult>;
@@ -36,6 +40,8 @@ export const exec: Exec = async (file, args, opts = {}) => {
     // A given env is the whole environment: callers use it to drop variables (SSH_AUTH_SOCK).
     extendEnv: opts.env === undefined,
     stripFinalNewline: false,
+    cancelSignal: opts.signal,
+    detached: opts.ownGroup,
   });
   return {
     command: showCommand(file, args),

@@ -218,6 +218,28 @@ describe('three builders, one after another', () => {
     const keyBlob = fs.readFileSync(path.join(c.root, '.ssh/nix_remote.pub'), 'utf8').split(' ')[1]!;
     assert.ok(bs[1]!.authorizedKeys().includes(keyBlob));
 
+    // A file changed by someone else during the apply: nothing is written over it, and what
+    // was already written is put back.
+    const known = path.join(c.root, '.ssh/known_hosts');
+    const beforeAll = c.snapshot();
+    const racing = c.nixremote(['remove', 'w2', '--yes'], { env: { NIXREMOTE_TEST_STEP_DELAY_MS: '1500' } });
+    let edited = false;
+    racing.stdout!.on('data', (d: Buffer) => {
+      if (!edited && /wrote \/root\/\.ssh\/config/.test(String(d))) {
+        edited = true;
+        fs.appendFileSync(known, 'someone-else ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINH5oCf1+utmWwIxA1e4/pDspOuCUPEOh10Z3z0t5j5s\n');
+      }
+    });
+    const raced = await racing;
+    assert.ok(edited, String(raced.stdout));
+    assert.equal(raced.exitCode, 1, String(raced.stdout));
+    assert.match(String(raced.stderr), /known_hosts changed while nixremote was running; nothing of it was overwritten/);
+    assert.match(String(raced.stderr), /put back as they were: \/root\/\.ssh\/config, \/etc\/nix\/machines$/m);
+    assert.match(fs.readFileSync(known, 'utf8'), /^someone-else /m);
+    fs.writeFileSync(known, fs.readFileSync(known, 'utf8').replace(/^someone-else .*\n/m, ''));
+    const after = c.snapshot();
+    for (const [k, v] of beforeAll) if (!/\.bak$/.test(k)) assert.equal(after.get(k), v, `${k} is not as it was`);
+
     const kept = ['w1', 'w3'].map((n) => [block(machines(), n), block(sshConfig(), n), pinLine(c, n)]);
     const r = await c.nixremote(['remove', 'w2', '--on-builder', '--yes']);
     assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
