@@ -12,6 +12,7 @@ import { splitLines, type Line } from '../text/lines.js';
 import { globRegExp, hostSectionsFor, parseSshConfig, type HostSection } from '../ssh/ssh-config.js';
 import { findKnownHost } from '../ssh/known-hosts.js';
 import { hostKeyFromMachinesField, type HostKey } from '../ssh/host-key.js';
+import { UsageError } from '../validate.js';
 
 export const DEFAULT_MODULE = '/etc/nixos/nixremote.nix';
 
@@ -230,9 +231,12 @@ function expand(ctx: RegistryCtx, full: string): string[] {
     .map((n) => path.join(path.dirname(full), n));
 }
 
-/** Builders by the names given (the store URI's host, or the whole URI), and the names not found. */
-export function selectBuilders(all: BuilderEntry[], names: string[]): { chosen: BuilderEntry[]; unknown: string[] } {
-  if (!names.length) return { chosen: all, unknown: [] };
+/**
+ * Builders by the names given (the store URI's host, or the whole URI); all of them when
+ * none is given. A name that is not there is a usage error naming what is configured.
+ */
+export function selectBuilders(all: BuilderEntry[], names: string[]): BuilderEntry[] {
   const unknown = names.filter((n) => !all.some((b) => b.name === n || b.uri === n));
-  return { chosen: all.filter((b) => names.includes(b.name) || names.includes(b.uri)), unknown };
+  if (unknown.length) throw new UsageError(`no builder named ${unknown.join(', ')} (configured: ${all.map((b) => b.name).join(', ') || 'none'})`);
+  return names.length ? all.filter((b) => names.includes(b.name) || names.includes(b.uri)) : all;
 }

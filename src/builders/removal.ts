@@ -9,15 +9,11 @@ import { unpinHostKey } from '../ssh/known-hosts.js';
 import { machineMarkers } from '../nix/machines-file.js';
 import type { Step, WriteStep } from '../plan/plan.js';
 import { UsageError } from '../validate.js';
-import type { BuilderEntry, Registry } from './registry.js';
+import { selectBuilders, type BuilderEntry, type Registry } from './registry.js';
 
 /** Find NAME among the builders, refusing (exit 2) one that is unknown or not nixremote's. */
 export function removable(reg: Registry, name: string): BuilderEntry {
-  const found = reg.builders.filter((b) => b.name === name || b.uri === name);
-  if (!found.length) {
-    const have = reg.builders.map((b) => b.name).join(', ') || 'none';
-    throw new UsageError(`no builder named ${name} (configured: ${have})`);
-  }
+  const found = selectBuilders(reg.builders, [name]);
   const ours = found.find((b) => b.managed);
   if (!ours) {
     const where = found.map((b) => `${b.source.file}:${b.source.line}`).join(', ');

@@ -27,8 +27,7 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
   const width = flags.jobs === undefined ? fleetWidth() : validatePositiveInt(flags.jobs, '--jobs');
   const count = flags.count === undefined ? (flags.watch ? Infinity : 1) : validatePositiveInt(flags.count, '--count');
   const reg = readRegistry(realRegistryCtx(install, flags.module));
-  const { chosen, unknown } = selectBuilders(reg.builders.filter((b) => b.active), names);
-  if (unknown.length) throw new UsageError(`no builder named ${unknown.join(', ')} (configured: ${reg.builders.map((b) => b.name).join(', ') || 'none'})`);
+  const chosen = selectBuilders(reg.builders.filter((b) => b.active), names);
   const out = makeOutput();
   if (!chosen.length) {
     if (flags.json) process.stdout.write(JSON.stringify({ builders: [] }) + '\n');

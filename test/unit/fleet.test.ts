@@ -109,8 +109,9 @@ describe('the registry, from every source Nix reads', () => {
   });
 
   test('selecting by name or URI', () => {
-    assert.deepEqual(selectBuilders(reg.builders, ['fastbox', 'ssh://hashed?remote-program=/nix/var/nix/profiles/default/bin/nix-store', 'nope']).chosen.map((b) => b.name), ['fastbox', 'hashed']);
-    assert.deepEqual(selectBuilders(reg.builders, ['nope']).unknown, ['nope']);
+    assert.deepEqual(selectBuilders(reg.builders, ['fastbox', 'ssh://hashed?remote-program=/nix/var/nix/profiles/default/bin/nix-store']).map((b) => b.name), ['fastbox', 'hashed']);
+    assert.equal(selectBuilders(reg.builders, []).length, 6);
+    assert.throws(() => selectBuilders(reg.builders, ['fastbox', 'nope']), (e: Error) => e instanceof UsageError && /^no builder named nope \(configured: inline-a, /.test(e.message));
   });
 });
 
