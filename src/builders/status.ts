@@ -5,8 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Exec } from '../io/exec.js';
-import { keyLine, type HostKey } from '../ssh/host-key.js';
-import { envWithoutAgent } from '../ssh/system-ssh.js';
+import { envWithoutAgent, nixSshArgs, pinnedKnownHosts } from '../ssh/system-ssh.js';
 import { classifySshError } from '../ssh/ssh-errors.js';
 import { asShCommand } from '../remote/scripts.js';
 import { parseStoreUri } from '../nix/machines-file.js';
@@ -130,13 +129,10 @@ export function parseFacts(out: string): { version: string | null; load: number 
   return { version: v ? v[2]! : null, load: num('load'), cores: num('cores'), freeKb: num('free-kb') };
 }
 
-/** ssh as the build hook runs it: -x -a, batch mode, the machine line's key and pinned host key. */
-function sshArgs(b: BuilderEntry, knownHostsFile: string | null, command: string): string[] {
+/** ssh as the build hook runs it, with a connect timeout that bounds a dead builder. */
+function sshArgs(b: BuilderEntry, knownHosts: string | null, command: string): string[] {
   const u = parseStoreUri(b.uri);
-  const args = ['-x', '-a', '-o', 'BatchMode=yes', '-o', `ConnectTimeout=${CONNECT_TIMEOUT_S}`];
-  if (b.machine?.sshKey) args.push('-i', b.machine.sshKey);
-  if (knownHostsFile) args.push('-o', `UserKnownHostsFile=${knownHostsFile}`);
-  return [...args, '--', u.user ? `${u.user}@${u.host}` : u.host, command];
+  return nixSshArgs(u.user ? `${u.user}@${u.host}` : u.host, [command], { key: b.machine?.sshKey, knownHosts, options: ['-o', `ConnectTimeout=${CONNECT_TIMEOUT_S}`] });
 }
 
 function remoteProgram(b: BuilderEntry): string {
@@ -178,12 +174,6 @@ export async function builderStatus(ctx: StatusCtx, b: BuilderEntry, held: Set<s
   } finally {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function pinnedKnownHosts(dir: string, name: string, key: HostKey): string {
-  const f = path.join(dir, 'known_hosts');
-  fs.writeFileSync(f, `${name} ${keyLine(key)}\n`);
-  return f;
 }
 
 /**

@@ -1,7 +1,10 @@
 // Running the system's ssh the way the Nix daemon runs it: as the build user, no agent
 // (the daemon has none), no terminal to ask on (BatchMode), no X11 or agent forwarding
 // (Nix passes -x -a; see src/libstore/ssh.cc).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Exec, ExecResult } from '../io/exec.js';
+import { keyLine, type HostKey } from './host-key.js';
 
 export function envWithoutAgent(): Record<string, string> {
   const env: Record<string, string> = {};
@@ -9,8 +12,38 @@ export function envWithoutAgent(): Record<string, string> {
   return env;
 }
 
+export interface NixSshOptions {
+  /** The machine line's key (Nix passes it as -i). */
+  key?: string | null;
+  /** A port in the store URI (Nix 2.31+ passes it as -p). */
+  port?: number | null;
+  /** A known_hosts file holding the machine line's pinned host key (see pinnedKnownHosts). */
+  knownHosts?: string | null;
+  /** nixremote's own additions, e.g. a connect timeout or a control master. */
+  options?: string[];
+}
+
+/** ssh's arguments for `target` and `command` as the build hook gives them. */
+export function nixSshArgs(target: string, command: string[], o: NixSshOptions = {}): string[] {
+  const args = ['-x', '-a', '-o', 'BatchMode=yes', ...(o.options ?? [])];
+  if (o.key) args.push('-i', o.key);
+  if (o.port) args.push('-p', String(o.port));
+  if (o.knownHosts) args.push('-o', `UserKnownHostsFile=${o.knownHosts}`);
+  return [...args, '--', target, ...command];
+}
+
+/**
+ * Nix writes a machine line's pinned host key to a known_hosts file of its own, under the
+ * store URI's host, and points ssh at it; this does the same in `dir`.
+ */
+export function pinnedKnownHosts(dir: string, name: string, key: HostKey): string {
+  const f = path.join(dir, 'pinned_known_hosts');
+  if (!fs.existsSync(f)) fs.writeFileSync(f, `${name} ${keyLine(key)}\n`);
+  return f;
+}
+
 export function sshAsNix(exec: Exec, name: string, command: string[], timeoutMs = 30_000, input?: string): Promise<ExecResult> {
-  return exec('ssh', ['-x', '-a', '-o', 'BatchMode=yes', '--', name, ...command], { env: envWithoutAgent(), timeoutMs, input });
+  return exec('ssh', nixSshArgs(name, command), { env: envWithoutAgent(), timeoutMs, input });
 }
 
 /** What the startup file is called for a login shell, for "remove the echo from X". */

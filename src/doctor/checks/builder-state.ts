@@ -6,8 +6,8 @@ import type { DoctorCtx } from '../context.js';
 import type { Evidence } from '../types.js';
 import { parseStoreUri, type ParsedMachine } from '../../nix/machines-file.js';
 import { writeAtomic } from '../../io/files.js';
-import { keyLine, type HostKey } from '../../ssh/host-key.js';
-import { envWithoutAgent } from '../../ssh/system-ssh.js';
+import type { HostKey } from '../../ssh/host-key.js';
+import { envWithoutAgent, nixSshArgs, pinnedKnownHosts } from '../../ssh/system-ssh.js';
 import type { ProbeResult } from '../../remote/scripts.js';
 import { parseNixVersion, storePingArgs, type Version } from '../../nix/version.js';
 
@@ -62,17 +62,8 @@ export const first = (s: BuilderState, k: string) => s.g.get(k)?.[0];
  * and the build go through Nix's own ssh, unshared.
  */
 function sshArgs(s: BuilderState, command: string[]): string[] {
-  const args = ['-x', '-a', '-o', 'BatchMode=yes', '-o', 'ControlMaster=auto', '-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-o', 'ControlPersist=120'];
-  if (s.machine.sshKey) args.push('-i', s.machine.sshKey);
-  if (s.uriPort) args.push('-p', String(s.uriPort));
-  if (s.pinned) args.push('-o', `UserKnownHostsFile=${pinnedFile(s)}`);
-  return [...args, '--', s.target, ...command];
-}
-
-export function pinnedFile(s: BuilderState): string {
-  const f = path.join(s.tmpDir, 'host-key');
-  if (!fs.existsSync(f)) fs.writeFileSync(f, `${s.name} ${keyLine(s.pinned!)}\n`);
-  return f;
+  const control = ['-o', 'ControlMaster=auto', '-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-o', 'ControlPersist=120'];
+  return nixSshArgs(s.target, command, { key: s.machine.sshKey, port: s.uriPort, knownHosts: s.pinned ? pinnedKnownHosts(s.tmpDir, s.name, s.pinned) : null, options: control });
 }
 
 export async function ssh(s: BuilderState, command: string[], timeoutMs = 30_000) {
