@@ -15,6 +15,7 @@ import { UsageError, validatePositiveInt } from '../validate.js';
 import type { CheckReport, FixAction } from '../doctor/types.js';
 import { nixCommandFlags, parseNixVersion, atLeast } from '../nix/version.js';
 import { mapLimit } from '../util/map-limit.js';
+import { diffOf } from '../plan/plan.js';
 import { fleetWidth } from '../builders/status.js';
 
 export interface DoctorFlags {
@@ -81,7 +82,7 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
 
 async function applyFixes(report: DoctorReport, flags: DoctorFlags, out: ReturnType<typeof makeOutput>): Promise<number> {
   const all: CheckReport[] = [...report.local, ...report.builders.flatMap((b) => b.checks)];
-  const actions = all.filter((c) => c.status === 'fail' && c.action);
+  const actions = all.filter((c) => (c.status === 'fail' || c.status === 'warn') && c.action);
   if (!actions.length) {
     out.info('No fix that nixremote can apply safely here; the report says what to do.');
     return 0;
@@ -91,6 +92,7 @@ async function applyFixes(report: DoctorReport, flags: DoctorFlags, out: ReturnT
   for (const c of actions) {
     const a = c.action!;
     out.step(`Fix for "${c.title}": ${a.description}`);
+    if (a.diff) out.info(diffOf({ kind: 'write', title: '', path: a.diff.path, before: a.diff.before, after: a.diff.after, mode: 0o600 }));
     const question = a.confirm ?? (flags.yes ? null : `Apply: ${a.description}?`);
     if (question) {
       if (!interactive) {

@@ -13,6 +13,8 @@ export interface FixAction {
   description: string;
   /** Asked before applying even under --fix (e.g. trusting a new host key). */
   confirm?: string;
+  /** A file it changes, shown as a diff before asking. */
+  diff?: { path: string; before: string; after: string };
   apply: () => Promise<void>;
 }
 

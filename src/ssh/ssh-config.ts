@@ -193,3 +193,31 @@ export function hostSectionsFor(text: string, name: string): HostSection[] {
   }
   return out;
 }
+
+/** StrictHostKeyChecking values that let ssh connect to a host whose key it does not know. */
+export const CHECKING_OFF = new Set(['no', 'off', 'false', 'accept-new']);
+
+/**
+ * The config without the lines, in Host sections naming `name` itself, that turn host key
+ * checking off for it: `StrictHostKeyChecking no|off|accept-new` and `UserKnownHostsFile
+ * /dev/null` (as the NixOS wiki's distributed-builds page has them). ssh's defaults
+ * (ask, which batch mode treats as yes; ~/.ssh/known_hosts) then apply. `removed` lists
+ * the line numbers taken out; none when those settings come from elsewhere (Host *, Match).
+ */
+export function restoreHostKeyChecking(text: string, name: string): { text: string; removed: number[] } {
+  const sections = hostSectionsFor(text, name);
+  const entries = parseSshConfig(text);
+  const removed: number[] = [];
+  for (const sec of sections) {
+    const next = entries.find((e) => e.line > sec.line && (e.keyword === 'host' || e.keyword === 'match'))?.line ?? Infinity;
+    for (const e of entries) {
+      if (e.line <= sec.line || e.line >= next) continue;
+      const off = e.keyword === 'stricthostkeychecking' && CHECKING_OFF.has((e.args[0] ?? '').toLowerCase());
+      const devNull = e.keyword === 'userknownhostsfile' && e.args.length > 0 && e.args.every((a) => a === '/dev/null');
+      if (off || devNull) removed.push(e.line);
+    }
+  }
+  if (!removed.length) return { text, removed };
+  const drop = new Set(removed);
+  return { text: joinLines(splitLines(text).filter((_, i) => !drop.has(i + 1))), removed };
+}

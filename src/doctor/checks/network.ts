@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Check, Evidence } from '../types.js';
 import { fail, pass, warn } from '../types.js';
-import { addHostKeyAlias, parseSshG } from '../../ssh/ssh-config.js';
+import { addHostKeyAlias, CHECKING_OFF, parseSshG, restoreHostKeyChecking } from '../../ssh/ssh-config.js';
 import { writeAtomic } from '../../io/files.js';
 import { fingerprint, hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
 import { withHostKey } from '../../nix/machines-file.js';
@@ -26,7 +26,9 @@ function proxyOf(s: BuilderState): string | null {
 
 /** The user's own known_hosts file, as ssh -G names it. */
 function knownHostsOf(s: BuilderState): string {
-  return (first(s, 'userknownhostsfile') ?? '~/.ssh/known_hosts').split(/\s+/)[0]!.replace(/^~(?=\/)/, s.ctx.install.user.home);
+  const named = (first(s, 'userknownhostsfile') ?? '~/.ssh/known_hosts').split(/\s+/)[0]!;
+  // A pin in /dev/null is no pin: it goes where ssh looks once checking is back on.
+  return (named === '/dev/null' ? '~/.ssh/known_hosts' : named).replace(/^~(?=\/)/, s.ctx.install.user.home);
 }
 
 export const networkChecks: Check<BuilderState>[] = [
@@ -209,7 +211,31 @@ export const networkChecks: Check<BuilderState>[] = [
             writeAtomic(userFile, pinHostKey(text, lookup, actual).text, { mode: 0o644, dirMode: 0o700 });
           },
         };
-        if (known.some((k) => k.type === actual.type)) {
+        const changed = known.some((k) => k.type === actual.type);
+        const checking = (first(s, 'stricthostkeychecking') ?? 'ask').toLowerCase();
+        if (CHECKING_OFF.has(checking) && (checking !== 'accept-new' || !changed)) {
+          // ssh connects anyway, and so do Nix's builds: a risk to name, not a broken link.
+          const config = path.join(s.ctx.install.user.home, '.ssh', 'config');
+          const restored = restoreHostKeyChecking(s.ctx.read(config) ?? '', s.name);
+          const devNull = (s.g.get('userknownhostsfile') ?? []).join(' ').split(/\s+/).every((f) => f === '/dev/null');
+          const setting = `StrictHostKeyChecking ${checking === 'accept-new' ? 'accept-new' : 'no'}${devNull ? ', UserKnownHostsFile /dev/null' : ''}`;
+          const where = restored.removed.length ? `${config} line ${restored.removed.join(', ')}` : `the ssh config (not in a Host block of ${s.name}'s own)`;
+          return warn(`host key checking is off for ${s.name} (${setting}): ssh accepts ${changed ? `the key it now shows, ${fp}, although ${lookup} is pinned as another` : `whatever key ${s.hostName}:${s.port} shows`}`, {
+            cause: `builds go to whoever answers on that address (a wrong DNS answer, a machine in the middle), and their outputs come back into this store as trusted`,
+            fix: `check ${fp} on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then: nixremote doctor --fix pins it in ${userFile} and takes ${setting} out of ${where}`,
+            evidence: ev,
+            action: {
+              description: `pin ${actual.type} ${fp} for ${lookup} in ${userFile}${restored.removed.length ? ` and remove ${config} line ${restored.removed.join(', ')} (${setting})` : ''}`,
+              confirm: `${s.name} shows ${actual.type} ${fp}. Check it on the builder first (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub). Pin it and turn host key checking back on for ${s.name}?`,
+              diff: restored.removed.length ? { path: config, before: s.ctx.read(config) ?? '', after: restored.text } : undefined,
+              apply: async () => {
+                await pin.apply();
+                if (restored.removed.length) writeFileKeepingMode(config, restored.text);
+              },
+            },
+          });
+        }
+        if (changed) {
           const old = known.filter((k) => k.type === actual.type).map(fingerprint).join(', ');
           return fail(`the builder shows ${fp}, but ${lookup} is pinned as ${old}`, 'the host key changed: the builder was reinstalled, or this is another machine; ssh refuses to connect', `after checking ${fp} on the builder: nixremote doctor --fix (shows both and asks)`, {
             evidence: ev,

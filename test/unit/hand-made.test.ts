@@ -1,0 +1,94 @@
+// Setups made by hand: host key checking turned off as the NixOS wiki does it is a warning,
+// not a failure, and the fix takes out exactly those lines of the builder's own block.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { DoctorCtx, FileInfo } from '../../src/doctor/context.js';
+import type { ExecResult } from '../../src/io/exec.js';
+import type { Install } from '../../src/init/install.js';
+import { runChecks } from '../../src/doctor/runner.js';
+import { builderChecks, builderState, cleanup } from '../../src/doctor/checks/builder.js';
+import { parseMachines } from '../../src/nix/machines-file.js';
+import { parseKeyLine } from '../../src/ssh/host-key.js';
+import { restoreHostKeyChecking } from '../../src/ssh/ssh-config.js';
+
+const ED = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS')!;
+const root: Install = { multiUser: true, reason: 'test', user: { name: 'root', uid: 0, gid: 0, home: '/root' }, confDir: '/etc/nix', daemon: null };
+const WIKI = 'Host builder\n  HostName 10.0.0.5\n  User nix\n  IdentityFile /root/.ssh/id_ed25519\n  StrictHostKeyChecking=no\n  UserKnownHostsFile=/dev/null\n';
+
+describe('restoreHostKeyChecking', () => {
+  test("takes the wiki's two lines out of the builder's own block, nothing else", () => {
+    const text = `Host *\n  StrictHostKeyChecking no\n${WIKI}Host other\n  StrictHostKeyChecking no\n`;
+    const r = restoreHostKeyChecking(text, 'builder');
+    assert.deepEqual(r.removed, [7, 8]);
+    assert.equal(r.text, 'Host *\n  StrictHostKeyChecking no\nHost builder\n  HostName 10.0.0.5\n  User nix\n  IdentityFile /root/.ssh/id_ed25519\nHost other\n  StrictHostKeyChecking no\n');
+  });
+  test('accept-new and off count; yes and a real known_hosts file stay', () => {
+    assert.deepEqual(restoreHostKeyChecking('Host b\n  StrictHostKeyChecking accept-new\n', 'b').removed, [2]);
+    assert.deepEqual(restoreHostKeyChecking('Host b\n  stricthostkeychecking OFF\n', 'b').removed, [2]);
+    const keep = 'Host b\n  StrictHostKeyChecking yes\n  UserKnownHostsFile /dev/null ~/.ssh/known_hosts\n';
+    assert.deepEqual(restoreHostKeyChecking(keep, 'b'), { text: keep, removed: [] });
+  });
+  test('set only in Host * or Match: nothing to take out of a block of its own', () => {
+    const text = 'Host *\n  StrictHostKeyChecking no\nMatch host builder\n  UserKnownHostsFile /dev/null\nHost builder\n  User nix\n';
+    assert.deepEqual(restoreHostKeyChecking(text, 'builder').removed, []);
+  });
+});
+
+describe('doctor on the wiki setup, on recorded output', () => {
+  const sshG = (checking: string) =>
+    `hostname 10.0.0.5\nport 22\nuser nix\nidentityfile /root/.ssh/id_ed25519\nhostkeyalias none\nstricthostkeychecking ${checking}\nuserknownhostsfile /dev/null\nglobalknownhostsfile /etc/ssh/ssh_known_hosts\n`;
+  const probe = 'NIXREMOTE:path=/usr/bin/nix-store\nNIXREMOTE:system=x86_64-linux\nNIXREMOTE:system-features=big-parallel\nNIXREMOTE:user=nix\nNIXREMOTE:store-writable=1\n';
+  async function run(checking: string) {
+    const files: Record<string, string> = { '/root/.ssh/config': WIKI, '/root/.ssh/id_ed25519': 'KEY' };
+    const exec = async (file: string, args: string[]): Promise<ExecResult> => {
+      const ok = (stdout = '') => ({ command: [file, ...args].join(' '), stdout, stderr: '', exitCode: 0, timedOut: false });
+      if (file === 'ssh' && args[0] === '-G') return ok(sshG(checking));
+      if (file === 'ssh-keygen' && args[0] === '-y') return ok(`${ED.type} ${ED.base64}\n`);
+      if (file === 'ssh-keygen') return ok('');
+      if (file === 'ssh' && args.some((a) => a.startsWith('sh -c'))) return ok(probe);
+      if (file === 'ssh' && args.includes('--version')) return ok('nix-store (Nix) 2.8.0\n');
+      if (file === 'ssh') return ok('');
+      if (file === 'nix' && args[0] === '--version') return ok('nix (Nix) 2.8.0\n');
+      return ok('Store URL: ssh://builder\n');
+    };
+    const ctx: DoctorCtx = {
+      exec,
+      read: (p) => files[p] ?? null,
+      stat: (p): FileInfo | null => (files[p] !== undefined || p === '/etc/ssh/ssh_known_hosts' ? { uid: 0, mode: 0o600, isFile: true } : null),
+      resolve: async () => ['10.0.0.5'],
+      tcp: async () => ({ ok: true, ms: 1 }),
+      hostKey: async () => ED,
+      daemon: () => null,
+      mtimeMs: () => null,
+      env: {},
+      install: root,
+      build: false,
+      drv: null,
+    };
+    const st = builderState(ctx, parseMachines('ssh://builder x86_64-linux', '/etc/nix/nix.conf').machines[0]!);
+    try {
+      return await runChecks(builderChecks(), st);
+    } finally {
+      await cleanup(st);
+    }
+  }
+
+  test('StrictHostKeyChecking no: a warning with the fix, and every later check runs', async () => {
+    const r = await run('false');
+    const hk = r.find((c) => c.id === 'host-key')!;
+    assert.equal(hk.status, 'warn');
+    assert.match(hk.summary, /^host key checking is off for builder \(StrictHostKeyChecking no, UserKnownHostsFile \/dev\/null\): ssh accepts whatever key 10\.0\.0\.5:22 shows$/);
+    assert.match(hk.fix!, /pins it in \/root\/\.ssh\/known_hosts and takes .* out of \/root\/\.ssh\/config line 5, 6/);
+    assert.equal(hk.action?.diff?.after, 'Host builder\n  HostName 10.0.0.5\n  User nix\n  IdentityFile /root/.ssh/id_ed25519\n');
+    assert.deepEqual(r.filter((c) => c.status === 'skip' || c.status === 'fail').map((c) => c.id), ['build']);
+    assert.equal(r.find((c) => c.id === 'login')!.status, 'pass');
+  });
+  test('accept-new with the key unknown: the same warning', async () => {
+    assert.equal((await run('accept-new')).find((c) => c.id === 'host-key')!.status, 'warn');
+  });
+  test('checking on and the key unknown: still a failure', async () => {
+    const hk = (await run('true')).find((c) => c.id === 'host-key')!;
+    assert.equal(hk.status, 'fail');
+    assert.match(hk.summary, /10\.0\.0\.5 is not in \/dev\/null or \/etc\/ssh\/ssh_known_hosts/);
+  });
+});
