@@ -157,7 +157,7 @@ export async function builderStatus(ctx: StatusCtx, b: BuilderEntry, held: Set<s
     });
     const latencyMs = Date.now() - t0;
     if (r.timedOut) return down(`no answer within ${CONNECT_TIMEOUT_S + 5} s`);
-    if (r.exitCode === 255) return down(classifySshError(r.stderr).cause);
+    if (r.exitCode === 255) return down(classifySshError(r.stderr, { name: b.name, user: b.user }).cause);
     const f = parseFacts(r.stdout);
     const state: State = !f.version ? 'broken' : base.slotsInUse >= b.maxJobs ? 'full' : base.slotsInUse > 0 ? 'busy' : 'idle';
     return {

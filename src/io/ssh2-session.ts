@@ -1,6 +1,7 @@
 // One ssh2 connection to a builder: fetch its host key, authenticate by password
 // (the `password` or the `keyboard-interactive` method: servers with PAM often offer only
 // the latter) or by key, and run commands. The only place that imports ssh2.
+import * as net from 'node:net';
 import ssh2 from 'ssh2';
 import { fingerprint, hostKeyFromBlob, type HostKey } from '../ssh/host-key.js';
 
@@ -28,7 +29,7 @@ export interface Session {
 export class SshError extends Error {
   constructor(
     message: string,
-    readonly kind: 'connect' | 'auth' | 'hostkey' | 'protocol',
+    readonly kind: 'connect' | 'auth' | 'hostkey' | 'protocol' | 'dropped',
   ) {
     super(message);
   }
@@ -40,6 +41,7 @@ const HOST_KEY_ORDER = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp3
 function describe(err: Error & { code?: string; level?: string }, t: Target): SshError {
   const where = `${t.host}:${t.port}`;
   if (err.level === 'client-authentication') return new SshError(`${t.user}@${where} refused the login (wrong password or key, or the account is locked)`, 'auth');
+  if (err.code === 'ECONNRESET') return new SshError(`${where} reset the connection before the SSH banner: ${DROPPED_CAUSE}`, 'dropped');
   if (err.code === 'ECONNREFUSED') return new SshError(`connection to ${where} refused: nothing listens there (is sshd running, is the port right?)`, 'connect');
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new SshError(`cannot resolve ${t.host}`, 'connect');
   if (err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') return new SshError(`${where} is unreachable`, 'connect');
@@ -50,21 +52,41 @@ function describe(err: Error & { code?: string; level?: string }, t: Target): Ss
   return new SshError(`ssh to ${where} failed: ${err.message}`, 'connect');
 }
 
+/**
+ * Why a server closed before its host key, from the bytes it sent: none at all is sshd
+ * turning this address away (OpenSSH 9.8+ PerSourcePenalties after failed logins,
+ * MaxStartups, fail2ban); lines that are not an SSH banner are another program.
+ */
+export function closedBeforeHostKey(where: string, received: Buffer): SshError {
+  const text = received.toString('latin1');
+  if (received.length === 0) return new SshError(`${where} accepted the connection and closed it before the SSH banner: ${DROPPED_CAUSE}`, 'dropped');
+  if (!/^SSH-/m.test(text)) return new SshError(`${where} did not answer as an SSH server (it said ${JSON.stringify(text.split(/\r?\n/)[0]!.slice(0, 60))})`, 'protocol');
+  return new SshError(`${where} closed the connection before showing a host key`, 'protocol');
+}
+
+export const DROPPED_CAUSE =
+  'sshd there turned this address away. On OpenSSH 9.8 and later that is most often PerSourcePenalties: after failed logins ' +
+  '(or connections that never log in) from one address, sshd refuses it for a while, 15 s at first and up to 10 minutes while failures go on; ' +
+  'MaxStartups (too many logins at once) and fail2ban or sshguard do the same';
+
 /** Connect only far enough to learn the server's host key. */
 export function fetchHostKey(t: Omit<Target, 'user'>, timeoutMs = 10_000): Promise<HostKey> {
   return new Promise((resolve, reject) => {
     const c = new Client();
     let key: HostKey | null = null;
+    // What the server sent, to tell a refusal from a program that is not sshd.
+    const sock = net.connect({ host: t.host, port: t.port });
+    let received = Buffer.alloc(0);
     const done = (e?: Error) => {
       c.end();
+      sock.destroy();
       if (key) resolve(key);
-      else reject(e ?? new SshError(`${t.host}:${t.port} closed the connection before showing a host key`, 'protocol'));
+      else reject(e ?? closedBeforeHostKey(`${t.host}:${t.port}`, received));
     };
-    c.on('error', (e) => done(describe(e, { ...t, user: '' })));
+    c.on('error', (e) => done(/before handshake/i.test(e.message) ? closedBeforeHostKey(`${t.host}:${t.port}`, received) : describe(e, { ...t, user: '' })));
     c.on('close', () => done());
     c.connect({
-      host: t.host,
-      port: t.port,
+      sock,
       username: 'nixremote-hostkey-probe',
       readyTimeout: timeoutMs,
       algorithms: { serverHostKey: HOST_KEY_ORDER as never },
@@ -77,6 +99,9 @@ export function fetchHostKey(t: Omit<Target, 'user'>, timeoutMs = 10_000): Promi
         // Refuse to go on: we only wanted the key.
         return false;
       },
+    });
+    sock.on('data', (d: Buffer) => {
+      if (received.length < 256) received = Buffer.concat([received, d]);
     });
   });
 }

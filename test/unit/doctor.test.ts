@@ -72,8 +72,32 @@ describe("OpenSSH's errors", () => {
     ['kex_exchange_identification: read: Connection reset by peer', 'dropped'],
     ['@         WARNING: UNPROTECTED PRIVATE KEY FILE!          @\nLoad key "/root/.ssh/nix_remote": bad permissions', 'key-perms'],
     ['Received disconnect from 1.2.3.4 port 22:2: Too many authentication failures', 'too-many-keys'],
+    // Recorded here against a listener that never speaks, and through a jump host that refuses.
+    ['Connection timed out during banner exchange\r\nConnection to 127.0.0.1 port 45001 timed out', 'banner-timeout'],
+    ['ssh: connect to host 127.0.0.1 port 1: Connection refused\r\nkex_exchange_identification: Connection closed by remote host\r\nConnection closed by UNKNOWN port 65535', 'proxy'],
+    ['/bin/bash: line 1: exec: nc: not found\r\nkex_exchange_identification: Connection closed by remote host\r\nConnection closed by UNKNOWN port 65535', 'proxy'],
+    ['Warning: Identity file /nonexistent/key not accessible: No such file or directory.\nnix@b: Permission denied (publickey).', 'key-missing'],
+    ['ssh: Could not resolve hostname nosuch.invalid: Name or service not known', 'dns'],
+    // What an OpenSSH 9.8+ sshd's PerSourcePenalties (and MaxStartups) look like to the client.
+    ['kex_exchange_identification: Connection closed by remote host\r\nConnection closed by 127.0.0.1 port 2222', 'dropped'],
+    ['kex_exchange_identification: banner line contains invalid characters', 'not-ssh'],
+    ['Unable to negotiate with 10.0.0.5 port 22: no matching host key type found. Their offer: ssh-rsa,ssh-dss', 'algorithms'],
+    ['Timeout, server 10.0.0.5 not responding.', 'alive-timeout'],
+    ['This account is currently not available.', 'no-shell'],
+    ['Bad owner or permissions on /root/.ssh/config', 'config-perms'],
+    ['Load key "/root/.ssh/nix_remote": invalid format\nnix@b: Permission denied (publickey).', 'key-format'],
+    ['No ED25519 host key is known for box and you have requested strict checking.\r\nHost key verification failed.', 'hostkey-unknown'],
+    ['some new complaint\n', 'other'],
   ];
-  for (const [stderr, kind] of cases) test(`${kind}`, () => assert.equal(classifySshError(stderr).kind, kind));
+  for (const [stderr, kind] of cases) test(`${kind}: ${stderr.split('\n')[0]!.slice(0, 50)}`, () => assert.equal(classifySshError(stderr).kind, kind));
+  test('what ssh said is never lost: the proxy hop quoted, an unknown line kept, silence said', () => {
+    assert.match(classifySshError('ssh: connect to host 127.0.0.1 port 1: Connection refused\nConnection closed by UNKNOWN port 65535').cause, /the hop said: ssh: connect to host 127\.0\.0\.1 port 1: Connection refused$/);
+    assert.equal(classifySshError('  first\nsomething odd happened  \n').cause, 'ssh said: something odd happened');
+    assert.match(classifySshError('').cause, /without printing why/);
+    assert.match(classifySshError('kex_exchange_identification: read: Connection reset by peer').cause, /PerSourcePenalties.*15 s at first, up to 10 minutes/);
+    assert.match(classifySshError('kex_exchange_identification: read: Connection reset by peer').fix, /srclimit_penalise/);
+    assert.equal(classifySshError('Permission denied (publickey).', { name: 'box', user: 'nix' }).fix, 'add the public key to ~nix/.ssh/authorized_keys on the builder (nixremote init --copy-key password)');
+  });
 });
 
 describe("Nix's protocol errors decoded to the shell's text", () => {

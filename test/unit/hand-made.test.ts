@@ -92,3 +92,15 @@ describe('doctor on the wiki setup, on recorded output', () => {
     assert.match(hk.summary, /10\.0\.0\.5 is not in \/dev\/null or \/etc\/ssh\/ssh_known_hosts/);
   });
 });
+
+describe('a server that closes before its host key', () => {
+  test('no bytes at all: turned away (PerSourcePenalties and the like); other bytes: not sshd', async () => {
+    const { closedBeforeHostKey } = await import('../../src/io/ssh2-session.js');
+    const none = closedBeforeHostKey('10.0.0.5:22', Buffer.alloc(0));
+    assert.equal(none.kind, 'dropped');
+    assert.match(none.message, /closed it before the SSH banner: .*PerSourcePenalties/);
+    const http = closedBeforeHostKey('10.0.0.5:22', Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    assert.deepEqual([http.kind, http.message], ['protocol', '10.0.0.5:22 did not answer as an SSH server (it said "HTTP/1.1 400 Bad Request")']);
+    assert.equal(closedBeforeHostKey('h:1', Buffer.from('SSH-2.0-OpenSSH_10.0\r\n')).kind, 'protocol');
+  });
+});

@@ -7,6 +7,7 @@ import type { Check, Evidence } from '../types.js';
 import { fail, pass, warn } from '../types.js';
 import { addHostKeyAlias, CHECKING_OFF, parseSshG, restoreHostKeyChecking } from '../../ssh/ssh-config.js';
 import { writeAtomic } from '../../io/files.js';
+import { PENALTY_FIX } from '../../ssh/ssh-errors.js';
 import { fingerprint, hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
 import { withHostKey } from '../../nix/machines-file.js';
 import { type BuilderState, first, writeFileKeepingMode } from './builder-state.js';
@@ -142,6 +143,9 @@ export const networkChecks: Check<BuilderState>[] = [
         try {
           actual = await s.ctx.hostKey(s.hostName, s.port);
         } catch (e) {
+          if ((e as { kind?: string }).kind === 'dropped') {
+            return fail(`${s.hostName}:${s.port} closed the connection before the SSH banner`, (e as Error).message, PENALTY_FIX);
+          }
           return fail(`${s.hostName}:${s.port} did not complete an SSH handshake`, (e as Error).message, 'check that the port belongs to sshd');
         }
         const fp = fingerprint(actual);

@@ -18,17 +18,8 @@ export const remoteChecks: Check<BuilderState>[] = [
         const r = await ssh(s, ['true']);
         s.authStdout = r.stdout;
         if (r.exitCode === 0) return pass(`ssh ${s.target} true works`, { evidence: [r.ev] });
-        const f = classifySshError(r.stderr);
-        const fixes: Record<string, string> = {
-          auth: `add the public key to ~${first(s, 'user')}/.ssh/authorized_keys on the builder (nixremote init --copy-key password)`,
-          'hostkey-unknown': 'pin the host key: nixremote doctor --fix',
-          'hostkey-changed': 'check the new key on the builder, then: nixremote doctor --fix',
-          refused: 'start sshd on the builder',
-          dropped: 'raise MaxStartups in the builder\'s sshd_config, or check fail2ban/sshguard there',
-          'key-perms': `chmod 600 ${s.keyPath}`,
-          'too-many-keys': `add "IdentitiesOnly yes" to the Host block for ${s.name}`,
-        };
-        return fail(`ssh ${s.target} true failed (exit ${r.exitCode})`, f.cause, fixes[f.kind] ?? 'see the evidence', { evidence: [r.ev] });
+        const f = classifySshError(r.stderr, { name: s.name, user: first(s, 'user'), key: s.keyPath });
+        return fail(`ssh ${s.target} true failed (exit ${r.exitCode})`, f.cause, f.fix, { evidence: [r.ev] });
       },
     },
     {
