@@ -103,6 +103,14 @@ export class Answers {
     return pw;
   }
 
+  /**
+   * Whether a wrong answer found out later can be asked again: a terminal and no --yes.
+   * Unattended runs keep failing with the exit code of the fault.
+   */
+  async canAsk(): Promise<boolean> {
+    return !this.src.yes && (await this.src.prompter()) !== null;
+  }
+
   /** Record a flag whose value was settled without a question. */
   note(flag: string, v: string | true) {
     this.record(flag, v);

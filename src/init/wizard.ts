@@ -7,24 +7,39 @@ import { applyPlan, renderPlan, type Step } from '../plan/plan.js';
 import { planReporter } from '../plan/reporter.js';
 import { askBuilder, lockBuildUser } from './steps/builder.js';
 import { askKey, keygenStep } from './steps/key.js';
-import { readSshFiles, sshFileSteps, trustHostKey } from './steps/ssh-files.js';
+import { readSshFiles, sshFileSteps, trustHostKey, wrongAddress } from './steps/ssh-files.js';
 import { copyKeyStep, getAccess } from './steps/access.js';
 import { askCapabilities, inspectBuilder } from './steps/inspect.js';
 import { nixSide } from './steps/nix-side.js';
 import { proofStep, verifySteps } from './steps/verify.js';
 import { preflight } from './steps/preflight.js';
 import type { InitDeps } from './steps/context.js';
+import type { HostKey } from '../ssh/host-key.js';
 
 export { InitFailed, type InitDeps } from './steps/context.js';
 
 export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   const c = await preflight(flags, d); // 1. who builds
   const { out, answers } = c;
-  const b = await askBuilder(c); // 2. the builder
+  let b = await askBuilder(c); // 2. the builder
   await lockBuildUser(c);
   const { keyPath, key } = await askKey(c); // 3. the key
-  const files = readSshFiles(c, b.name);
-  const hostKey = await trustHostKey(c, b, files); // 4. the host key
+  let files = readSshFiles(c, b.name);
+  let hostKey: HostKey;
+  for (;;) {
+    try {
+      hostKey = await trustHostKey(c, b, files); // 4. the host key
+      break;
+    } catch (e) {
+      // Nothing listens there, the name does not resolve, it is not sshd: on a terminal,
+      // back to the address and port with what went wrong, instead of starting over.
+      if (!wrongAddress(e) || !(await answers.canAsk())) throw e;
+      out.fail(e.message.replace(/^--host\/--port: /, ''));
+      out.info('  Check the address and port, and answer again:');
+      b = await askBuilder(c, b);
+      files = readSshFiles(c, b.name);
+    }
+  }
   const sshSteps = await sshFileSteps(c, b, files, keyPath, hostKey); // 5. the Host block
   const access = await getAccess(c, b, keyPath, key, hostKey); // 6. a way in
   try {

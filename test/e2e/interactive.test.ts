@@ -1,7 +1,9 @@
 // The wizard through a real terminal: tmux runs it, the test types the answers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, CLI, Terminal, withRig } from './harness.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Client, CLI, freePort, Terminal, withRig } from './harness.js';
 
 test('the interactive wizard asks each question and ends with the command that repeats it', async () => {
   await withRig({}, async (b, c) => {
@@ -35,6 +37,52 @@ test('the interactive wizard asks each question and ends with the command that r
     } finally {
       await t.close();
     }
+  });
+});
+
+test('a wrong port and a wrong password are asked again, and the wizard goes on', async () => {
+  await withRig({}, async (b, c) => {
+    const nothingThere = await freePort();
+    const t = await Terminal.start(c, `${CLI} init`);
+    try {
+      const answer = async (prompt: RegExp, text: string) => {
+        await t.waitFor(prompt);
+        await t.type(text);
+      };
+      await answer(/Builder address/, '127.0.0.1');
+      await answer(/SSH port/, String(nothingThere));
+      await answer(/SSH user on the builder/, b.user);
+      // The default name is one of its own, not the address.
+      const named = await t.waitFor(/Name for this builder[^\n]*\(nix-127-0-0-1\)/);
+      assert.ok(named);
+      await t.type('');
+      await answer(/SSH key for the builder/, '');
+      const wrong = await t.waitFor(/Check the address and port, and answer again:[\s\S]*Builder address[^\n]*\(127\.0\.0\.1\)/);
+      assert.match(wrong, new RegExp(`connection to 127\\.0\\.0\\.1:${nothingThere} refused`));
+      await t.type('');
+      await answer(/answer again:[\s\S]*SSH port[^\n]*\(\d+\)/, String(b.port));
+      await answer(/answer again:[\s\S]*SSH user on the builder[^\n]*\(nixremote-e2e\)/, '');
+      await answer(/answer again:[\s\S]*Name for this builder/, '');
+      await answer(/Trust this host key for nix-127-0-0-1/, '');
+      await answer(/How should the key get onto/, '');
+      await answer(/Password for/, 'not-the-password');
+      await answer(/refused the login[^\n]*; try again[\s\S]*Password for/, b.password);
+      for (const q of [/Systems it builds for/, /Supported features/, /Jobs at once/, /Speed factor/, /Where should the builder be configured/, /Apply this plan\?/]) await answer(q, '');
+      const end = await t.waitFor(/nix-127-0-0-1 is set up and a build ran on it/, 180_000);
+      assert.ok(!end.includes(b.password) && !end.includes('not-the-password'), 'a password is on the screen');
+      assert.equal(await t.exitCode(), 0, end);
+      assert.match(fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8'), new RegExp(`Host nix-127-0-0-1\n  HostName 127\\.0\\.0\\.1\n  Port ${b.port}\n`));
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+test('unattended, a wrong port is still exit 1 at once, naming the cause', async () => {
+  await withRig({}, async (b, c) => {
+    const r = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(await freePort()), '--user', b.user, '--yes', '--password-stdin'], { input: b.password + '\n' });
+    assert.equal(r.exitCode, 1);
+    assert.match(String(r.stderr), /connection to 127\.0\.0\.1:\d+ refused: nothing listens there/);
   });
 });
 

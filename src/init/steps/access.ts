@@ -48,13 +48,23 @@ export async function getAccess(c: WizardCtx, b: BuilderAnswers, keyPath: string
     ],
   });
   if (mode !== 'password') return { target, session: null, mode };
-  const password = await answers.password({
-    flag: '--password-stdin',
-    fromStdin: () => (flags.passwordStdin ? c.readStdin() : null),
-    message: `Password for ${b.user}@${b.host} (used once, never stored):`,
-  });
-  out.step(`Logging in to ${b.user}@${b.host} with the password`);
-  return { target, session: await openSession(target, { password }, hostKey), mode };
+  for (let tries = 1; ; tries++) {
+    const password = await answers.password({
+      flag: '--password-stdin',
+      fromStdin: () => (flags.passwordStdin ? c.readStdin() : null),
+      message: `Password for ${b.user}@${b.host} (used once, never stored):`,
+    });
+    out.step(`Logging in to ${b.user}@${b.host} with the password`);
+    try {
+      return { target, session: await openSession(target, { password }, hostKey), mode };
+    } catch (e) {
+      // A mistyped password is asked again on a terminal; piped in, it is final. Three
+      // tries, as sshd allows per connection, and each try costs the builder one failed
+      // login (sshd 9.8+ penalises an address for a run of them).
+      if ((e as { kind?: string }).kind !== 'auth' || flags.passwordStdin || tries >= 3 || !(await answers.canAsk())) throw e;
+      out.fail(`${(e as Error).message}; try again`);
+    }
+  }
 }
 
 /** The step that puts the public key into the builder's authorized_keys, if any. */

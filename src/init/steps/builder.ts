@@ -10,13 +10,33 @@ export interface BuilderAnswers {
   name: string;
 }
 
-export async function askBuilder(c: WizardCtx): Promise<BuilderAnswers> {
-  const { answers, flags } = c;
-  const host = await answers.text({ flag: '--host', value: flags.host, message: 'Builder address (host name or IP):', parse: validateHost });
-  const port = await answers.text({ flag: '--port', value: flags.port, message: 'SSH port:', default: '22', parse: validatePort });
-  const user = await answers.text({ flag: '--user', value: flags.user, message: 'SSH user on the builder:', parse: validateUser });
-  const defaultName = host.toLowerCase().replace(/[^a-z0-9._-]/g, '-').replace(/^[^a-z0-9]+/, '') || 'builder';
-  const name = await answers.text({ flag: '--name', value: flags.name, message: 'Name for this builder (ssh Host alias):', default: defaultName, parse: validateName });
+/**
+ * A name of its own for the builder, from the first label of the host (or the address with
+ * dashes). Not the address itself: a `Host 10.0.0.5` block with User, IdentityFile and
+ * IdentitiesOnly would change how this user's ssh reaches that machine for everything else.
+ */
+export function defaultName(host: string): string {
+  const isAddress = /^[\d.]+$|:/.test(host);
+  const label = (isAddress ? host.replace(/[.:]+/g, '-') : host.split('.')[0]!).toLowerCase().replace(/[^a-z0-9_-]/g, '-');
+  return `nix-${label.replace(/^[^a-z0-9]+/, '') || 'builder'}`;
+}
+
+/**
+ * The builder's address, port, user and name. `before` is an earlier set of answers that
+ * turned out wrong: its values are the defaults, and the questions are asked again.
+ */
+export async function askBuilder(c: WizardCtx, before?: BuilderAnswers): Promise<BuilderAnswers> {
+  const { answers, flags, out } = c;
+  const again = before !== undefined;
+  const host = await answers.text({ flag: '--host', value: again ? undefined : flags.host, message: 'Builder address (host name or IP):', default: before?.host, parse: validateHost });
+  const port = await answers.text({ flag: '--port', value: again ? undefined : flags.port, message: 'SSH port:', default: String(before?.port ?? 22), parse: validatePort });
+  const user = await answers.text({ flag: '--user', value: again ? undefined : flags.user, message: 'SSH user on the builder:', default: before?.user, parse: validateUser });
+  const suggested = before && before.name !== defaultName(before.host) ? before.name : defaultName(host);
+  const name = await answers.text({ flag: '--name', value: again ? undefined : flags.name, message: 'Name for this builder (ssh Host alias, used only by Nix):', default: suggested, parse: validateName });
+  if (name === defaultName(host) && flags.name === undefined) out.info(`  ${name}: a name of its own, so that the Host block changes nothing else that reaches ${host}`);
+  if (name === host.toLowerCase()) {
+    out.warn(`the name is the address itself: its Host block (User ${user}, IdentityFile, IdentitiesOnly) will apply to everything this user's ssh does with ${host}, not only Nix's builds`);
+  }
   return { host, port, user, name };
 }
 

@@ -58,6 +58,14 @@ function statOrNull(p: string): fs.Stats | null {
   }
 }
 
+/** The address answers, but not as sshd: bad input (exit 2), or a question asked again. */
+export class NotSshd extends UsageError {}
+
+/** The host key could not be had because of the address or port given: worth asking again. */
+export function wrongAddress(e: unknown): e is Error {
+  return e instanceof NotSshd || (e instanceof SshError && (e.kind === 'connect' || e.kind === 'dropped'));
+}
+
 /** Step 4: learn the host key, show it, and decide to trust it (or refuse). */
 export async function trustHostKey(c: WizardCtx, b: BuilderAnswers, files: SshFiles): Promise<HostKey> {
   const { out, answers, flags } = c;
@@ -65,7 +73,7 @@ export async function trustHostKey(c: WizardCtx, b: BuilderAnswers, files: SshFi
   out.step(`Connecting to ${b.host}:${b.port} for its host key`);
   const hostKey = await fetchHostKey({ host: b.host, port: b.port }).catch((e: unknown) => {
     // Something that is not sshd on that port means the address is wrong: bad input.
-    if (e instanceof SshError && e.kind === 'protocol') throw new UsageError(`--host/--port: ${e.message}`);
+    if (e instanceof SshError && e.kind === 'protocol') throw new NotSshd(`--host/--port: ${e.message}`);
     throw e;
   });
   const fp = fingerprint(hostKey);
