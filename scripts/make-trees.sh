@@ -11,12 +11,18 @@ export DEBIAN_FRONTEND=noninteractive
 command -v debootstrap >/dev/null || apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 mkdir -p "$ROOT"
 
+# What a tree holds: Nix and OpenSSH of that release, and Node.js to run nixremote as a client.
+PACKAGES="libdbi-perl nix-bin openssh-server openssh-client procps passwd util-linux nodejs"
+
 make_tree() {
   local suite=$1 dir=$ROOT/$1
-  [ -e "$dir/.ready" ] && { echo "tree $suite: ready ($(cat "$dir/.ready"))"; return 0; }
-  echo "tree $suite: making it in $dir"
-  rm -rf "$dir"
-  debootstrap --variant=minbase "$suite" "$dir" "$MIRROR" >"$ROOT/$suite.log" 2>&1 || { tail -20 "$ROOT/$suite.log"; return 1; }
+  if [ -e "$dir/.ready" ] && grep -qxF "packages: $PACKAGES" "$dir/.ready"; then echo "tree $suite: ready ($(head -n 1 "$dir/.ready"))"; return 0; fi
+  if [ ! -e "$dir/.base" ]; then
+    echo "tree $suite: making it in $dir"
+    rm -rf "$dir"
+    debootstrap --variant=minbase "$suite" "$dir" "$MIRROR" >"$ROOT/$suite.log" 2>&1 || { tail -20 "$ROOT/$suite.log"; return 1; }
+    touch "$dir/.base"
+  fi
   # The tree's own /dev and /proc while apt runs in it; unmounted whatever happens.
   mount --rbind /dev "$dir/dev" && mount --make-rslave "$dir/dev"
   mount -t proc proc "$dir/proc"
@@ -24,16 +30,17 @@ make_tree() {
   cp /etc/resolv.conf "$dir/etc/resolv.conf" 2>/dev/null || true
   # sid's Release file on the mirror may be past its validity date.
   chroot "$dir" apt-get -o Acquire::Check-Valid-Until=false update -qq >>"$ROOT/$suite.log" 2>&1
+  # bookworm's debootstrap leaves nix-bin's dependencies unresolved (perl-dbdabi-94); -f finishes it.
   chroot "$dir" apt-get install -y -qq -f >>"$ROOT/$suite.log" 2>&1
-  chroot "$dir" apt-get install -y -qq --no-install-recommends libdbi-perl nix-bin openssh-server openssh-client procps passwd util-linux >>"$ROOT/$suite.log" 2>&1 ||
+  # shellcheck disable=SC2086
+  chroot "$dir" apt-get install -y -qq --no-install-recommends $PACKAGES >>"$ROOT/$suite.log" 2>&1 ||
     { tail -20 "$ROOT/$suite.log"; return 1; }
   mkdir -p "$dir/etc/nix" "$dir/nix" "$dir/run/sshd"
   printf 'substituters =\n' > "$dir/etc/nix/nix.conf"
-  local nixv sshv
-  nixv=$(chroot "$dir" nix-store --version | head -n 1)
-  sshv=$(chroot "$dir" ssh -V 2>&1 | head -n 1)
-  echo "$nixv; $sshv" > "$dir/.ready"
-  echo "tree $suite: $nixv; $sshv"
+  local versions
+  versions="$(chroot "$dir" nix-store --version | head -n 1); $(chroot "$dir" ssh -V 2>&1 | head -n 1); node $(chroot "$dir" node --version)"
+  printf '%s\npackages: %s\n' "$versions" "$PACKAGES" > "$dir/.ready"
+  echo "tree $suite: $versions"
 }
 
 for s in $SUITES; do make_tree "$s"; done

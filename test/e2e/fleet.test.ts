@@ -143,9 +143,11 @@ describe('three builders, one after another', () => {
       assert.equal(r.slotsInUse, 0);
     }
 
-    // A slow build sent to w1 alone holds one of its slots while it runs.
+    // A slow build sent to w1 alone holds one of its slots while it runs. (A builder's PATH
+    // is /path-not-set: sleep needs its full path, or the build is over at once.)
     const line = /^ssh:\/\/w1 .*$/m.exec(fs.readFileSync(machines(), 'utf8'))![0];
-    const slow = `derivation { name = "slow"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "sleep 12; echo ok > $out" ]; nonce = "${randomBytes(6).toString('hex')}"; }`;
+    const slow = `derivation { name = "slow"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "/bin/sleep 12; echo ok > $out" ]; nonce = "${randomBytes(6).toString('hex')}"; }`;
+    const started = Date.now();
     const build = c.run(`nix-build --no-out-link -j0 --builders ${q(line)} -E ${q(slow)}`);
     try {
       let seen: StatusRow | undefined;
@@ -158,6 +160,7 @@ describe('three builders, one after another', () => {
     } finally {
       const r = await build;
       assert.equal(r.exitCode, 0, String(r.stderr));
+      assert.ok(Date.now() - started >= 12_000, 'the slow build did not take its 12 s');
     }
 
     await bs[2]!.stop();

@@ -53,6 +53,48 @@ export async function ensureBuilderUser(): Promise<void> {
 // the kernel may hand the same free port to a builder being made beside it.
 const handedOut = new Set<number>();
 
+/** Where scripts/make-trees.sh keeps the Debian trees of other Nix and OpenSSH versions. */
+export const TREES = process.env.NIXREMOTE_TREES || '/srv/nixremote-trees';
+
+/** A tree made by scripts/make-trees.sh ('trixie', 'sid'), or null when it is not there. */
+export function treeRoot(name: string): string | null {
+  const root = path.join(TREES, name);
+  return fs.existsSync(path.join(root, '.ready')) ? root : null;
+}
+
+/** The first line of a tree's .ready: its Nix, OpenSSH and Node versions. */
+export function treeVersions(name: string): string {
+  return fs.readFileSync(path.join(TREES, name, '.ready'), 'utf8').split('\n')[0]!;
+}
+
+const treeUsers = new Set<string>();
+/** The builder user inside a tree, with the uid it has here, so a bound home keeps its owner. */
+async function ensureTreeUser(root: string): Promise<void> {
+  if (treeUsers.has(root)) return;
+  const { uid } = await ids(BUILDER_USER);
+  if ((await execa('chroot', [root, 'id', '-u', BUILDER_USER], { reject: false })).exitCode !== 0) {
+    const r = await execa('chroot', [root, 'useradd', '-o', '-u', String(uid), '-M', '-d', `/home/${BUILDER_USER}`, '-s', '/bin/bash', BUILDER_USER], { reject: false });
+    if (r.exitCode !== 0) throw new Error(`useradd in ${root}: ${r.stderr}`);
+  }
+  const pw = await execa('chroot', [root, 'chpasswd'], { input: `${BUILDER_USER}:${BUILDER_PASSWORD}\n`, reject: false });
+  if (pw.exitCode !== 0) throw new Error(`chpasswd in ${root}: ${pw.stderr}`);
+  fs.mkdirSync(path.join(root, 'home', BUILDER_USER), { recursive: true });
+  fs.mkdirSync(path.join(root, 'run/sshd'), { recursive: true });
+  treeUsers.add(root);
+}
+
+/**
+ * Binds that make `root` a tree to chroot into with these directories seen at the same
+ * paths inside, plus its own /dev and /proc. For a shell in a private mount namespace.
+ */
+function treeBinds(root: string, samePath: string[]): string[] {
+  return [
+    ...samePath.map((d) => `mkdir -p ${root}${d} && mount --bind ${d} ${root}${d}`),
+    `mount --rbind /dev ${root}/dev`,
+    `mount -t proc proc ${root}/proc`,
+  ];
+}
+
 export async function freePort(): Promise<number> {
   for (;;) {
     const port = await new Promise<number>((resolve, reject) => {
@@ -104,6 +146,8 @@ export interface BuilderOptions {
    * nix.conf trusts only root: the ssh user may ping the store but not build.
    */
   untrusted?: boolean;
+  /** Run sshd and Nix from this Debian tree (scripts/make-trees.sh: 'trixie', 'sid'). */
+  tree?: string;
 }
 
 export class Builder {
@@ -124,6 +168,15 @@ export class Builder {
     const b = new Builder(dir, port, opts);
     const { uid, gid } = await ids(BUILDER_USER);
     for (const d of ['nix', 'home', 'etcnix']) fs.mkdirSync(path.join(dir, d));
+    if (opts.tree) {
+      const root = treeRoot(opts.tree);
+      if (!root) throw new Error(`no ${opts.tree} tree in ${TREES}: run scripts/make-trees.sh`);
+      await ensureTreeUser(root);
+      // As an installer leaves /nix: newer Nix, as a user who cannot write /nix/var/nix,
+      // falls back to a chroot store in ~/.local/share/nix/root and builds then fail.
+      for (const d of ['nix/store', 'nix/var/nix']) fs.mkdirSync(path.join(dir, d), { recursive: true });
+      await sh(`chown -R ${uid}:${gid} ${dir}/nix`);
+    }
     // A single-user store owned by the builder user, so nix-store works without a daemon.
     if (!opts.untrusted) fs.chownSync(path.join(dir, 'nix'), uid, gid);
     fs.chownSync(path.join(dir, 'home'), uid, gid);
@@ -172,9 +225,19 @@ export class Builder {
       binds.push(`mount --bind ${d}/no-nix-store /usr/bin/nix-store`);
     }
     if (this.opts.untrusted) binds.push(`(nix-daemon > ${d}/daemon.log 2>&1 & echo $! > ${d}/daemon.pid)`);
-    const r = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${binds.join(' && ')} && exec /usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`], {
-      reject: false,
-    });
+    let script = `${binds.join(' && ')} && exec /usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`;
+    if (this.opts.tree) {
+      // The same binds, onto the tree; the builder's directory at its own path inside it.
+      const root = treeRoot(this.opts.tree)!;
+      const inTree = [
+        ...treeBinds(root, [d]),
+        `mount --bind ${d}/nix ${root}/nix`,
+        `mount --bind ${d}/home ${root}/home/${BUILDER_USER}`,
+        `mount --bind ${d}/etcnix ${root}/etc/nix`,
+      ];
+      script = `${inTree.join(' && ')} && exec chroot ${root} /usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`;
+    }
+    const r = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { reject: false });
     if (r.exitCode !== 0) throw new Error(`sshd did not start: ${r.stderr}\n${fs.readFileSync(`${d}/sshd.log`, 'utf8')}`);
     await waitForPort(this.port);
     if (this.opts.untrusted) {
@@ -284,8 +347,17 @@ export class Client {
   readonly etcNix: string;
   readonly socketDir: string | null;
 
-  constructor(opts: { multiUser?: boolean } = {}) {
+  /** The Debian tree whose node, ssh and Nix this client runs (null: this machine's). */
+  readonly tree: string | null;
+  private readonly store: string | null;
+
+  constructor(opts: { multiUser?: boolean; tree?: string } = {}) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-client-'));
+    this.tree = opts.tree ? treeRoot(opts.tree) : null;
+    if (opts.tree && !this.tree) throw new Error(`no ${opts.tree} tree in ${TREES}: run scripts/make-trees.sh`);
+    // A client from a tree builds into a store of its own.
+    this.store = this.tree ? path.join(dir, 'nix') : null;
+    if (this.store) for (const d of ['store', 'var/nix']) fs.mkdirSync(path.join(this.store, d), { recursive: true });
     this.root = path.join(dir, 'root');
     this.etcNix = path.join(dir, 'etcnix');
     this.socketDir = opts.multiUser ? path.join(dir, 'daemon-socket') : null;
@@ -302,6 +374,12 @@ export class Client {
     const socket = this.socketDir ? ` && mount --bind ${this.socketDir} /nix/var/nix/daemon-socket` : '';
     // A failed bind ends it there: `cmd` may end in '&', which would otherwise take the
     // binds into the background with it and run the rest on this machine's own files.
+    if (this.tree) {
+      // The tree's own programs, with the project and /tmp at the same paths inside it.
+      const t = this.tree;
+      const binds = [...treeBinds(t, [REPO, os.tmpdir()]), `mount --bind ${this.root} ${t}/root`, `mount --bind ${this.etcNix} ${t}/etc/nix`, `mount --bind ${this.store} ${t}/nix`].join(' && ');
+      return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }; exec chroot ${t} /bin/sh -c ${q(`cd ${REPO} && ${cmd}`)}`];
+    }
     const binds = `mount --bind ${this.root} /root && mount --bind ${this.etcNix} /etc/nix${socket}`;
     return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }; ${cmd}`];
   }
