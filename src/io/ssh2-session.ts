@@ -59,10 +59,18 @@ function describe(err: Error & { code?: string; level?: string }, t: Target): Ss
  */
 export function closedBeforeHostKey(where: string, received: Buffer): SshError {
   const text = received.toString('latin1');
+  // What sshd 9.8+ writes before it closes a connection it will not serve (sshd.c,
+  // drop_connection): the penalty box, or too many unauthenticated connections at once.
+  if (/^Not allowed at this time/m.test(text)) return new SshError(`${where} refused this address ("Not allowed at this time"): ${PENALTY_CAUSE}`, 'dropped');
+  if (/^Exceeded MaxStartups/m.test(text)) return new SshError(`${where} refused the connection ("Exceeded MaxStartups"): too many logins to it are under way at once`, 'dropped');
   if (received.length === 0) return new SshError(`${where} accepted the connection and closed it before the SSH banner: ${DROPPED_CAUSE}`, 'dropped');
   if (!/^SSH-/m.test(text)) return new SshError(`${where} did not answer as an SSH server (it said ${JSON.stringify(text.split(/\r?\n/)[0]!.slice(0, 60))})`, 'protocol');
   return new SshError(`${where} closed the connection before showing a host key`, 'protocol');
 }
+
+export const PENALTY_CAUSE =
+  "sshd's PerSourcePenalties (OpenSSH 9.8 and later) has this address in its penalty box after failed logins (or connections that never log in) from it; " +
+  'it refuses it for a while, 15 s at first and up to 10 minutes while failures go on';
 
 export const DROPPED_CAUSE =
   'sshd there turned this address away. On OpenSSH 9.8 and later that is most often PerSourcePenalties: after failed logins ' +

@@ -378,7 +378,7 @@ export class Client {
       // The tree's own programs, with the project and /tmp at the same paths inside it.
       const t = this.tree;
       const binds = [...treeBinds(t, [REPO, os.tmpdir()]), `mount --bind ${this.root} ${t}/root`, `mount --bind ${this.etcNix} ${t}/etc/nix`, `mount --bind ${this.store} ${t}/nix`].join(' && ');
-      return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }; exec chroot ${t} /bin/sh -c ${q(`cd ${REPO} && ${cmd}`)}`];
+      return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }; exec chroot ${t} /bin/sh -c ${q(`unset NODE_EXTRA_CA_CERTS; cd ${REPO} && ${cmd}`)}`];
     }
     const binds = `mount --bind ${this.root} /root && mount --bind ${this.etcNix} /etc/nix${socket}`;
     return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }; ${cmd}`];

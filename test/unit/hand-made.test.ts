@@ -102,5 +102,10 @@ describe('a server that closes before its host key', () => {
     const http = closedBeforeHostKey('10.0.0.5:22', Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n'));
     assert.deepEqual([http.kind, http.message], ['protocol', '10.0.0.5:22 did not answer as an SSH server (it said "HTTP/1.1 400 Bad Request")']);
     assert.equal(closedBeforeHostKey('h:1', Buffer.from('SSH-2.0-OpenSSH_10.0\r\n')).kind, 'protocol');
+    // Recorded from OpenSSH 10.0 (trixie) and 10.6 (sid) with this address in the penalty box.
+    const penalty = closedBeforeHostKey('127.0.0.1:2222', Buffer.from('Not allowed at this time\r\n'));
+    assert.equal(penalty.kind, 'dropped');
+    assert.match(penalty.message, /refused this address \("Not allowed at this time"\): sshd's PerSourcePenalties .* 15 s at first and up to 10 minutes/);
+    assert.match(closedBeforeHostKey('h:1', Buffer.from('Exceeded MaxStartups\r\n')).message, /too many logins/);
   });
 });

@@ -144,7 +144,8 @@ export const networkChecks: Check<BuilderState>[] = [
           actual = await s.ctx.hostKey(s.hostName, s.port);
         } catch (e) {
           if ((e as { kind?: string }).kind === 'dropped') {
-            return fail(`${s.hostName}:${s.port} closed the connection before the SSH banner`, (e as Error).message, PENALTY_FIX);
+            const refused = /Not allowed at this time|Exceeded MaxStartups/.exec((e as Error).message);
+            return fail(`${s.hostName}:${s.port} ${refused ? `refused this address ("${refused[0]}")` : 'closed the connection before the SSH banner'}`, (e as Error).message, PENALTY_FIX);
           }
           return fail(`${s.hostName}:${s.port} did not complete an SSH handshake`, (e as Error).message, 'check that the port belongs to sshd');
         }
