@@ -69,6 +69,11 @@ export function hostBlockBody(b: HostBlock): string[] {
     '  ConnectTimeout 10',
     '  ServerAliveInterval 15',
     '  ServerAliveCountMax 3',
+    // No multiplexing for the builder, whatever a wider Host * or Match sets: Nix runs its
+    // own ssh sessions, and a shared master that outlives them (ControlPersist) is known to
+    // hang or break the build hook's connections.
+    '  ControlMaster no',
+    '  ControlPath none',
   ];
 }
 
@@ -220,4 +225,16 @@ export function restoreHostKeyChecking(text: string, name: string): { text: stri
   if (!removed.length) return { text, removed };
   const drop = new Set(removed);
   return { text: joinLines(splitLines(text).filter((_, i) => !drop.has(i + 1))), removed };
+}
+
+/**
+ * Connection sharing that ssh -G says applies to the builder: ControlMaster other than
+ * no, with a ControlPath other than none. null when there is none.
+ */
+export function multiplexing(g: Map<string, string[]>): string | null {
+  const master = (g.get('controlmaster')?.[0] ?? 'false').toLowerCase();
+  const cpath = g.get('controlpath')?.[0] ?? 'none';
+  if (master === 'false' || master === 'no' || cpath === 'none') return null;
+  const persist = g.get('controlpersist')?.[0];
+  return `ControlMaster ${master}, ControlPath ${cpath}${persist && persist !== 'no' && persist !== 'false' ? `, ControlPersist ${persist}` : ''}`;
 }

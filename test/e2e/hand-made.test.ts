@@ -75,4 +75,18 @@ describe("the NixOS wiki's hand-made setup", () => {
       assert.equal(JSON.parse(String(again.stdout)).builders[0].checks.find((x: Check) => x.id === 'host-key').status, 'pass');
     });
   });
+
+  test('a wider ControlMaster/ControlPersist that applies to the builder is named', async () => {
+    await withRig({}, async (b, c) => {
+      await wikiSetup(b, c);
+      fs.appendFileSync(path.join(c.root, '.ssh/config'), 'Host *\n  ControlMaster auto\n  ControlPath ~/.ssh/cm-%C\n  ControlPersist 10m\n');
+      const r = await c.nixremote(['doctor', '--json', '--no-build']);
+      const checks = JSON.parse(String(r.stdout)).builders[0].checks as (Check & { fix?: string })[];
+      const cfg = checks.find((x) => x.id === 'ssh-config')!;
+      assert.equal(cfg.status, 'warn', JSON.stringify(cfg));
+      assert.match(cfg.summary, /connection sharing applies to it \(ControlMaster auto, ControlPath \/root\/\.ssh\/cm-[0-9a-f]+, ControlPersist 600\)/);
+      assert.match(cfg.fix ?? '', /"ControlMaster no" and "ControlPath none"/);
+      assert.equal(r.exitCode, 0);
+    });
+  });
 });

@@ -109,3 +109,15 @@ describe('a server that closes before its host key', () => {
     assert.match(closedBeforeHostKey('h:1', Buffer.from('Exceeded MaxStartups\r\n')).message, /too many logins/);
   });
 });
+
+describe('connection sharing from a wider Host * or Match', () => {
+  test('what ssh -G says applies is named; off, or with no ControlPath, is nothing', async () => {
+    const { multiplexing, parseSshG, hostBlockBody } = await import('../../src/ssh/ssh-config.js');
+    assert.equal(multiplexing(parseSshG('controlmaster auto\ncontrolpath /root/.ssh/cm-abc\ncontrolpersist 600\n')), 'ControlMaster auto, ControlPath /root/.ssh/cm-abc, ControlPersist 600');
+    assert.equal(multiplexing(parseSshG('controlmaster false\ncontrolpersist no\n')), null);
+    assert.equal(multiplexing(parseSshG('controlmaster auto\ncontrolpath none\n')), null);
+    // init's block turns it off for the builder, ahead of any wider section.
+    const body = hostBlockBody({ name: 'b', hostName: 'h', port: 22, user: 'u', identityFile: '/k' });
+    assert.ok(body.includes('  ControlMaster no') && body.includes('  ControlPath none'));
+  });
+});

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Check, Evidence } from '../types.js';
 import { fail, pass, warn } from '../types.js';
-import { addHostKeyAlias, CHECKING_OFF, parseSshG, restoreHostKeyChecking } from '../../ssh/ssh-config.js';
+import { addHostKeyAlias, CHECKING_OFF, multiplexing, parseSshG, restoreHostKeyChecking } from '../../ssh/ssh-config.js';
 import { writeAtomic } from '../../io/files.js';
 import { PENALTY_FIX } from '../../ssh/ssh-errors.js';
 import { fingerprint, hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
@@ -69,6 +69,13 @@ export const networkChecks: Check<BuilderState>[] = [
         if (!s.keyPath) s.keyPath = (s.g.get('identityfile') ?? []).find((f) => s.ctx.stat(f)?.isFile) ?? null;
         const proxy = proxyOf(s);
         const shown = `HostName ${s.hostName}, Port ${s.port}, User ${first(s, 'user')}, IdentityFile ${s.keyPath ?? '(none found)'}${proxy ? `, via ${proxy}` : ''}`;
+        const mux = multiplexing(s.g);
+        if (mux) {
+          return warn(`${shown}; connection sharing applies to it (${mux})`, {
+            cause: "Nix's build hook runs its own ssh sessions; a shared master connection that outlives them (ControlPersist) is known to hang builds or break their connections",
+            fix: `add "ControlMaster no" and "ControlPath none" to the Host block for ${s.name}, above the Host or Match that turns sharing on (nixremote init writes them)`,
+          });
+        }
         return pass(shown, { evidence: [{ command: r.command, output: ['hostname', 'port', 'user', 'identityfile', 'hostkeyalias', 'proxyjump', 'identitiesonly'].map((k) => `${k} ${(s.g.get(k) ?? ['(unset)']).join(', ')}`).join('\n') }] });
       },
     },
