@@ -38,6 +38,7 @@ program
   .option('--speed-factor <n>', 'preference among builders (default: builder cores / local cores)')
   .addOption(new Option('--target <where>', 'nix-conf (nix.conf + machines file) or nixos (a module); default: nixos on NixOS').choices(['nix-conf', 'nixos']))
   .option('--output <file>', 'module path for --target nixos (default: /etc/nixos/nixremote.nix)')
+  .option('--adopt', 'take over a Host block or machine line of your own for this name (other options kept, backup made)')
   .option('--no-test-build', 'skip the proof build')
   .option('-y, --yes', 'take the default for every question not answered by a flag')
   .option('--dry-run', 'ask, look, print the plan with diffs, and change nothing')

@@ -20,5 +20,6 @@ export interface InitFlags {
   testBuild: boolean;
   yes?: boolean;
   dryRun?: boolean;
+  adopt?: boolean;
   verbose?: boolean;
 }

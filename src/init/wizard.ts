@@ -24,7 +24,7 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   let b = await askBuilder(c); // 2. the builder
   await lockBuildUser(c);
   const { keyPath, key } = await askKey(c); // 3. the key
-  let files = readSshFiles(c, b.name);
+  let files = await readSshFiles(c, b.name);
   let hostKey: HostKey;
   for (;;) {
     try {
@@ -37,7 +37,7 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
       out.fail(e.message.replace(/^--host\/--port: /, ''));
       out.info('  Check the address and port, and answer again:');
       b = await askBuilder(c, b);
-      files = readSshFiles(c, b.name);
+      files = await readSshFiles(c, b.name);
     }
   }
   const sshSteps = await sshFileSteps(c, b, files, keyPath, hostKey); // 5. the Host block

@@ -4,6 +4,7 @@
 // '-' or a missing field means "unset". The eight fields, in order: store URI, systems,
 // SSH key, max jobs, speed factor, supported features, mandatory features, host key.
 import { nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { joinLines, splitLines, type Line } from '../text/lines.js';
 import { machinesHostKeyField, type HostKey } from '../ssh/host-key.js';
 
 export interface Machine {
@@ -226,4 +227,22 @@ export function withRemoteProgram(text: string, lineNo: number, program: string)
 /** The machine on line `lineNo` with another pinned host key (nixremote's lines only). */
 export function withHostKey(text: string, lineNo: number, key: HostKey): string | null {
   return editManagedLine(text, lineNo, (f) => [...f.slice(0, 7), machinesHostKeyField(key)]);
+}
+
+/**
+ * The user's own lines for `name` replaced, where the first stood, by nixremote's block
+ * for it. null when one of those lines also holds other machines (';'), which nixremote
+ * will not take apart.
+ */
+export function adoptMachineLines(text: string, lineNos: number[], name: string, m: Machine): BlockEdit | null {
+  const lines = splitLines(text);
+  if (lineNos.some((n) => parseMachines(lines[n - 1]?.text ?? '', '').machines.length !== 1)) return null;
+  const { begin, end } = machineMarkers(name);
+  const out: Line[] = [];
+  lines.forEach((l, i) => {
+    if (i + 1 === lineNos[0]) out.push({ text: begin, eol: l.eol || '\n' }, { text: formatMachineLine(m), eol: l.eol || '\n' }, { text: end, eol: l.eol });
+    else if (!lineNos.includes(i + 1)) out.push(l);
+  });
+  const result = joinLines(out);
+  return { text: result, changed: result !== text };
 }

@@ -5,6 +5,7 @@
 // `builders` its value is merged into ours rather than silently overridden.
 import { nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { splitLines } from '../text/lines.js';
+import { uriHost } from './machines-file.js';
 
 export const nixConfMarkers: Markers = {
   begin: '# BEGIN nixremote (managed by nixremote; edits inside are replaced)',
@@ -55,19 +56,29 @@ export interface NixConfPlan {
  * `inherited` is the user's effective builders where it comes from an included file
  * (found by reading the includes as Nix does); otherwise this file's own line counts.
  */
-export function upsertNixConf(text: string, machinesFile: string, inherited?: { value: string; where: string } | null): NixConfPlan {
+export function upsertNixConf(
+  text: string,
+  machinesFile: string,
+  inherited?: { value: string; where: string } | null,
+  /** A builder the user listed inline that the machines file now holds (adopted): left out. */
+  without?: string,
+): NixConfPlan {
   const notes: string[] = [];
   const include = `@${machinesFile}`;
   let builders = include;
   const own = userSetting(text, 'builders');
   const existing = inherited ? { value: inherited.value, line: inherited.where } : own;
   if (existing && existing.value !== '' && existing.value !== '-') {
-    const entries = existing.value.split(';').map((e) => e.trim()).filter(Boolean);
+    const all = existing.value.split(';').map((e) => e.trim()).filter(Boolean);
+    const entries = without ? all.filter((e) => !inlineEntryNames(e, without)) : all;
+    const value = entries.join(' ; ');
+    const where = typeof existing.line === 'number' ? `nix.conf line ${existing.line}` : existing.line;
+    if (entries.length < all.length) notes.push(`${where} lists ${without} inline; nixremote's builders leave that entry out, since the machines file now has ${without}`);
     if (entries.includes(include)) {
-      builders = existing.value;
-    } else {
-      builders = `${existing.value} ; ${include}`;
-      notes.push(`${typeof existing.line === 'number' ? `nix.conf line ${existing.line}` : existing.line} already sets builders = ${existing.value}; nixremote keeps those builders and adds ${include}`);
+      builders = value;
+    } else if (entries.length) {
+      builders = `${value} ; ${include}`;
+      notes.push(`${where} already sets builders = ${existing.value}; nixremote keeps those builders and adds ${include}`);
     }
   }
   const subst = userSetting(text, 'builders-use-substitutes');
@@ -76,4 +87,11 @@ export function upsertNixConf(text: string, machinesFile: string, inherited?: { 
   }
   const edit = upsertBlock(text, nixConfMarkers, [`builders = ${builders}`, 'builders-use-substitutes = true']);
   return { edit, notes };
+}
+
+/** Whether a `builders` entry (not an @file) is a machine whose store URI names `name`. */
+export function inlineEntryNames(entry: string, name: string): boolean {
+  if (entry.startsWith('@')) return false;
+  const uri = entry.split(/\s+/)[0] ?? '';
+  return uriHost(uri) === name;
 }

@@ -238,3 +238,49 @@ export function multiplexing(g: Map<string, string[]>): string | null {
   const persist = g.get('controlpersist')?.[0];
   return `ControlMaster ${master}, ControlPath ${cpath}${persist && persist !== 'no' && persist !== 'false' ? `, ControlPersist ${persist}` : ''}`;
 }
+
+/** What init's Host block sets, and what it replaces with a pinned key: in an adopted block these give way. */
+const MANAGED_KEYWORDS = new Set([
+  'hostname', 'port', 'user', 'identityfile', 'identitiesonly', 'hostkeyalias', 'connecttimeout', 'serveraliveinterval',
+  'serveralivecountmax', 'controlmaster', 'controlpath', 'controlpersist', 'stricthostkeychecking', 'userknownhostsfile',
+]);
+
+export interface Adoption {
+  text: string;
+  /** The user's lines taken into nixremote's block as they were (ProxyJump, Ciphers, ...). */
+  kept: string[];
+  /** The user's lines nixremote's own settings replace. */
+  replaced: string[];
+  /** Where the user's block began. */
+  line: number;
+}
+
+/**
+ * Take the user's own `Host NAME` section under nixremote's markers: nixremote's settings,
+ * then every option of theirs that nixremote does not set, in their order. The block moves
+ * to where init puts its blocks (before the first Host or Match), since ssh keeps the first
+ * value it finds. null when no section's Host line names NAME alone (a line naming other
+ * hosts too is shared with them, and not nixremote's to take).
+ */
+export function adoptHostBlock(text: string, b: HostBlock): Adoption | null {
+  const managed = nixremoteLines(text);
+  const entries = parseSshConfig(text);
+  const host = entries.find((e) => e.keyword === 'host' && !managed.has(e.line) && e.args.length === 1 && e.args[0] === b.name);
+  if (!host) return null;
+  const lines = splitLines(text);
+  let end = entries.find((e) => e.line > host.line && (e.keyword === 'host' || e.keyword === 'match'))?.line ?? lines.length + 1;
+  // Comments and blank lines right above the next section belong to it.
+  while (end - 1 > host.line && /^\s*(#.*)?$/.test(lines[end - 2]!.text)) end--;
+  const kept: string[] = [];
+  const replaced: string[] = [];
+  for (let n = host.line + 1; n < end; n++) {
+    const t = lines[n - 1]!.text.trim();
+    if (t === '') continue;
+    const e = entries.find((x) => x.line === n);
+    if (e && MANAGED_KEYWORDS.has(e.keyword)) replaced.push(t);
+    else kept.push(`  ${t}`);
+  }
+  const rest = joinLines([...lines.slice(0, host.line - 1), ...lines.slice(end - 1)]);
+  const edit = upsertBlock(rest, hostBlockMarkers(b.name), [...hostBlockBody(b), ...kept], insertionPoint);
+  return { text: edit.text, kept, replaced, line: host.line };
+}

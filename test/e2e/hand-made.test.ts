@@ -89,4 +89,40 @@ describe("the NixOS wiki's hand-made setup", () => {
       assert.equal(r.exitCode, 0);
     });
   });
+
+  test('init takes the hand-made setup over with --adopt: one builder, its own options kept', async () => {
+    await withRig({}, async (b, c) => {
+      await wikiSetup(b, c);
+      fs.appendFileSync(path.join(c.root, '.ssh/config'), '  Compression yes\n');
+      const args = ['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'builder', '--yes', '--password-stdin'];
+      const before = c.snapshot();
+      const refused = await c.nixremote(args, { input: b.password + '\n' });
+      assert.equal(refused.exitCode, 2);
+      assert.match(String(refused.stderr), /already has its own "Host builder"; pass --adopt to take it over/);
+      assert.deepEqual(c.snapshot(), before);
+
+      const r = await c.nixremote([...args, '--adopt'], { input: b.password + '\n' });
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stdout), /Taking over your "Host builder" \(\/root\/\.ssh\/config line 1\)/);
+      assert.match(String(r.stdout), /kept as they are: Compression yes/);
+      assert.match(String(r.stdout), /builder is set up and a build ran on it/);
+      const config = fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8');
+      assert.match(config, /^# BEGIN nixremote builder builder [^\n]*\nHost builder\n[\s\S]*  ControlPath none\n  Compression yes\n# END nixremote builder builder\n$/);
+      assert.doesNotMatch(config, /StrictHostKeyChecking|UserKnownHostsFile/);
+      assert.equal(config.match(/^Host builder$/gm)?.length, 1);
+      assert.ok(fs.readdirSync(path.join(c.root, '.ssh')).some((f) => f.startsWith('config.nixremote-')), 'no backup of the ssh config');
+      // Nix now has exactly one builder of that name: nixremote's line; the inline entry is left out.
+      const list = JSON.parse(String((await c.nixremote(['list', '--json'])).stdout)).builders as { name: string; managed: boolean }[];
+      assert.deepEqual(list.map((x) => [x.name, x.managed]), [['builder', true]]);
+      assert.match(fs.readFileSync(path.join(c.etcNix, 'nix.conf'), 'utf8'), /^builders = @\/etc\/nix\/machines$/m);
+      const build = await c.run(`nix-build --no-out-link -j0 -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))}`);
+      assert.equal(build.exitCode, 0, String(build.stderr));
+      assert.ok(b.storeHas(String(build.stdout).trim()));
+      // Again: nothing to take over any more, nothing changes.
+      const snap = c.snapshot();
+      const again = await c.nixremote(args, { input: b.password + '\n' });
+      assert.equal(again.exitCode, 0, `${again.stdout}\n${again.stderr}`);
+      assert.deepEqual(c.snapshot(), snap);
+    });
+  });
 });

@@ -121,3 +121,33 @@ describe('connection sharing from a wider Host * or Match', () => {
     assert.ok(body.includes('  ControlMaster no') && body.includes('  ControlPath none'));
   });
 });
+
+describe('taking a hand-made setup over', () => {
+  const block = { name: 'builder', hostName: '127.0.0.1', port: 2222, user: 'nix', identityFile: '/root/.ssh/nix_remote' };
+  test("the user's Host block: nixremote's settings, their other options, moved ahead of Host *", async () => {
+    const { adoptHostBlock, hostBlockBody, hostBlockMarkers } = await import('../../src/ssh/ssh-config.js');
+    const text = `Host *\n  ServerAliveInterval 60\n\n# my builder\n${WIKI}  ProxyJump jump.lan\n  Ciphers aes256-gcm@openssh.com\n\n# the next one\nHost other\n  User x\n`;
+    const a = adoptHostBlock(text, block)!;
+    assert.equal(a.line, 5);
+    assert.deepEqual(a.kept, ['  ProxyJump jump.lan', '  Ciphers aes256-gcm@openssh.com']);
+    assert.deepEqual(a.replaced, ['HostName 10.0.0.5', 'User nix', 'IdentityFile /root/.ssh/id_ed25519', 'StrictHostKeyChecking=no', 'UserKnownHostsFile=/dev/null']);
+    const m = hostBlockMarkers('builder');
+    assert.equal(a.text, [m.begin, ...hostBlockBody(block), '  ProxyJump jump.lan', '  Ciphers aes256-gcm@openssh.com', m.end, 'Host *', '  ServerAliveInterval 60', '', '# my builder', '', '# the next one', 'Host other', '  User x', ''].join('\n'));
+    assert.equal(adoptHostBlock('Host builder other\n  User x\n', block), null);
+    assert.equal(adoptHostBlock('Host elsewhere\n', block), null);
+  });
+  test('a hand-written machine line is replaced in place; one shared with others is not taken apart', async () => {
+    const { adoptMachineLines, machineFromHost, formatMachineLine } = await import('../../src/nix/machines-file.js');
+    const m = machineFromHost({ name: 'builder', systems: ['x86_64-linux'], sshKey: '/k', maxJobs: 2, speedFactor: 1, features: [], mandatoryFeatures: [], hostKey: ED });
+    const text = 'ssh://a x86_64-linux\nssh://builder x86_64-linux\nssh://c x86_64-linux';
+    assert.equal(adoptMachineLines(text, [2], 'builder', m)!.text, `ssh://a x86_64-linux\n# BEGIN nixremote builder builder\n${formatMachineLine(m)}\n# END nixremote builder builder\nssh://c x86_64-linux`);
+    assert.equal(adoptMachineLines('ssh://builder x86_64-linux ; ssh://a x86_64-linux\n', [1], 'builder', m), null);
+  });
+  test("nix.conf's inline builder of that name is left out of nixremote's builders", async () => {
+    const { upsertNixConf } = await import('../../src/nix/nix-conf.js');
+    const text = 'builders = ssh://builder x86_64-linux ; ssh://other aarch64-linux\n';
+    assert.match(upsertNixConf(text, '/etc/nix/machines', null, 'builder').edit.text, /^builders = ssh:\/\/other aarch64-linux ; @\/etc\/nix\/machines$/m);
+    assert.match(upsertNixConf('builders = ssh://builder x86_64-linux\n', '/etc/nix/machines', null, 'builder').edit.text, /^builders = @\/etc\/nix\/machines$/m);
+    assert.match(upsertNixConf(text, '/etc/nix/machines').edit.text, /^builders = ssh:\/\/builder x86_64-linux ; ssh:\/\/other aarch64-linux ; @\/etc\/nix\/machines$/m);
+  });
+});

@@ -4,15 +4,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readText } from '../../io/files.js';
 import { StepFailed, type Step } from '../../plan/plan.js';
+import { readBlock } from '../../text/managed-block.js';
 import { readNixConfig } from '../../nix/effective-config.js';
-import { formatMachineLine, machineFromHost, unmanagedMachineLines, upsertMachine } from '../../nix/machines-file.js';
-import { blockLineNumbers, upsertNixConf } from '../../nix/nix-conf.js';
+import { adoptMachineLines, machineMarkers, formatMachineLine, machineFromHost, unmanagedMachineLines, upsertMachine } from '../../nix/machines-file.js';
+import { blockLineNumbers, inlineEntryNames, upsertNixConf } from '../../nix/nix-conf.js';
 import { ModuleError, upsertModule } from '../../nix/nixos-module.js';
 import type { HostKey } from '../../ssh/host-key.js';
 import { UsageError } from '../../validate.js';
 import { storeSymlink } from '../install.js';
 import type { BuilderAnswers } from './builder.js';
-import type { WizardCtx } from './context.js';
+import { decideAdopt, type WizardCtx } from './context.js';
 import type { Capabilities } from './inspect.js';
 
 export interface NixSide {
@@ -72,8 +73,16 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   const machinesBefore = readText(machinesPath);
   const machinesText = machinesBefore ?? '';
   const dup = unmanagedMachineLines(machinesText, b.name);
-  if (dup.length) throw new UsageError(`--name: ${machinesPath} line ${dup.join(', ')} already configures ${b.name} outside nixremote; remove it or pass another --name`);
-  const machinesEdit = upsertMachine(machinesText, b.name, machine);
+  let machinesEdit = upsertMachine(machinesText, b.name, machine);
+  if (dup.length) {
+    const where = `${machinesPath} line ${dup.join(', ')}`;
+    const adopted = adoptMachineLines(machinesText, dup, b.name, machine);
+    if (!adopted) throw new UsageError(`--name: ${where} holds ${b.name} together with other machines on one line; split that line, or pass another --name`);
+    if (!(await decideAdopt(c, `${where} already configures ${b.name}`))) {
+      throw new UsageError(`--name: ${where} already configures ${b.name} outside nixremote; pass --adopt to replace it with nixremote's line (a backup is kept), or another --name`);
+    }
+    machinesEdit = adopted;
+  }
   steps.push({ kind: 'write', title: `Machine line for ${b.name}`, path: machinesPath, before: machinesBefore, after: machinesEdit.text, mode: 0o644 });
 
   const nixConfBefore = readText(nixConfPath);
@@ -84,7 +93,16 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   const ours = blockLineNumbers(nixConfText);
   const userBuilders = (cfg.settings.get('builders') ?? []).filter((s) => !(s.file === nixConfPath && ours.has(s.line))).pop();
   const inherited = userBuilders && userBuilders.file !== nixConfPath ? { value: userBuilders.value, where: `${userBuilders.file}:${userBuilders.line}` } : null;
-  const conf = upsertNixConf(nixConfText, machinesPath, inherited);
+  // A builder the user lists inline in nix.conf under this name is the one being set up:
+  // adopted, it is left out of nixremote's builders rather than listed twice.
+  const userValue = inherited?.value ?? (userBuilders?.file === nixConfPath ? userBuilders.value : '');
+  const inline = userValue.split(';').some((e) => inlineEntryNames(e.trim(), b.name));
+  // Once adopted, the machines file holds nixremote's line for it: a re-run asks nothing.
+  const adoptedBefore = readBlock(machinesText, machineMarkers(b.name)) !== null;
+  if (inline && !adoptedBefore && !(await decideAdopt(c, `nix.conf's builders already lists ${b.name}`))) {
+    throw new UsageError(`--name: builders in ${userBuilders?.file ?? nixConfPath} already lists ${b.name}; pass --adopt to move it to nixremote's machine line, or another --name`);
+  }
+  const conf = upsertNixConf(nixConfText, machinesPath, inherited, inline ? b.name : undefined);
   for (const n of conf.notes) out.warn(n);
   steps.push({ kind: 'write', title: 'builders in nix.conf', path: nixConfPath, before: nixConfBefore, after: conf.edit.text, mode: 0o644 });
 

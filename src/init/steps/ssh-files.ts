@@ -9,12 +9,12 @@ import { readText } from '../../io/files.js';
 import { fetchHostKey, SshError } from '../../io/ssh2-session.js';
 import { fingerprint, type HostKey } from '../../ssh/host-key.js';
 import { conflictingKeys, pinHostKey } from '../../ssh/known-hosts.js';
-import { effectiveConfigMismatches, unmanagedHostLines, upsertHostBlock, type HostBlock } from '../../ssh/ssh-config.js';
+import { adoptHostBlock, effectiveConfigMismatches, unmanagedHostLines, upsertHostBlock, type HostBlock } from '../../ssh/ssh-config.js';
 import type { WriteStep } from '../../plan/plan.js';
 import { UsageError, validateFingerprint } from '../../validate.js';
 import { storeSymlink } from '../install.js';
 import type { BuilderAnswers } from './builder.js';
-import { InitFailed, type WizardCtx } from './context.js';
+import { decideAdopt, InitFailed, type WizardCtx } from './context.js';
 
 export interface SshFiles {
   configPath: string;
@@ -22,10 +22,12 @@ export interface SshFiles {
   /** As read once, when planning (null: no such file); edits and the apply's "changed since" check both start from these. */
   configBefore: string | null;
   knownBefore: string | null;
+  /** The user's own Host block for this name is to be taken over. */
+  adopt: boolean;
 }
 
 /** Read ~/.ssh/config and known_hosts, refusing what ssh itself would refuse. */
-export function readSshFiles(c: WizardCtx, name: string): SshFiles {
+export async function readSshFiles(c: WizardCtx, name: string): Promise<SshFiles> {
   const configPath = path.join(c.sshDir, 'config');
   const knownHostsPath = path.join(c.sshDir, 'known_hosts');
   for (const p of [configPath, knownHostsPath]) {
@@ -45,9 +47,15 @@ export function readSshFiles(c: WizardCtx, name: string): SshFiles {
   const configBefore = readText(configPath);
   const clash = unmanagedHostLines(configBefore ?? '', name);
   if (clash.length) {
-    throw new UsageError(`--name: ${configPath} line ${clash.join(', ')} already has its own "Host ${name}"; pass another --name or remove that block`);
+    const where = `${configPath} line ${clash.join(', ')}`;
+    if (!adoptHostBlock(configBefore!, { name, hostName: name, port: 22, user: name, identityFile: '/' })) {
+      throw new UsageError(`--name: ${where} has a Host line naming ${name} together with other hosts, which nixremote cannot take over; pass another --name`);
+    }
+    if (!(await decideAdopt(c, `${where} has your own "Host ${name}"`))) {
+      throw new UsageError(`--name: ${where} already has its own "Host ${name}"; pass --adopt to take it over (its other options are kept, with a backup), or another --name`);
+    }
   }
-  return { configPath, knownHostsPath, configBefore, knownBefore: readText(knownHostsPath) };
+  return { configPath, knownHostsPath, configBefore, knownBefore: readText(knownHostsPath), adopt: clash.length > 0 };
 }
 
 function statOrNull(p: string): fs.Stats | null {
@@ -111,7 +119,13 @@ export async function trustHostKey(c: WizardCtx, b: BuilderAnswers, files: SshFi
 /** Step 5: the Host block and the pinned key, as planned writes. */
 export async function sshFileSteps(c: WizardCtx, b: BuilderAnswers, files: SshFiles, keyPath: string, hostKey: HostKey): Promise<WriteStep[]> {
   const block: HostBlock = { name: b.name, hostName: b.host, port: b.port, user: b.user, identityFile: keyPath };
-  const config = upsertHostBlock(files.configBefore ?? '', block);
+  const adopted = files.adopt ? adoptHostBlock(files.configBefore ?? '', block) : null;
+  if (adopted) {
+    c.out.step(`Taking over your "Host ${b.name}" (${files.configPath} line ${adopted.line})`);
+    if (adopted.kept.length) c.out.info(`  kept as they are: ${adopted.kept.map((l) => l.trim()).join('; ')}`);
+    if (adopted.replaced.length) c.out.info(`  replaced by nixremote's settings: ${adopted.replaced.join('; ')}`);
+  }
+  const config = adopted ?? upsertHostBlock(files.configBefore ?? '', block);
   await checkEffectiveConfig(c.exec, config.text, block, keyPath);
   const owner = { uid: c.install.user.uid, gid: c.install.user.gid, dirMode: 0o700 };
   return [
