@@ -11,7 +11,7 @@ import { readSshFiles, sshFileSteps, trustHostKey, wrongAddress } from './steps/
 import { copyKeyStep, getAccess } from './steps/access.js';
 import { askCapabilities, inspectBuilder } from './steps/inspect.js';
 import { nixSide } from './steps/nix-side.js';
-import { proofStep, verifySteps } from './steps/verify.js';
+import { pathSteps, type PathSteps } from './steps/verify.js';
 import { preflight } from './steps/preflight.js';
 import type { InitDeps } from './steps/context.js';
 import type { HostKey } from '../ssh/host-key.js';
@@ -42,22 +42,22 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   }
   const sshSteps = await sshFileSteps(c, b, files, keyPath, hostKey); // 5. the Host block
   const access = await getAccess(c, b, keyPath, key, hostKey); // 6. a way in
+  let checks: PathSteps | null = null;
   try {
     const { probe, remoteProgram } = await inspectBuilder(c, b, access, hostKey); // 7. as Nix sees it
     const cap = await askCapabilities(c, probe); // 8. what it can do
     const nix = await nixSide(c, b, keyPath, hostKey, cap, remoteProgram, files.configPath); // 9. the Nix side
 
     const copy = copyKeyStep(c, b, access, keyPath, key, hostKey);
+    checks = pathSteps(c, b.name, nix.machineLine, nix.file, flags.testBuild);
     const steps: Step[] = [
       ...(key.exists ? [] : [keygenStep(c.exec, keyPath)]),
       ...sshSteps,
       ...(copy ? [copy] : []),
-      ...verifySteps(c, b.name, nix.storeUri, remoteProgram, probe?.shell ?? null),
+      checks.verify,
       ...nix.steps,
     ];
-    // 10. Prove it. The builder's own line is the only builder for this build: with others
-    // configured, Nix could send it to any of them, and it must land on this one.
-    if (flags.testBuild) steps.push(proofStep(c, b.name, cap.systems[0]!, nix.machineLine));
+    if (checks.proof) steps.push(checks.proof); // 10. prove it
     else answers.note('--no-test-build', true);
 
     out.info('');
@@ -92,5 +92,6 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
     }
   } finally {
     access.session?.close();
+    await checks?.done();
   }
 }

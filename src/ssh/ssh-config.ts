@@ -2,7 +2,7 @@
 // first value that applies (ssh_config(5): "the first obtained value will be used"), so
 // where our Host block goes matters: it is put before the user's first Host or Match
 // section, where no wildcard block above it can override it.
-import { nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { nixremoteLines, readBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { detectEol, joinLines, splitLines, type Line } from '../text/lines.js';
 
 export interface SshConfigEntry {
@@ -97,7 +97,13 @@ function insertionPoint(lines: Line[]): number {
 }
 
 export function upsertHostBlock(text: string, b: HostBlock): BlockEdit {
-  return upsertBlock(text, hostBlockMarkers(b.name), hostBlockBody(b), insertionPoint);
+  // Options of the user's own that an adopted block carries (ProxyJump, Ciphers, ...) stay
+  // when nixremote rewrites its settings.
+  const theirs = (readBlock(text, hostBlockMarkers(b.name)) ?? []).filter((l) => {
+    const e = parseSshConfig(l)[0];
+    return e !== undefined && e.keyword !== 'host' && !MANAGED_KEYWORDS.has(e.keyword);
+  });
+  return upsertBlock(text, hostBlockMarkers(b.name), [...hostBlockBody(b), ...theirs], insertionPoint);
 }
 
 /** `ssh -G` output as a map of lower-case keyword to its values. */

@@ -137,7 +137,22 @@ describe('doctor names each fault', () => {
   });
 
   test('a builder user that the builder\'s nix-daemon does not trust', async () => {
-    await initialized({ untrusted: true }, async (b, c) => {
+    await withRig({ untrusted: true }, async (b, c) => {
+      const args = ['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'box', '--yes', '--password-stdin'];
+      // init runs doctor's checks before it writes Nix's side: it refuses, and puts back what it wrote.
+      const refused = await c.nixremote(args, { input: b.password + '\n' });
+      assert.equal(refused.exitCode, 1);
+      assert.match(String(refused.stderr), new RegExp(`allowed to build there: ${b.user} is not in the builder's trusted-users \\(root\\)`));
+      assert.ok(!fs.existsSync(path.join(c.etcNix, 'machines')), 'init left a machine line behind');
+      // Set up while trusted, then the builder's admin takes the trust away.
+      const conf = path.join(b.dir, 'etcnix/nix.conf');
+      const untrusting = fs.readFileSync(conf, 'utf8');
+      fs.writeFileSync(conf, untrusting.replace('trusted-users = root', `trusted-users = root ${b.user}`));
+      await b.restart();
+      const ok = await c.nixremote(args, { input: b.password + '\n' });
+      assert.equal(ok.exitCode, 0, `${ok.stdout}\n${ok.stderr}`);
+      fs.writeFileSync(conf, untrusting);
+      await b.restart();
       const { code, report } = await doctorJson(c);
       assert.equal(code, 1);
       const f = firstFailure(report);
@@ -148,7 +163,7 @@ describe('doctor names each fault', () => {
       const build = check(report, 'build');
       assert.equal(build.status, 'fail');
       assert.match(build.cause!, /does not trust the ssh user/);
-    }, ['--no-test-build']);
+    });
   });
 
   test('a host key that changed', async () => {
@@ -236,12 +251,21 @@ describe('doctor names each fault', () => {
   });
 
   test('systems the builder cannot build', async () => {
-    await initialized({}, async (_b, c) => {
+    await withRig({}, async (b, c) => {
+      const args = ['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'box', '--yes', '--password-stdin'];
+      const refused = await c.nixremote([...args, '--systems', 'x86_64-linux,riscv64-linux'], { input: b.password + '\n' });
+      assert.equal(refused.exitCode, 1);
+      assert.match(String(refused.stderr), /claims riscv64-linux, but the builder's Nix builds x86_64-linux/);
+      // A line edited by hand afterwards.
+      const ok = await c.nixremote(args, { input: b.password + '\n' });
+      assert.equal(ok.exitCode, 0, String(ok.stderr));
+      const machines = path.join(c.etcNix, 'machines');
+      fs.writeFileSync(machines, fs.readFileSync(machines, 'utf8').replace(/^(ssh:\/\/box )(\S+)/m, '$1x86_64-linux,riscv64-linux'));
       const { code, report } = await doctorJson(c, ['--no-build']);
       assert.equal(code, 1);
       const f = firstFailure(report);
       assert.equal(f.id, 'capabilities');
       assert.match(f.summary, /claims riscv64-linux, but the builder's Nix builds x86_64-linux/);
-    }, ['--systems', 'x86_64-linux,riscv64-linux']);
+    });
   });
 });

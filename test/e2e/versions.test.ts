@@ -40,7 +40,7 @@ describe('every client × builder pair, Nix 2.8 to 2.34, OpenSSH 9.2 to 10.6', (
           const name = `v-${label(k)}`;
           const r = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', name, '--yes', '--password-stdin'], { input: b.password + '\n' });
           assert.equal(r.exitCode, 0, `init ${name} from ${label(client)}:\n${r.stdout}\n${r.stderr}`);
-          const built = new RegExp(`(/nix/store/\\S+-nixremote-probe) built on ${name}`).exec(String(r.stdout));
+          const built = new RegExp(`(/nix/store/\\S+-nixremote-probe) was built on ${name}`).exec(String(r.stdout));
           assert.ok(built && b.storeHas(built[1]!), `the proof for ${name} is not in its store:\n${r.stdout}`);
         }
         const d = await c.nixremote(['doctor', '--json']);

@@ -151,3 +151,15 @@ describe('taking a hand-made setup over', () => {
     assert.match(upsertNixConf(text, '/etc/nix/machines').edit.text, /^builders = ssh:\/\/builder x86_64-linux ; ssh:\/\/other aarch64-linux ; @\/etc\/nix\/machines$/m);
   });
 });
+
+describe('an adopted block on a later run', () => {
+  test("nixremote's settings are rewritten, the user's own options in the block stay", async () => {
+    const { adoptHostBlock, upsertHostBlock } = await import('../../src/ssh/ssh-config.js');
+    const b = { name: 'builder', hostName: '127.0.0.1', port: 2222, user: 'nix', identityFile: '/k' };
+    const adopted = adoptHostBlock('Host builder\n  ProxyJump jump\n  User old\n', b)!.text;
+    assert.equal(upsertHostBlock(adopted, b).changed, false);
+    const moved = upsertHostBlock(adopted, { ...b, port: 2223 });
+    assert.match(moved.text, /  Port 2223\n[\s\S]*  ProxyJump jump\n# END nixremote builder builder/);
+    assert.doesNotMatch(moved.text, /User old/);
+  });
+});

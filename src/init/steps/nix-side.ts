@@ -24,6 +24,8 @@ export interface NixSide {
   target: 'nix-conf' | 'nixos';
   /** nix.conf changed, so the daemon must re-read it. */
   confChanged: boolean;
+  /** Where the builder's line (or module entry) is written. */
+  file: string;
 }
 
 export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, hostKey: HostKey, cap: Capabilities, remoteProgram: string | null, configPath: string): Promise<NixSide> {
@@ -61,7 +63,7 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     if (remoteProgram) out.warn(`NixOS's nix.buildMachines has no remote-program field; the module cannot pass ${remoteProgram}. Put nix-store on the builder's PATH instead.`);
     steps.push({ kind: 'write', title: `NixOS module with ${b.name}`, path: output, before: moduleBefore, after: edit.text, mode: 0o644 });
     steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in configuration.nix and run nixos-rebuild switch`, detail: 'until then the module is not active; the proof build passes the builder itself' });
-    return { steps, storeUri: machine.uri, machineLine, target, confChanged: false };
+    return { steps, storeUri: machine.uri, machineLine, target, confChanged: false, file: output };
   }
 
   const machinesPath = path.join(install.confDir, 'machines');
@@ -123,5 +125,5 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   } else if (install.daemon && !restart && conf.edit.changed) {
     steps.push({ kind: 'note', title: `Restart the nix-daemon yourself: ${install.daemon.how}`, detail: 'until then the daemon uses its old settings; the proof build passes the builder itself' });
   }
-  return { steps, storeUri: machine.uri, machineLine, target, confChanged: conf.edit.changed };
+  return { steps, storeUri: machine.uri, machineLine, target, confChanged: conf.edit.changed, file: machinesPath };
 }

@@ -1,60 +1,60 @@
-// Steps 7 and 10 as they run after the changes: the checks exactly as Nix will make them
-// (system ssh as the build user, batch mode, no agent; the store ping of the local Nix
-// version), and the proof that a build really runs on the builder.
-import type { Step } from '../../plan/plan.js';
-import { StepFailed } from '../../plan/plan.js';
-import { sshAsNix, startupFileFor } from '../../ssh/system-ssh.js';
-import { formatVersion, parseNixVersion, parseStorePing, storePingArgs } from '../../nix/version.js';
-import { proveOffload } from '../prove.js';
+// Steps 7 and 10 as they run after the changes: the builder checked the way Nix's build
+// hook reaches it, by the very checks `nixremote doctor` runs (one model of the daemon's
+// path: the machine line, ssh config, key, network, host key, login, a silent shell, Nix
+// there, capabilities, trust, the store ping), and then the proof, doctor's real build:
+// a fresh derivation with this builder's line as the only builders, found in its store.
+import { realCtx } from '../../doctor/context.js';
+import { builderChecks, builderState, cleanup } from '../../doctor/checks/builder.js';
+import { runChecks } from '../../doctor/runner.js';
+import type { CheckReport, Result } from '../../doctor/types.js';
+import { parseMachines } from '../../nix/machines-file.js';
+import { StepFailed, type Step } from '../../plan/plan.js';
 import type { WizardCtx } from './context.js';
 
-export function verifySteps(c: WizardCtx, name: string, storeUri: string, remoteProgram: string | null, shell: string | null): Step[] {
-  const { exec } = c;
-  const nixStore = remoteProgram ?? 'nix-store';
-  return [
-    {
-      kind: 'check',
-      title: `Check: ssh ${name} prints nothing for a command`,
-      detail: `ssh -x -a -o BatchMode=yes ${name} true   (as ${c.install.user.name}, no agent)`,
-      run: async () => {
-        const r = await sshAsNix(exec, name, ['true']);
-        if (r.exitCode !== 0) throw new StepFailed('ssh', `ssh ${name} true failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
-        if (r.stdout !== '') throw new StepFailed('ssh', `ssh ${name} true printed ${JSON.stringify(r.stdout.slice(0, 200))}; make ${startupFileFor(shell)} silent for non-interactive shells`);
-      },
-    },
-    {
-      kind: 'check',
-      title: `Check: ssh ${name} ${nixStore} --version`,
-      run: async () => {
-        const r = await sshAsNix(exec, name, [nixStore, '--version']);
-        if (r.exitCode !== 0) throw new StepFailed('nix-store', `ssh ${name} ${nixStore} --version failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
-        return r.stdout.trim();
-      },
-    },
-    {
-      kind: 'check',
-      title: `Check: store ping of ${storeUri}`,
-      run: async () => {
-        const v = parseNixVersion((await exec('nix', ['--version'])).stdout);
-        if (!v) throw new StepFailed('ping', 'cannot tell the local Nix version from `nix --version`');
-        const r = await exec('nix', storePingArgs(v, storeUri), { timeoutMs: 60_000 });
-        if (r.exitCode !== 0) throw new StepFailed('ping', `${r.command} failed: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`);
-        const info = parseStorePing(r.stdout + r.stderr);
-        return `local Nix ${formatVersion(v)}${info.version ? `, builder Nix ${info.version}` : ''}${info.trusted === null ? '' : info.trusted ? ', trusted' : ', NOT trusted'}`;
-      },
-    },
-  ];
+export interface PathSteps {
+  verify: Step;
+  proof: Step | null;
+  /** Ends the checks' shared ssh connection; run when init ends, however it ends. */
+  done: () => Promise<void>;
 }
 
-export function proofStep(c: WizardCtx, name: string, system: string, builders: string): Step {
-  return {
+/** What a failed check says, as the reason a step of the apply failed. */
+function failed(step: string, title: string, r: Result): StepFailed {
+  return new StepFailed(step, `${title}: ${r.summary}${r.cause ? `\n  cause: ${r.cause}` : ''}${r.fix ? `\n  fix:   ${r.fix}` : ''}`);
+}
+
+export function pathSteps(c: WizardCtx, name: string, machineLine: string, machinesFile: string, testBuild: boolean): PathSteps {
+  const machine = parseMachines(machineLine, machinesFile).machines[0]!;
+  const state = builderState(realCtx(c.exec, c.install, { build: testBuild, drv: null }), machine);
+  const checks = builderChecks(false);
+  const build = checks.find((x) => x.id === 'build')!;
+  const before = checks.filter((x) => x !== build);
+  const verify: Step = {
     kind: 'check',
-    title: `Prove it: build a fresh derivation with --max-jobs 0 --builders '<${name}'s line>'`,
-    detail: `it can only succeed on a builder; then look for the output in ${name}'s store`,
+    title: `Check: ssh ${name} as Nix's build hook does (doctor's ${before.length} checks)`,
+    detail: `ssh -x -a -o BatchMode=yes ${name} ..., as ${c.install.user.name} with no agent: login, a silent shell, nix-store, capabilities, trust, the store ping`,
     run: async () => {
-      const r = await proveOffload(c.exec, { name, system, builders });
-      if (!r.ok) throw new StepFailed('build', r.detail);
-      return r.detail;
+      const reports: CheckReport[] = await runChecks(before, state);
+      const bad = reports.find((r) => r.status === 'fail');
+      if (bad) throw failed('check', bad.title, bad);
+      for (const w of reports.filter((r) => r.status === 'warn')) c.out.warn(`${w.title}: ${w.summary}`);
+      const ping = reports.find((r) => r.id === 'store-ping');
+      return `${reports.filter((r) => r.status === 'pass').length} of ${reports.length} checks passed${ping ? `; store ping ${ping.summary}` : ''}`;
     },
   };
+  const proof: Step | null = testBuild
+    ? {
+        kind: 'check',
+        // The builder's own line is the only builder for this build: with others configured,
+        // Nix could send it to any of them, and it must land on this one.
+        title: `Prove it: build a fresh derivation with --max-jobs 0 --builders '<${name}'s line>'`,
+        detail: `it can only succeed on a builder; then look for the output in ${name}'s store`,
+        run: async () => {
+          const r = await build.run(state);
+          if (r.status !== 'pass') throw failed('build', build.title, r);
+          return r.summary;
+        },
+      }
+    : null;
+  return { verify, proof, done: () => cleanup(state) };
 }
