@@ -5,7 +5,7 @@
 // @$NIX_CONF_DIR/machines, which is also where NixOS writes nix.buildMachines.
 import * as path from 'node:path';
 import { parseNixConf } from './nix-conf.js';
-import { parseMachines, type MachinesParseError, type ParsedMachine } from './machines-file.js';
+import { parseMachines, type MachineRules, type MachinesParseError, type ParsedMachine } from './machines-file.js';
 
 export type Scope = 'system' | 'user' | 'env';
 
@@ -81,11 +81,11 @@ export interface Builders {
   errors: MachinesParseError[];
 }
 
-export function readBuilders(cfg: NixConfig, read: Reader, env: NodeJS.ProcessEnv, scopes: Scope[]): Builders {
+export function readBuilders(cfg: NixConfig, read: Reader, env: NodeJS.ProcessEnv, scopes: Scope[], rules?: MachineRules): Builders {
   const source = effective(cfg, 'builders', scopes);
   const value = source ? source.value : `@${path.join(env.NIX_CONF_DIR || '/etc/nix', 'machines')}`;
   // An inline machine is defined on the setting's own line of its nix.conf.
-  const r = source ? parseMachines(value, source.file, read, 0, source.line) : parseMachines(value, 'builders (default)', read);
+  const r = source ? parseMachines(value, source.file, read, 0, source.line, rules) : parseMachines(value, 'builders (default)', read, 0, 1, rules);
   return { source, value, ...r };
 }
 
@@ -96,6 +96,10 @@ export function readBuilders(cfg: NixConfig, read: Reader, env: NodeJS.ProcessEn
  */
 export function daemonBuilders(read: Reader, env: NodeJS.ProcessEnv, who: { multiUser: boolean; home: string }): { cfg: NixConfig; builders: Builders } {
   const cfg = readNixConfig(read, env, who.home, !who.multiUser);
-  const scopes: Scope[] = who.multiUser ? ['system'] : ['system', 'user', 'env'];
-  return { cfg, builders: readBuilders(cfg, read, env, scopes) };
+  return { cfg, builders: readBuilders(cfg, read, env, daemonScopes(who.multiUser)) };
+}
+
+/** The settings the Nix that builds takes: the daemon only the system's, a single-user Nix all. */
+export function daemonScopes(multiUser: boolean): Scope[] {
+  return multiUser ? ['system'] : ['system', 'user', 'env'];
 }

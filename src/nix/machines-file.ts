@@ -102,6 +102,32 @@ export function uriHost(uri: string): string {
 export type ReadFile = (path: string) => string | null;
 
 /**
+ * How a Nix version's machines.cc reads a line, where versions differ (read from Nix's
+ * source, tags 2.8.0 to 2.35). A validator says what that Nix will reject.
+ */
+export interface MachineRules {
+  /** 2.20+: the speed factor is a float; before, an unsigned int. */
+  floatSpeed: boolean;
+  /** 2.24.15 and 2.28.2+: '#' comments out the rest of the physical line, across ';'. */
+  lineComments: boolean;
+  /** Before 2.24.15 / 2.28.2: an entry of blanks in a machines file fails the whole list. */
+  rawBlanksFail: boolean;
+  version: string | null;
+}
+
+/** What nixremote accepts when it does not know the version: the newest rules. */
+export const LENIENT: MachineRules = { floatSpeed: true, lineComments: true, rawBlanksFail: false, version: null };
+
+export function machineRules(v: [number, number, number] | null): MachineRules {
+  if (!v) return LENIENT;
+  const n = v[0] * 1e6 + v[1] * 1e3 + v[2];
+  // Lix (2.90+) keeps the old reader, with the float speed factor.
+  const lix = v[0] === 2 && v[1] >= 90;
+  const newLines = !lix && (n >= 2_028_002 || (n >= 2_024_015 && n < 2_025_000));
+  return { floatSpeed: n >= 2_020_000, lineComments: newLines, rawBlanksFail: !newLines, version: v.join('.') };
+}
+
+/**
  * Parse a builders value or a machines file. `file` names where the text came from, for
  * messages, and `firstLine` the line its text starts on there (a `builders` value inline
  * in nix.conf starts on the setting's line); `readFile` resolves '@' includes (null:
@@ -113,20 +139,32 @@ export function parseMachines(
   readFile: ReadFile = () => null,
   depth = 0,
   firstLine = 1,
+  rules: MachineRules = LENIENT,
 ): { machines: ParsedMachine[]; errors: MachinesParseError[] } {
   const machines: ParsedMachine[] = [];
   const errors: MachinesParseError[] = [];
+  const nixSays = (msg: string) => `${rules.version ? `Nix ${rules.version}` : 'Nix'} rejects it: ${msg}`;
   let lineNo = firstLine;
   // Walk entries while tracking the line each starts on: ';' separates without a newline.
   for (const physical of text.split('\n')) {
     let column = 1;
-    for (const rawEntry of physical.split(';')) {
+    // 2.24.15 and 2.28.2 on: '#' comments out the rest of the line, across ';'.
+    const lineHash = rules.lineComments ? physical.indexOf('#') : -1;
+    for (const rawEntry of (lineHash >= 0 ? physical.slice(0, lineHash) : physical).split(';')) {
       const entryColumn = column;
       column += rawEntry.length + 1;
       const hash = rawEntry.indexOf('#');
-      const entry = (hash >= 0 ? rawEntry.slice(0, hash) : rawEntry).trim();
-      if (entry === '') continue;
+      const uncommented = hash >= 0 ? rawEntry.slice(0, hash) : rawEntry;
+      const entry = uncommented.trim();
       const source = { file, line: lineNo };
+      // Before that, an entry of blanks (an indented comment, a space after ';') reaches
+      // the parser untrimmed, with no store URI (machines.cc ignored trim's result). A
+      // nix.conf value has had its blanks squeezed by then; a machines file has not.
+      if (entry === '' && rules.rawBlanksFail && depth > 0 && uncommented !== '' && uncommented !== '\r') {
+        errors.push({ ...source, column: entryColumn, message: `an entry of blanks only${hash >= 0 ? ' (an indented comment)' : ''}; ${nixSays(`bad machine specification: store URL was not found at the first column of a row: '${uncommented}'`)}` });
+        continue;
+      }
+      if (entry === '') continue;
       const lead = rawEntry.length - rawEntry.trimStart().length;
       if (entry.startsWith('@')) {
         const path = entry.slice(1).trim();
@@ -136,7 +174,7 @@ export function parseMachines(
         }
         const sub = readFile(path);
         if (sub !== null) {
-          const r = parseMachines(sub, path, readFile, depth + 1);
+          const r = parseMachines(sub, path, readFile, depth + 1, 1, rules);
           machines.push(...r.machines);
           errors.push(...r.errors);
         }
@@ -152,10 +190,15 @@ export function parseMachines(
       const isSet = (n: number) => tokens.length > n && tokens[n] !== '' && tokens[n] !== '-';
       const num = (n: number, float: boolean): number => {
         if (!isSet(n)) return 1;
-        // Nix rejects the whole list for a bad number ("failed to convert column #N");
-        // the speed factor is a float since 2.20, an integer before.
-        if (!(float ? /^\d+(\.\d+)?$/ : /^\d+$/).test(tokens[n]!)) {
-          errors.push({ ...source, column: offsets[n]!, message: `field ${n + 1} '${tokens[n]}' is not a ${float ? 'number' : 'whole number'}` });
+        // Nix rejects the whole list for a bad number, naming the column from 0; the speed
+        // factor is a float from 2.20 (negative: "speed factor must be >= 0"), an unsigned int before.
+        if (!(float ? /^-?\d+(\.\d+)?$/ : /^\d+$/).test(tokens[n]!)) {
+          const type = float ? 'float' : 'unsigned int';
+          errors.push({ ...source, column: offsets[n]!, message: `field ${n + 1} '${tokens[n]}' is not ${float ? 'a number' : 'a whole number'}; ${nixSays(`bad machine specification: failed to convert column #${n} in a row: '${entry}' to '${type}'`)}` });
+          return NaN;
+        }
+        if (Number(tokens[n]) < 0) {
+          errors.push({ ...source, column: offsets[n]!, message: `field ${n + 1} '${tokens[n]}' is negative; ${nixSays('speed factor must be >= 0')}` });
           return NaN;
         }
         return Number(tokens[n]);
@@ -163,7 +206,10 @@ export function parseMachines(
       const list = (n: number) => (isSet(n) ? tokens[n]!.split(',').filter(Boolean) : []);
       const before = errors.length;
       const maxJobs = num(3, false);
-      const speedFactor = num(4, true);
+      const speedFactor = num(4, rules.floatSpeed);
+      // Every version base64-decodes the 8th field as it reads the line.
+      const badChar = isSet(7) ? /[^A-Za-z0-9+/=\n]/.exec(tokens[7]!.split('=')[0]!) : null;
+      if (badChar) errors.push({ ...source, column: offsets[7]!, message: `field 8 is not base64; ${nixSays(`invalid character in Base64 string: '${badChar[0]}'`)}` });
       // Fields past the 8th are ignored by Nix (2.8 to 2.35), so they are here too.
       if (errors.length > before) continue;
       machines.push({

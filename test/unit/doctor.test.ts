@@ -10,7 +10,7 @@ import { decodeProtocolError, explainBuild } from '../../src/nix/build-errors.js
 import { localChecks, localState } from '../../src/doctor/checks/local.js';
 import { builderChecks, builderState, cannotTake, cleanup } from '../../src/doctor/checks/builder.js';
 import { readBuilders, readNixConfig } from '../../src/nix/effective-config.js';
-import { parseMachines, formatMachineLine } from '../../src/nix/machines-file.js';
+import { parseMachines, formatMachineLine, machineRules } from '../../src/nix/machines-file.js';
 import { machinesHostKeyField, parseKeyLine } from '../../src/ssh/host-key.js';
 import type { Check } from '../../src/doctor/types.js';
 
@@ -187,7 +187,24 @@ describe('local checks', () => {
   test('a malformed machine line is reported with file, line and column', async () => {
     const ctx = fakeCtx({ '/etc/nix/machines': 'ssh://a x86_64-linux - four\n' }, () => ok('nix', 'nix (Nix) 2.8.0'));
     const r = await runChecks(localChecks(), localState(ctx));
-    assert.equal(r.find((c) => c.id === 'builders')!.summary, "/etc/nix/machines:1:24: field 4 'four' is not a whole number");
+    assert.equal(r.find((c) => c.id === 'builders')!.summary, "/etc/nix/machines:1:24: field 4 'four' is not a whole number; Nix 2.8.0 rejects it: bad machine specification: failed to convert column #3 in a row: 'ssh://a x86_64-linux - four' to 'unsigned int'");
+  });
+  test('each field as that Nix version reads it: 2.8 (machines.cc at 2.8.0) against 2.34', async () => {
+    const files = { '/etc/nix/machines': 'ssh://a x86_64-linux - 2 1.5\n  # my builders\nssh://b x86_64-linux - 1 1 - - c3No!\n' };
+    const summary = async (version: string) => (await runChecks(localChecks(), localState(fakeCtx(files, () => ok('nix', `nix (Nix) ${version}`))))).find((c) => c.id === 'builders')!;
+    const old = await summary('2.8.0');
+    assert.equal(old.status, 'fail');
+    assert.match(old.summary, /^\/etc\/nix\/machines:1:26: field 5 '1\.5' is not a whole number; Nix 2\.8\.0 rejects it: .* to 'unsigned int'$/);
+    // 2.34 takes the float, and the indented comment, but no version takes a bad base64 host key.
+    const now = await summary('2.34.8');
+    assert.match(now.summary, /^\/etc\/nix\/machines:3:32: field 8 is not base64; Nix 2\.34\.8 rejects it: invalid character in Base64 string: '!'$/);
+    const m = (v: [number, number, number], text: string) => parseMachines(`@/m`, 'builders', () => text, 0, 1, machineRules(v)).errors.map((e) => e.message);
+    assert.match(m([2, 26, 3], '  # my builders\n')[0]!, /an entry of blanks only \(an indented comment\); Nix 2\.26\.3 rejects it: bad machine specification: store URL was not found/);
+    assert.deepEqual(m([2, 28, 2], '  # my builders\n'), []);
+    assert.match(m([2, 24, 0], 'ssh://a x86_64-linux - 1 -2\n')[0]!, /speed factor must be >= 0/);
+    // '#' to the next ';' before 2.28.2; to the end of the line after.
+    assert.equal(parseMachines('@/m', 'b', () => 'ssh://a # x ; ssh://b\n', 0, 1, machineRules([2, 18, 1])).machines.length, 2);
+    assert.equal(parseMachines('@/m', 'b', () => 'ssh://a # x ; ssh://b\n', 0, 1, machineRules([2, 30, 0])).machines.length, 1);
   });
   test('a fractional speed factor (Nix 2.20+) and extra fields (ignored by Nix) are accepted', () => {
     const r = parseMachines('ssh://a x86_64-linux - 2 1.5 - - - extra', 'm');

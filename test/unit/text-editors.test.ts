@@ -141,7 +141,7 @@ describe('machines file', () => {
   });
   test('a bad number is reported with line and column', () => {
     const r = parseMachines('\nssh://a x86_64-linux - eight', 'm');
-    assert.deepEqual(r.errors, [{ file: 'm', line: 2, column: 24, message: "field 4 'eight' is not a whole number" }]);
+    assert.deepEqual(r.errors, [{ file: 'm', line: 2, column: 24, message: "field 4 'eight' is not a whole number; Nix rejects it: bad machine specification: failed to convert column #3 in a row: 'ssh://a x86_64-linux - eight' to 'unsigned int'" }]);
   });
   test('remote-program is set only on nixremote lines, idempotently', () => {
     const text = upsertMachine('ssh://mine x86_64-linux\n', 'fastbox', machine).text;

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import type { DoctorCtx } from '../context.js';
 import type { Check } from '../types.js';
 import { fail, pass, warn } from '../types.js';
-import { daemonBuilders, effective, userConfFiles, type Builders, type NixConfig } from '../../nix/effective-config.js';
+import { daemonBuilders, daemonScopes, effective, readBuilders, userConfFiles, type Builders, type NixConfig } from '../../nix/effective-config.js';
+import { machineRules } from '../../nix/machines-file.js';
 import { formatVersion, parseNixVersion, storePingArgs, type Version } from '../../nix/version.js';
 
 export interface LocalState {
@@ -52,9 +53,10 @@ export function localChecks(): Check<LocalState>[] {
     {
       id: 'builders',
       title: 'configured builders',
-      needs: ['access'],
+      needs: ['access', 'nix'],
       run: async (s) => {
-        const b = s.builders;
+        // Read again the way this Nix version's parser reads it: what 2.8 rejects, 2.34 may take.
+        const b = s.version ? readBuilders(s.cfg, s.ctx.read, s.ctx.env, daemonScopes(s.ctx.install.multiUser), machineRules(s.version)) : s.builders;
         if (s.cfg.errors.length) return fail(s.cfg.errors[0]!, 'Nix stops reading its configuration at a missing include', 'fix or remove the include line');
         if (b.errors.length) {
           const e = b.errors[0]!;
