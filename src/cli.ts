@@ -3,6 +3,7 @@
 // Commands are imported only when they run, so --help and --version stay quick.
 import { Command, Option, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { printable } from './text/printable.js';
 
 // `nixremote --help | head` closes the pipe early: that is not an error.
 for (const s of [process.stdout, process.stderr]) s.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(0); });
@@ -178,7 +179,8 @@ function reportError(e: unknown): number {
     return 130;
   }
   const msg = err?.message ?? String(e);
-  process.stderr.write(`nixremote: ${msg}\n`);
+  // A message can quote what a builder or Nix printed: no raw control bytes on the terminal.
+  process.stderr.write(`nixremote: ${printable(msg)}\n`);
   if (err?.rolledBack?.length) process.stderr.write(`nixremote: put back as they were: ${err.rolledBack.join(', ')}\n`);
   if (verbose() && err?.stack) process.stderr.write(err.stack + '\n');
   return err?.exitCode === 2 ? 2 : 1;

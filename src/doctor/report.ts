@@ -2,6 +2,7 @@
 // cause, the fix and the evidence; for programs, one JSON document.
 import type { Output } from '../io/output.js';
 import type { CheckReport } from './types.js';
+import { printable } from '../text/printable.js';
 
 export interface BuilderReport {
   name: string;
@@ -26,17 +27,17 @@ export function summarize(local: CheckReport[], builders: BuilderReport[]): Doct
 
 export function printReport(out: Output, r: DoctorReport, verbose: boolean): void {
   const line = (c: CheckReport) => {
-    const text = `${c.title}: ${c.summary}`;
+    const text = printable(`${c.title}: ${c.summary}`);
     if (c.status === 'pass') out.ok(text);
     else if (c.status === 'warn') out.warn(text);
     else if (c.status === 'fail') out.fail(text);
     else out.info(`  ${out.dim(`- ${text}`)}`);
     if (c.status === 'fail' || c.status === 'warn' || verbose) {
-      if (c.cause) out.info(`    cause: ${c.cause}`);
-      if (c.fix) out.info(`    fix:   ${c.fix}`);
+      if (c.cause) out.info(`    cause: ${printable(c.cause)}`);
+      if (c.fix) out.info(`    fix:   ${printable(c.fix)}`);
       for (const e of c.status === 'fail' || verbose ? (c.evidence ?? []) : []) {
-        out.info(out.dim(`    $ ${e.command}`));
-        for (const l of e.output.split('\n').slice(0, 12)) out.info(out.dim(`      ${l}`));
+        out.info(out.dim(`    $ ${printable(e.command)}`));
+        for (const l of e.output.split('\n').slice(0, 12)) out.info(out.dim(`      ${printable(l)}`));
       }
     }
   };

@@ -32,6 +32,9 @@ export function decodeProtocolError(message: string): string | null {
  * disabled" (2.34+).
  */
 const BUILD_FAILURES: [RegExp, string, string][] = [
+  // First, since it explains the failures after it. daemon.cc (2.4+: "client-specified";
+  // 2.3: "user-specified"): --builders or a user's builders, dropped for an untrusted user.
+  [/ignoring the (client|user)-specified setting 'builders', because it is a restricted setting/, "the nix-daemon ignores builders given by a user it does not trust (a user's nix.conf, NIX_CONFIG or --builders), so the build never saw those builders", "put the builders in /etc/nix/machines (nixremote init does), or add the user to trusted-users in /etc/nix/nix.conf and restart the nix-daemon"],
   [/you are not privileged to build (input-addressed )?derivations|lacks a (valid signature|signature by a trusted key)|is not a trusted user/, "the builder's Nix does not trust the ssh user, so it will not build or import for it", "add the ssh user to trusted-users in the builder's nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon"],
   [/protocol mismatch|serialised integer .* is too large/, "the builder's shell prints text before Nix's protocol starts", 'make the shell startup files on the builder print nothing for non-interactive shells'],
   [/Host key verification failed/, "root's ssh does not accept the builder's host key", 'pin the host key: nixremote doctor --fix, or nixremote init'],

@@ -163,3 +163,17 @@ describe('an adopted block on a later run', () => {
     assert.doesNotMatch(moved.text, /User old/);
   });
 });
+
+describe("what other programs print, shown safely and explained", () => {
+  test('control bytes from a builder or Nix are escaped; newlines and tabs stay', async () => {
+    const { printable } = await import('../../src/text/printable.js');
+    assert.equal(printable("got 'Welcome\x00\x00\x1b[31m'\n\tnext"), "got 'Welcome\\x00\\x00\\x1b[31m'\n\tnext");
+  });
+  test("builders given by an untrusted client, in 2.3's and 2.4+'s wording, before what follows from it", async () => {
+    const { explainBuild } = await import('../../src/nix/build-errors.js');
+    for (const who of ['client', 'user']) {
+      const out = `warning: ignoring the ${who}-specified setting 'builders', because it is a restricted setting and you are not a trusted user\nerror: unable to start any build; either increase '--max-jobs' or enable remote builds`;
+      assert.match(explainBuild(out)!.cause, /ignores builders given by a user it does not trust/);
+    }
+  });
+});
