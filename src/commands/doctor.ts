@@ -15,7 +15,9 @@ import { UsageError, validatePositiveInt } from '../validate.js';
 import type { CheckReport, FixAction } from '../doctor/types.js';
 import { nixCommandFlags, parseNixVersion, atLeast } from '../nix/version.js';
 import { mapLimit } from '../util/map-limit.js';
-import { diffOf } from '../plan/plan.js';
+import { applyPlan, renderPlan } from '../plan/plan.js';
+import { planReporter } from '../plan/reporter.js';
+import { lockBuildUserFiles, lockPathFor } from '../io/lock.js';
 import { fleetWidth } from '../builders/status.js';
 
 export interface DoctorFlags {
@@ -68,7 +70,7 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
 
   let report = await run();
   if (flags.fix) {
-    const fixed = await applyFixes(report, flags, out);
+    const fixed = await applyFixes(report, flags, out, install.user.home);
     if (fixed) {
       out.info('');
       out.step('Checking again after the fixes');
@@ -80,7 +82,7 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
   return report.status === 'fail' ? 1 : 0;
 }
 
-async function applyFixes(report: DoctorReport, flags: DoctorFlags, out: ReturnType<typeof makeOutput>): Promise<number> {
+async function applyFixes(report: DoctorReport, flags: DoctorFlags, out: ReturnType<typeof makeOutput>, home: string): Promise<number> {
   const all: CheckReport[] = [...report.local, ...report.builders.flatMap((b) => b.checks)];
   const actions = all.filter((c) => (c.status === 'fail' || c.status === 'warn') && c.action);
   if (!actions.length) {
@@ -88,27 +90,35 @@ async function applyFixes(report: DoctorReport, flags: DoctorFlags, out: ReturnT
     return 0;
   }
   const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  // The same engine as init: each fix a plan shown with its diffs, applied under the lock,
+  // never over a file changed since it was read, and put back if a step fails.
+  const release = await lockBuildUserFiles(lockPathFor(home), out);
   let n = 0;
-  for (const c of actions) {
-    const a = c.action!;
-    out.step(`Fix for "${c.title}": ${a.description}`);
-    if (a.diff) out.info(diffOf({ kind: 'write', title: '', path: a.diff.path, before: a.diff.before, after: a.diff.after, mode: 0o600 }));
-    const question = a.confirm ?? (flags.yes ? null : `Apply: ${a.description}?`);
-    if (question) {
-      if (!interactive) {
-        out.warn('not applied: it needs a confirmation and there is no terminal to ask on');
-        continue;
+  try {
+    for (const c of actions) {
+      const a = c.action!;
+      out.step(`Fix for "${c.title}": ${a.description}`);
+      out.info(renderPlan(a.steps));
+      const question = a.confirm ?? (flags.yes ? null : `Apply: ${a.description}?`);
+      if (question) {
+        if (!interactive) {
+          out.warn('not applied: it needs a confirmation and there is no terminal to ask on');
+          continue;
+        }
+        const { confirm } = await import('@inquirer/prompts');
+        if (!(await confirm({ message: question, default: false }))) continue;
       }
-      const { confirm } = await import('@inquirer/prompts');
-      if (!(await confirm({ message: question, default: false }))) continue;
+      try {
+        await applyPlan(a.steps, { reporter: planReporter(out) });
+        out.ok(`applied: ${a.description}`);
+        n++;
+      } catch (e) {
+        const back = (e as { rolledBack?: string[] }).rolledBack;
+        out.fail(`could not apply it: ${(e as Error).message}${back?.length ? `; put back: ${back.join(', ')}` : ''}`);
+      }
     }
-    try {
-      await a.apply();
-      out.ok(`applied: ${a.description}`);
-      n++;
-    } catch (e) {
-      out.fail(`could not apply it: ${(e as Error).message}`);
-    }
+  } finally {
+    release();
   }
   return n;
 }

@@ -1,6 +1,7 @@
 // A doctor check is data plus one function: what it checks, which checks must have passed
 // first, and run(), which observes and returns a status with its evidence, the cause in
 // one sentence and the fix.
+import type { Step } from '../plan/plan.js';
 export type Status = 'pass' | 'warn' | 'fail' | 'skip';
 
 export interface Evidence {
@@ -13,9 +14,8 @@ export interface FixAction {
   description: string;
   /** Asked before applying even under --fix (e.g. trusting a new host key). */
   confirm?: string;
-  /** A file it changes, shown as a diff before asking. */
-  diff?: { path: string; before: string; after: string };
-  apply: () => Promise<void>;
+  /** The change as plan steps: shown with diffs, applied by init's engine (lock, rollback). */
+  steps: Step[];
 }
 
 export interface Result {

@@ -33,6 +33,11 @@ export interface NoteStep {
 
 export type Step = WriteStep | RunStep | NoteStep;
 
+/** An edit of a file as a step: `before` as read when planning (null: no such file yet). */
+export function editFile(title: string, path: string, before: string | null, after: string, opts: { mode?: number; dirMode?: number } = {}): WriteStep {
+  return { kind: 'write', title, path, before, after, mode: opts.mode ?? 0o644, dirMode: opts.dirMode };
+}
+
 export class StepFailed extends Error {
   constructor(
     readonly step: string,

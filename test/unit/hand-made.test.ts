@@ -79,7 +79,11 @@ describe('doctor on the wiki setup, on recorded output', () => {
     assert.equal(hk.status, 'warn');
     assert.match(hk.summary, /^host key checking is off for builder \(StrictHostKeyChecking no, UserKnownHostsFile \/dev\/null\): ssh accepts whatever key 10\.0\.0\.5:22 shows$/);
     assert.match(hk.fix!, /pins it in \/root\/\.ssh\/known_hosts and takes .* out of \/root\/\.ssh\/config line 5, 6/);
-    assert.equal(hk.action?.diff?.after, 'Host builder\n  HostName 10.0.0.5\n  User nix\n  IdentityFile /root/.ssh/id_ed25519\n');
+    const edits = hk.action!.steps.map((x) => (x.kind === 'write' ? [x.path, x.after] : [x.kind]));
+    assert.deepEqual(edits, [
+      ['/root/.ssh/known_hosts', `10.0.0.5 ${ED.type} ${ED.base64}\n`],
+      ['/root/.ssh/config', 'Host builder\n  HostName 10.0.0.5\n  User nix\n  IdentityFile /root/.ssh/id_ed25519\n'],
+    ]);
     assert.deepEqual(r.filter((c) => c.status === 'skip' || c.status === 'fail').map((c) => c.id), ['build']);
     assert.equal(r.find((c) => c.id === 'login')!.status, 'pass');
   });

@@ -5,7 +5,6 @@ import * as path from 'node:path';
 import type { DoctorCtx } from '../context.js';
 import type { Evidence } from '../types.js';
 import { parseStoreUri, type ParsedMachine } from '../../nix/machines-file.js';
-import { writeAtomic } from '../../io/files.js';
 import type { HostKey } from '../../ssh/host-key.js';
 import { envWithoutAgent, nixSshArgs, pinnedKnownHosts } from '../../ssh/system-ssh.js';
 import type { ProbeResult } from '../../remote/scripts.js';
@@ -73,11 +72,6 @@ export async function ssh(s: BuilderState, command: string[], timeoutMs = 30_000
 }
 
 export const remoteCommand = (s: BuilderState) => s.remoteProgram ?? (s.scheme === 'ssh-ng' ? 'nix-daemon' : 'nix-store');
-
-/** An edit of an existing file: atomic, with its mode and owner, and a backup. */
-export function writeFileKeepingMode(p: string, text: string): void {
-  writeAtomic(p, text, { mode: 0o644 });
-}
 
 // One `nix --version` per doctor run, however many builders.
 const versions = new WeakMap<DoctorCtx, Promise<Version | null>>();

@@ -123,10 +123,17 @@ export function localChecks(): Check<LocalState>[] {
               ? {
                   action: {
                     description: cmd.join(' '),
-                    apply: async () => {
-                      const r = await s.ctx.exec(cmd[0]!, cmd.slice(1), { timeoutMs: 60_000 });
-                      if (r.exitCode !== 0) throw new Error(`${r.command} failed: ${r.stderr.trim()}`);
-                    },
+                    steps: [
+                      {
+                        kind: 'command',
+                        title: 'Restart the nix-daemon',
+                        detail: cmd.join(' '),
+                        run: async () => {
+                          const r = await s.ctx.exec(cmd[0]!, cmd.slice(1), { timeoutMs: 60_000 });
+                          if (r.exitCode !== 0) throw new Error(`${r.command} failed: ${r.stderr.trim()}`);
+                        },
+                      },
+                    ],
                   },
                 }
               : {},

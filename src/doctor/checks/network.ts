@@ -6,11 +6,12 @@ import * as path from 'node:path';
 import type { Check, Evidence } from '../types.js';
 import { fail, pass, warn } from '../types.js';
 import { addHostKeyAlias, CHECKING_OFF, multiplexing, parseSshG, restoreHostKeyChecking } from '../../ssh/ssh-config.js';
-import { writeAtomic } from '../../io/files.js';
+import { editFile, type Step } from '../../plan/plan.js';
+import { pinHostKey } from '../../ssh/known-hosts.js';
 import { PENALTY_FIX } from '../../ssh/ssh-errors.js';
 import { fingerprint, hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
 import { withHostKey } from '../../nix/machines-file.js';
-import { type BuilderState, first, writeFileKeepingMode } from './builder-state.js';
+import { type BuilderState, first } from './builder-state.js';
 
 /**
  * How ssh reaches the builder when not directly: ProxyJump or ProxyCommand from ssh -G
@@ -93,7 +94,7 @@ export const networkChecks: Check<BuilderState>[] = [
         if (st.uid !== uid) return fail(`${k} is owned by uid ${st.uid}`, `ssh runs as uid ${uid} and refuses a key it does not own`, `chown ${uid} ${k}`);
         if (st.mode & 0o077) {
           return fail(`${k} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}`, 'ssh ignores a private key that others can read ("UNPROTECTED PRIVATE KEY FILE")', `chmod 600 ${k}`, {
-            action: { description: `chmod 600 ${k}`, apply: async () => fs.chmodSync(k, 0o600) },
+            action: { description: `chmod 600 ${k}`, steps: [{ kind: 'command', title: `chmod 600 ${k}`, run: async () => fs.chmodSync(k, 0o600) }] },
           });
         }
         const r = await s.ctx.exec('ssh-keygen', ['-y', '-P', '', '-f', k]);
@@ -176,13 +177,11 @@ export const networkChecks: Check<BuilderState>[] = [
                     action: {
                       description: `pin ${actual.type} ${fp} for ${s.name} in ${file} and in ${knownHostsOf(s)}`,
                       confirm: `${s.name} is pinned as ${old}, but now shows ${actual.type} ${fp}. Check the new one on the builder first. Replace the pinned key?`,
-                      apply: async () => {
-                        writeFileKeepingMode(file, edited);
+                      steps: [
+                        editFile(`Pin the new key on ${s.name}'s machine line`, file, s.ctx.read(file), edited),
                         // ssh NAME outside Nix uses known_hosts under the same alias.
-                        const kh = knownHostsOf(s);
-                        const { pinHostKey } = await import('../../ssh/known-hosts.js');
-                        writeAtomic(kh, pinHostKey(s.ctx.read(kh) ?? '', s.name, actual).text, { mode: 0o644, dirMode: 0o700 });
-                      },
+                        pinStep(s.ctx.read, knownHostsOf(s), s.name, actual),
+                      ],
                     },
                   },
             );
@@ -194,7 +193,7 @@ export const networkChecks: Check<BuilderState>[] = [
               `the pinned key is looked up as "${lookup}", but Nix writes it under "${s.name}"`,
               `Nix puts the 8th field into a known_hosts file under the store URI's host (${s.name}); ssh looks for ${lookup}, finds nothing, and Nix says only "remote machines may not have all required system features"`,
               `add "HostKeyAlias ${s.name}" to the Host block for ${s.name} in ${config}`,
-              edited === null ? {} : { action: { description: `add "HostKeyAlias ${s.name}" under "Host ${s.name}" in ${config}`, apply: async () => writeFileKeepingMode(config, edited) } },
+              edited === null ? {} : { action: { description: `add "HostKeyAlias ${s.name}" under "Host ${s.name}" in ${config}`, steps: [editFile(`HostKeyAlias for ${s.name}`, config, s.ctx.read(config), edited, { mode: 0o600 })] } },
             );
           }
           return pass(`${fp}, pinned on the machine line and used under ${lookup}`);
@@ -217,11 +216,7 @@ export const networkChecks: Check<BuilderState>[] = [
         const pin = {
           description: `pin ${actual.type} ${fp} for ${lookup} in ${userFile}`,
           confirm: `The builder ${s.name} shows ${actual.type} ${fp}. Check it on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub). Trust it?`,
-          apply: async () => {
-            const { pinHostKey } = await import('../../ssh/known-hosts.js');
-            const text = s.ctx.read(userFile) ?? '';
-            writeAtomic(userFile, pinHostKey(text, lookup, actual).text, { mode: 0o644, dirMode: 0o700 });
-          },
+          steps: [pinStep(s.ctx.read, userFile, lookup, actual)],
         };
         const changed = known.some((k) => k.type === actual.type);
         const checking = (first(s, 'stricthostkeychecking') ?? 'ask').toLowerCase();
@@ -239,11 +234,7 @@ export const networkChecks: Check<BuilderState>[] = [
             action: {
               description: `pin ${actual.type} ${fp} for ${lookup} in ${userFile}${restored.removed.length ? ` and remove ${config} line ${restored.removed.join(', ')} (${setting})` : ''}`,
               confirm: `${s.name} shows ${actual.type} ${fp}. Check it on the builder first (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub). Pin it and turn host key checking back on for ${s.name}?`,
-              diff: restored.removed.length ? { path: config, before: s.ctx.read(config) ?? '', after: restored.text } : undefined,
-              apply: async () => {
-                await pin.apply();
-                if (restored.removed.length) writeFileKeepingMode(config, restored.text);
-              },
+              steps: [...pin.steps, ...(restored.removed.length ? [editFile(`Turn host key checking back on for ${s.name}`, config, s.ctx.read(config), restored.text, { mode: 0o600 })] : [])],
             },
           });
         }
@@ -258,3 +249,9 @@ export const networkChecks: Check<BuilderState>[] = [
       },
     },
 ];
+
+/** Pin `key` for `name` in a known_hosts file, as a plan step. */
+function pinStep(read: (p: string) => string | null, file: string, name: string, key: HostKey): Step {
+  const before = read(file);
+  return editFile(`Pin ${key.type} ${fingerprint(key)} for ${name}`, file, before, pinHostKey(before ?? '', name, key).text, { dirMode: 0o700 });
+}

@@ -7,7 +7,8 @@ import { startupFileFor } from '../../ssh/system-ssh.js';
 import { classifySshError } from '../../ssh/ssh-errors.js';
 import { decodeProtocolError } from '../../nix/build-errors.js';
 import { asShCommand, parseProbe, PROBE_SCRIPT } from '../../remote/scripts.js';
-import { type BuilderState, first, ssh, remoteCommand, writeFileKeepingMode, storePing, cannotTake } from './builder-state.js';
+import { type BuilderState, first, ssh, remoteCommand, storePing, cannotTake } from './builder-state.js';
+import { editFile } from '../../plan/plan.js';
 
 export const remoteChecks: Check<BuilderState>[] = [
     {
@@ -60,7 +61,7 @@ export const remoteChecks: Check<BuilderState>[] = [
           const edited = withRemoteProgram(s.ctx.read(file) ?? '', s.machine.source.line, wanted);
           return fail(`${prog} is not on the builder's non-interactive PATH`, `the shell Nix's ssh gets does not have ${prog} on PATH (exit ${r.exitCode}), but it is at ${found}`, `use ${s.scheme}://${s.target}?remote-program=${wanted} as the store URI (${file}:${s.machine.source.line})`, {
             evidence: [r.ev],
-            ...(edited === null ? {} : { action: { description: `add ?remote-program=${wanted} to ${s.name}'s store URI in ${file}`, apply: async () => writeFileKeepingMode(file, edited) } }),
+            ...(edited === null ? {} : { action: { description: `add ?remote-program=${wanted} to ${s.name}'s store URI in ${file}`, steps: [editFile(`remote-program for ${s.name}`, file, s.ctx.read(file), edited)] } }),
           });
         }
         return fail(`${prog} --version failed on the builder (exit ${r.exitCode})`, r.exitCode === 127 ? `${prog} is not installed or not on the builder's non-interactive PATH` : r.stderr.trim().split('\n').pop() ?? '', 'install Nix on the builder, or put it on the PATH its non-interactive shell gets', { evidence: [r.ev] });
