@@ -297,6 +297,15 @@ export class Builder {
   async destroy(): Promise<void> {
     await this.stop();
     await sh(`chmod -R u+w ${this.dir}/nix 2>/dev/null; rm -rf ${this.dir}`);
+    // The empty mount point made for it inside a tree.
+    const root = this.opts.tree ? treeRoot(this.opts.tree) : null;
+    if (root) {
+      try {
+        fs.rmdirSync(`${root}${this.dir}`);
+      } catch {
+        // already gone, or still a mount point somewhere: left as it is
+      }
+    }
   }
 
   /** Did a build land here? Paths are the same in every store: /nix/store/... */

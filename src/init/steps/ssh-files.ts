@@ -86,28 +86,34 @@ export async function trustHostKey(c: WizardCtx, b: BuilderAnswers, files: SshFi
   });
   const fp = fingerprint(hostKey);
   out.info(`  ${hostKey.type} ${fp}`);
-  if (fpFlag !== undefined && fpFlag !== fp) {
-    throw new UsageError(`--host-key-fingerprint: ${b.host}:${b.port} shows ${fp}, not ${fpFlag}; check that you reach the right machine`);
+  let expected = fpFlag;
+  if (expected !== undefined && expected !== fp) {
+    const mismatch = `--host-key-fingerprint: ${b.host}:${b.port} shows ${fp}, not ${expected}; check that you reach the right machine`;
+    // On a terminal the question comes back: trust what it shows (default no), or stop.
+    if (!(await answers.canAsk())) throw new UsageError(mismatch);
+    out.fail(mismatch.replace(/^--host-key-fingerprint: /, ''));
+    expected = undefined;
   }
   const conflicts = conflictingKeys(files.knownBefore ?? '', b.name, hostKey);
+  const mismatched = fpFlag !== undefined && expected === undefined;
   if (conflicts.length) {
     out.warn(`${files.knownHostsPath} already pins another key for ${b.name}:`);
     for (const k of conflicts) out.info(`  line ${k.line}: ${k.key.type} ${fingerprint(k.key)}`);
     out.info(`  the builder now shows: ${hostKey.type} ${fp}`);
     const replace =
-      fpFlag === fp ||
+      expected === fp ||
       (!answers.yes && (await answers.confirm({ flag: null, value: undefined, message: `The host key changed. Replace the pinned key with ${fp}?`, default: false })));
     if (!replace) {
       throw new InitFailed(
         `the host key of ${b.name} changed; if the builder was reinstalled, confirm its new key with --host-key-fingerprint ${fp} (check it on the builder: ssh-keygen -lf /etc/ssh/ssh_host_${hostKey.type.replace(/^ssh-/, '')}_key.pub)`,
       );
     }
-  } else if (fpFlag === undefined) {
+  } else if (expected === undefined) {
     const trust = await answers.confirm({
       flag: '--host-key-fingerprint',
       value: undefined,
       message: `Trust this host key for ${b.name}? (compare on the builder: ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)`,
-      default: true,
+      default: !mismatched,
     });
     if (!trust) throw new InitFailed('host key not trusted; nothing was changed');
     if (answers.yes) out.info(`  trusted on first use (pass --host-key-fingerprint ${fp} to require it)`);
