@@ -166,6 +166,31 @@ describe('doctor names each fault', () => {
     });
   });
 
+  test('the same over ssh-ng: an untrusted user of the builder\'s own nix-daemon', async () => {
+    await withRig({ untrusted: true }, async (b, c) => {
+      const conf = path.join(b.dir, 'etcnix/nix.conf');
+      const untrusting = fs.readFileSync(conf, 'utf8');
+      fs.writeFileSync(conf, untrusting.replace('trusted-users = root', `trusted-users = root ${b.user}`));
+      await b.restart();
+      const ok = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'ngbox', '--yes', '--password-stdin'], { input: b.password + '\n' });
+      assert.equal(ok.exitCode, 0, `${ok.stdout}\n${ok.stderr}`);
+      // Switched to ssh-ng by hand, then the trust taken away.
+      const machines = path.join(c.etcNix, 'machines');
+      fs.writeFileSync(machines, fs.readFileSync(machines, 'utf8').replace('ssh://ngbox ', 'ssh-ng://ngbox '));
+      fs.writeFileSync(conf, untrusting);
+      await b.restart();
+      const { code, report } = await doctorJson(c);
+      assert.equal(code, 1);
+      assert.match(check(report, 'remote-nix').summary, /^nix-daemon: /);
+      const f = firstFailure(report);
+      assert.equal(f.id, 'trust');
+      assert.match(f.summary, new RegExp(`${b.user} is not in the builder's trusted-users \\(root\\)`));
+      const build = check(report, 'build');
+      assert.equal(build.status, 'fail');
+      assert.match(build.cause!, /does not trust the ssh user/);
+    });
+  });
+
   test('a host key that changed', async () => {
     await initialized({}, async (b, c) => {
       await b.newHostKey();
