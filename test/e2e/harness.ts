@@ -491,6 +491,12 @@ export class Terminal {
     throw new Error(`timed out waiting for ${re}; the screen shows:\n${s}`);
   }
 
+  /** Wait for a question, then type the answer and Enter. */
+  async answer(prompt: RegExp, text: string): Promise<void> {
+    await this.waitFor(prompt);
+    await this.type(text);
+  }
+
   /** Type `text` (literally), then Enter. */
   async type(text: string): Promise<void> {
     if (text) await execa('tmux', ['send-keys', '-t', this.session, '-l', text]);

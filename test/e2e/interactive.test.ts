@@ -9,10 +9,7 @@ test('the interactive wizard asks each question and ends with the command that r
   await withRig({}, async (b, c) => {
     const t = await Terminal.start(c, `${CLI} init`);
     try {
-      const answer = async (prompt: RegExp, text: string) => {
-        await t.waitFor(prompt);
-        await t.type(text);
-      };
+      const answer = (prompt: RegExp, text: string) => t.answer(prompt, text);
       await answer(/Builder address/, '127.0.0.1');
       await answer(/SSH port/, String(b.port));
       await answer(/SSH user on the builder/, b.user);
@@ -45,10 +42,7 @@ test('a wrong port and a wrong password are asked again, and the wizard goes on'
     const nothingThere = await freePort();
     const t = await Terminal.start(c, `${CLI} init`);
     try {
-      const answer = async (prompt: RegExp, text: string) => {
-        await t.waitFor(prompt);
-        await t.type(text);
-      };
+      const answer = (prompt: RegExp, text: string) => t.answer(prompt, text);
       await answer(/Builder address/, '127.0.0.1');
       await answer(/SSH port/, String(nothingThere));
       await answer(/SSH user on the builder/, b.user);
