@@ -37,6 +37,7 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
       out.fail(e.message.replace(/^--host\/--port: /, ''));
       out.info('  Check the address and port, and answer again:');
       b = await askBuilder(c, b);
+      c.adopt = undefined; // a new name asks again about taking over what stands under it
       files = await readSshFiles(c, b.name);
     }
   }
