@@ -31,6 +31,7 @@ program
   .addOption(new Option('--copy-key <how>', 'how the key gets onto the builder').choices(['password', 'ssh', 'manual', 'skip']))
   .option('--password-stdin', 'read the builder password from standard input (for --copy-key password)')
   .option('--no-restrict', "don't prefix the authorized_keys line with 'restrict'")
+  .addOption(new Option('--protocol <protocol>', "how Nix talks to the builder: ssh (nix-store --serve, every Nix) or ssh-ng (the builder's nix-daemon)").choices(['ssh', 'ssh-ng']))
   .option('--remote-program <path>', 'nix-store on the builder, when it is not on the non-interactive PATH')
   .option('--systems <list>', 'systems the builder builds for, comma-separated (default: detected)')
   .option('--features <list>', 'supported features, comma-separated (default: detected)')

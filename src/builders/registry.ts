@@ -137,8 +137,8 @@ export function readRegistry(ctx: RegistryCtx): Registry {
     entries.push(
       complete(ctx, sshFiles, knownHosts, {
         name: b.name,
-        uri: `ssh://${b.sshUser ? `${b.sshUser}@` : ''}${b.name}`,
-        protocol: 'ssh',
+        uri: `${b.protocol ?? 'ssh'}://${b.sshUser ? `${b.sshUser}@` : ''}${b.name}`,
+        protocol: b.protocol ?? 'ssh',
         hostName: null,
         port: null,
         user: b.sshUser || null,

@@ -21,5 +21,6 @@ export interface InitFlags {
   yes?: boolean;
   dryRun?: boolean;
   adopt?: boolean;
+  protocol?: string;
   verbose?: boolean;
 }

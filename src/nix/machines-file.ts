@@ -60,10 +60,11 @@ export function machineFromHost(opts: {
   features: string[];
   mandatoryFeatures: string[];
   hostKey: HostKey;
+  protocol?: 'ssh' | 'ssh-ng';
 }): Machine {
   const query = opts.remoteProgram ? `?remote-program=${opts.remoteProgram}` : '';
   return {
-    uri: `ssh://${opts.name}${query}`,
+    uri: `${opts.protocol ?? 'ssh'}://${opts.name}${query}`,
     systems: opts.systems,
     sshKey: opts.sshKey,
     maxJobs: opts.maxJobs,

@@ -36,6 +36,8 @@ export interface ModuleBuilder {
   features: string[];
   mandatoryFeatures: string[];
   hostKey: HostKey;
+  /** nix.buildMachines.*.protocol (NixOS 22.11+): "ssh" or "ssh-ng". */
+  protocol?: 'ssh' | 'ssh-ng';
 }
 
 /** A Nix string literal; our values are validated, but escape what Nix would interpret. */
@@ -48,6 +50,7 @@ export function moduleBlockBody(b: ModuleBuilder): string[] {
     '      nix.buildMachines = [',
     '        {',
     `          hostName = ${nixString(b.name)};`,
+    ...(b.protocol === 'ssh-ng' ? [`          protocol = "ssh-ng";`] : []),
     `          sshUser = ${nixString(b.sshUser)};`,
     ...(b.sshKey ? [`          sshKey = ${nixString(b.sshKey)};`] : []),
     `          systems = ${nixList(b.systems)};`,
@@ -118,6 +121,7 @@ export function parseModuleBuilders(text: string): ModuleEntry[] {
       features: list('supportedFeatures'),
       mandatoryFeatures: list('mandatoryFeatures'),
       publicHostKey: str('publicHostKey'),
+      protocol: str('protocol') === 'ssh-ng' ? 'ssh-ng' : undefined,
     });
   }
   return out;

@@ -35,6 +35,7 @@ if [ -n "$p" ]; then
       awk -F ' = ' '$1 == "system" || $1 == "extra-platforms" || $1 == "system-features" || $1 == "trusted-users" { print "NIXREMOTE:" $1 "=" $2 }'
   fi
 fi
+echo "NIXREMOTE:daemon-path=$(command -v nix-daemon 2>/dev/null)"
 echo "NIXREMOTE:uname=$(uname -sm)"
 echo "NIXREMOTE:shell=$SHELL"
 echo "NIXREMOTE:user=$(id -un)"
@@ -51,6 +52,8 @@ export interface ProbeResult {
   /** On the PATH but failing to run: the path and what it said. */
   nixStoreBroken: string | null;
   nixStoreVersion: string | null;
+  /** nix-daemon on the non-interactive PATH, what ssh-ng:// runs there. */
+  nixDaemonPath: string | null;
   system: string | null;
   extraPlatforms: string[];
   systemFeatures: string[] | null;
@@ -79,6 +82,7 @@ export function parseProbe(out: string): ProbeResult {
     nixStoreFound: kv.get('found') || null,
     nixStoreBroken: kv.get('broken') || null,
     nixStoreVersion: kv.get('version') || null,
+    nixDaemonPath: kv.get('daemon-path') || null,
     system: kv.get('system') || null,
     extraPlatforms: words('extra-platforms'),
     systemFeatures: kv.has('system-features') ? words('system-features') : null,

@@ -142,8 +142,9 @@ describe('doctor names each fault', () => {
       // init runs doctor's checks before it writes Nix's side: it refuses, and puts back what it wrote.
       const refused = await c.nixremote(args, { input: b.password + '\n' });
       assert.equal(refused.exitCode, 1);
-      assert.match(String(refused.stderr), new RegExp(`allowed to build there: ${b.user} is not in the builder's trusted-users \\(root\\)`));
+      assert.match(String(refused.stderr), new RegExp(`${b.user} is not in the builder's trusted-users \\(root\\).*trusted-users = root ${b.user}.*Nothing was changed`));
       assert.ok(!fs.existsSync(path.join(c.etcNix, 'machines')), 'init left a machine line behind');
+      assert.ok(!fs.existsSync(path.join(b.dir, 'home/.ssh/authorized_keys')), 'init added its key on the builder');
       // Set up while trusted, then the builder's admin takes the trust away.
       const conf = path.join(b.dir, 'etcnix/nix.conf');
       const untrusting = fs.readFileSync(conf, 'utf8');

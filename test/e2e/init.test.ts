@@ -205,3 +205,33 @@ describe('init --target nixos', () => {
     });
   });
 });
+
+describe('init --protocol ssh-ng', () => {
+  test("a build offloads over the builder's nix-daemon protocol, and doctor passes", async () => {
+    await withRig({}, async (b, c) => {
+      const r = await c.nixremote(initArgs(b, 'ngbox', ['--protocol', 'ssh-ng']), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stdout), /nix-daemon on the non-interactive PATH: /);
+      const built = /(\/nix\/store\/\S+-nixremote-probe) was built on ngbox/.exec(String(r.stdout));
+      assert.ok(built && b.storeHas(built[1]!), String(r.stdout));
+      assert.match(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), /^ssh-ng:\/\/ngbox /m);
+      const nonce = randomBytes(8).toString('hex');
+      const build = await c.run(`nix-build --no-out-link -j0 -E ${q(PROBE_EXPR(nonce))}`);
+      assert.equal(build.exitCode, 0, String(build.stderr));
+      assert.ok(b.storeHas(String(build.stdout).trim()));
+      const d = await c.nixremote(['doctor', '--json', '--no-build']);
+      assert.equal(d.exitCode, 0, String(d.stdout));
+    });
+  });
+
+  test("a user the builder's daemon does not trust: the fix, exit 1, nothing written anywhere", async () => {
+    await withRig({ untrusted: true }, async (b, c) => {
+      const before = c.snapshot();
+      const r = await c.nixremote(initArgs(b, 'ngbox', ['--protocol', 'ssh-ng']), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 1);
+      assert.match(String(r.stderr), /is not in the builder's trusted-users \(root\).*add "trusted-users = root nixremote-e2e"/);
+      assert.deepEqual(c.snapshot(), before);
+      assert.ok(!fs.existsSync(path.join(b.dir, 'home/.ssh/authorized_keys')), 'the key went onto the builder');
+    });
+  });
+});

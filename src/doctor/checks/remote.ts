@@ -1,12 +1,12 @@
 // On the builder: the login with the key, a silent shell, Nix there, what it can build,
 // and whether the ssh user may build.
-import type { Check } from '../types.js';
+import type { Check, Result } from '../types.js';
 import { fail, pass, warn } from '../types.js';
 import { withRemoteProgram } from '../../nix/machines-file.js';
 import { startupFileFor } from '../../ssh/system-ssh.js';
 import { classifySshError } from '../../ssh/ssh-errors.js';
 import { decodeProtocolError } from '../../nix/build-errors.js';
-import { asShCommand, parseProbe, PROBE_SCRIPT } from '../../remote/scripts.js';
+import { asShCommand, parseProbe, PROBE_SCRIPT, type ProbeResult } from '../../remote/scripts.js';
 import { type BuilderState, first, ssh, remoteCommand, storePing, cannotTake } from './builder-state.js';
 import { editFile } from '../../plan/plan.js';
 
@@ -116,15 +116,21 @@ export const remoteChecks: Check<BuilderState>[] = [
       id: 'trust',
       title: 'allowed to build there',
       needs: ['remote-nix'],
-      run: async (s) => {
-        const p = s.probe!;
-        if (p.storeWritable) return pass(`${p.user ?? 'the ssh user'} owns the builder's store (single-user install)`);
-        if (!p.daemonSocket) return fail("the builder's store is not writable by the ssh user and no nix-daemon socket is there", 'the nix-daemon on the builder is not running', 'start it on the builder: systemctl start nix-daemon (macOS: launchctl kickstart -k system/org.nixos.nix-daemon)');
-        if (p.trustedUsers === null) return warn("cannot read the builder's trusted-users", { cause: 'the build below tells whether the ssh user is trusted', fix: '' });
-        const who = p.user ?? '';
-        const ok = p.trustedUsers.includes('*') || p.trustedUsers.includes(who) || p.groups.some((g) => p.trustedUsers!.includes(`@${g}`));
-        if (ok) return pass(`${who} is trusted (trusted-users = ${p.trustedUsers.join(' ')})`);
-        return fail(`${who} is not in the builder's trusted-users (${p.trustedUsers.join(' ') || 'empty'})`, "the builder's nix-daemon refuses to build or import unsigned paths for an untrusted user (\"you are not privileged to build input-addressed derivations\")", `on the builder add "trusted-users = root ${who}" to /etc/nix/nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon`);
-      },
+      run: async (s) => trustVerdict(s.probe!),
     },
 ];
+
+/**
+ * May the ssh user build on the builder, from what the probe saw there: it owns the store
+ * (single-user), or the builder's nix-daemon trusts it (trusted-users, a @group, or *).
+ * init asks this before it writes anything; doctor as one of its checks.
+ */
+export function trustVerdict(p: ProbeResult): Result {
+  if (p.storeWritable) return pass(`${p.user ?? 'the ssh user'} owns the builder's store (single-user install)`);
+  if (!p.daemonSocket) return fail("the builder's store is not writable by the ssh user and no nix-daemon socket is there", 'the nix-daemon on the builder is not running', 'start it on the builder: systemctl start nix-daemon (macOS: launchctl kickstart -k system/org.nixos.nix-daemon)');
+  if (p.trustedUsers === null) return warn("cannot read the builder's trusted-users", { cause: 'the build below tells whether the ssh user is trusted', fix: '' });
+  const who = p.user ?? '';
+  const ok = p.trustedUsers.includes('*') || p.trustedUsers.includes(who) || p.groups.some((g) => p.trustedUsers!.includes(`@${g}`));
+  if (ok) return pass(`${who} is trusted (trusted-users = ${p.trustedUsers.join(' ')})`);
+  return fail(`${who} is not in the builder's trusted-users (${p.trustedUsers.join(' ') || 'empty'})`, "the builder's nix-daemon refuses to build or import unsigned paths for an untrusted user (\"you are not privileged to build input-addressed derivations\")", `on the builder add "trusted-users = root ${who}" to /etc/nix/nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon`);
+}

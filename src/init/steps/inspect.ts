@@ -10,15 +10,31 @@ import type { Access } from './access.js';
 import { sshWithPinnedKey } from './access.js';
 import type { BuilderAnswers } from './builder.js';
 import { InitFailed, type WizardCtx } from './context.js';
+import { trustVerdict } from '../../doctor/checks/remote.js';
+
+export type Protocol = 'ssh' | 'ssh-ng';
 
 export interface Inspection {
   probe: ProbeResult | null;
-  /** Where nix-store is when it is not on the non-interactive PATH. */
+  /** Where nix-store (ssh) or nix-daemon (ssh-ng) is when it is not on the non-interactive PATH. */
   remoteProgram: string | null;
+  protocol: Protocol;
 }
 
 export async function inspectBuilder(c: WizardCtx, b: BuilderAnswers, a: Access, hostKey: HostKey): Promise<Inspection> {
   const { out, answers, flags } = c;
+  const protocol = await answers.choose<Protocol>({
+    flag: '--protocol',
+    value: flags.protocol,
+    message: 'How should Nix talk to it?',
+    default: 'ssh',
+    choices: [
+      { name: 'ssh: nix-store --serve, which every Nix speaks', value: 'ssh' },
+      { name: "ssh-ng: the builder's nix-daemon protocol (needs a user that daemon trusts)", value: 'ssh-ng' },
+    ],
+  });
+  // ssh:// runs nix-store --serve on the builder; ssh-ng:// runs nix-daemon --stdio.
+  const program = protocol === 'ssh-ng' ? 'nix-daemon' : 'nix-store';
   let remoteProgram: string | null = flags.remoteProgram ?? null;
   if (remoteProgram !== null && !remoteProgram.startsWith('/')) throw new UsageError('--remote-program: give an absolute path');
   let probe: ProbeResult | null = null;
@@ -41,24 +57,34 @@ export async function inspectBuilder(c: WizardCtx, b: BuilderAnswers, a: Access,
   }
 
   if (probe && remoteProgram === null) {
-    if (probe.nixStorePath) out.ok(`nix-store on the non-interactive PATH: ${probe.nixStorePath} (${probe.nixStoreVersion ?? 'version unknown'})`);
-    else if (probe.nixStoreFound) {
-      out.warn(`nix-store is not on ${b.name}'s non-interactive PATH, but is at ${probe.nixStoreFound}`);
+    const onPath = protocol === 'ssh-ng' ? probe.nixDaemonPath : probe.nixStorePath;
+    // nix-daemon sits beside nix-store wherever an installer puts Nix.
+    const found = probe.nixStoreFound && protocol === 'ssh-ng' ? probe.nixStoreFound.replace(/nix-store$/, 'nix-daemon') : probe.nixStoreFound;
+    if (onPath) out.ok(`${program} on the non-interactive PATH: ${onPath} (${probe.nixStoreVersion ?? 'version unknown'})`);
+    else if (found) {
+      out.warn(`${program} is not on ${b.name}'s non-interactive PATH, but is at ${found}`);
       const use = await answers.confirm({
         flag: '--remote-program',
         value: undefined,
-        message: `Tell Nix where it is (?remote-program=${probe.nixStoreFound} on the store URI)?`,
+        message: `Tell Nix where it is (?remote-program=${found} on the store URI)?`,
         default: true,
       });
-      if (!use) throw new InitFailed(`Nix cannot run nix-store on ${b.name}; put it on the PATH that \`ssh ${b.name} nix-store --version\` sees, or accept --remote-program`);
-      remoteProgram = probe.nixStoreFound;
+      if (!use) throw new InitFailed(`Nix cannot run ${program} on ${b.name}; put it on the PATH that \`ssh ${b.name} ${program} --version\` sees, or accept --remote-program`);
+      remoteProgram = found;
     } else {
       const broken = probe.nixStoreBroken ? ` (${probe.nixStoreBroken})` : '';
-      throw new InitFailed(`nix-store is not on ${b.name}'s non-interactive PATH${broken}, nor in any of the usual places; install Nix on the builder, or pass --remote-program with its path`);
+      throw new InitFailed(`${program} is not on ${b.name}'s non-interactive PATH${broken}, nor in any of the usual places; install Nix on the builder, or pass --remote-program with its path`);
     }
   }
+  // Whether the ssh user may build there, before anything is written: an untrusted user
+  // gets its fix and nothing is left behind, locally or on the builder.
+  if (probe) {
+    const trust = trustVerdict(probe);
+    if (trust.status === 'fail') throw new InitFailed(`${trust.summary}: ${trust.cause}. Fix: ${trust.fix}; then re-run. Nothing was changed`);
+    if (trust.status === 'pass') out.ok(`allowed to build there: ${trust.summary}`);
+  }
   if (remoteProgram) answers.note('--remote-program', remoteProgram);
-  return { probe, remoteProgram };
+  return { probe, remoteProgram, protocol };
 }
 
 export interface Capabilities {

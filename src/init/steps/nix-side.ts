@@ -14,7 +14,7 @@ import { UsageError } from '../../validate.js';
 import { storeSymlink } from '../install.js';
 import type { BuilderAnswers } from './builder.js';
 import { decideAdopt, type WizardCtx } from './context.js';
-import type { Capabilities } from './inspect.js';
+import type { Capabilities, Protocol } from './inspect.js';
 
 export interface NixSide {
   steps: Step[];
@@ -28,7 +28,7 @@ export interface NixSide {
   file: string;
 }
 
-export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, hostKey: HostKey, cap: Capabilities, remoteProgram: string | null, configPath: string): Promise<NixSide> {
+export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, hostKey: HostKey, cap: Capabilities & { protocol: Protocol }, remoteProgram: string | null, configPath: string): Promise<NixSide> {
   const { answers, flags, install, out } = c;
   const target = await answers.choose<'nix-conf' | 'nixos'>({
     flag: '--target',
