@@ -38,7 +38,9 @@ program
   .option('--mandatory-features <list>', 'features a derivation must require to use this builder (default: none)')
   .option('--max-jobs <n>', 'jobs at once on the builder (default: its cores)')
   .option('--speed-factor <n>', 'preference among builders (default: builder cores / local cores)')
-  .addOption(new Option('--target <where>', 'nix-conf (nix.conf + machines file) or nixos (a module); default: nixos on NixOS').choices(['nix-conf', 'nixos']))
+  .addOption(
+    new Option('--target <where>', 'where Nix keeps its config: nix-conf, determinate (nix.custom.conf), macos, or nixos (a module); default: detected').choices(['nix-conf', 'determinate', 'macos', 'nixos']),
+  )
   .option('--output <file>', 'module path for --target nixos (default: /etc/nixos/nixremote.nix)')
   .option('--adopt', 'take over a Host block or machine line of your own for this name (other options kept, backup made)')
   .option('--no-test-build', 'skip the proof build')

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { detectTarget, realTargetCtx } from '../targets/index.js';
 
 export interface BuildUser {
   name: string;
@@ -49,21 +50,16 @@ export function detectInstall(env: NodeJS.ProcessEnv = process.env): Install {
     reason: reason ?? 'no nix-daemon socket, NIX_REMOTE is not daemon, and this user can write /nix/store',
     user,
     confDir: multiUser || isRoot ? systemConf : userConf,
-    daemon: multiUser ? daemonRestart() : null,
+    daemon: multiUser ? daemonRestart(multiUser || isRoot ? systemConf : userConf) : null,
   };
 }
 
-function daemonRestart(): { restart: string[] | null; how: string } {
-  if (process.platform === 'darwin') {
-    const cmd = ['launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'];
-    return { restart: cmd, how: cmd.join(' ') };
-  }
-  // systemd is running when this directory exists (sd_booted(3)).
-  if (fs.existsSync('/run/systemd/system')) {
-    const cmd = ['systemctl', 'restart', 'nix-daemon.service'];
-    return { restart: cmd, how: cmd.join(' ') };
-  }
-  return { restart: null, how: 'restart nix-daemon with your service manager (no systemd or launchd is running here)' };
+/** How this machine's target makes the nix-daemon re-read its settings. */
+function daemonRestart(confDir: string): { restart: string[] | null; how: string } {
+  const ctx = realTargetCtx(confDir);
+  const { target } = detectTarget(ctx);
+  const restart = target.restart(ctx);
+  return { restart, how: restart ? restart.join(' ') : target.restartHow(ctx) };
 }
 
 /** A path that is a symlink into /nix/store is managed declaratively (NixOS, home-manager). */

@@ -235,3 +235,24 @@ describe('init --protocol ssh-ng', () => {
     });
   });
 });
+
+describe('init on Determinate Nix', () => {
+  test('settings go to nix.custom.conf, nix.conf stays byte for byte, and builds offload', async () => {
+    await withRig({}, async (b, c) => {
+      // /etc/nix as Determinate's installer leaves it: its own nix.conf including nix.custom.conf.
+      const nixConf = path.join(c.etcNix, 'nix.conf');
+      const determinate = `# DETERMINATE NIX CONFIG\n# do not modify! this file will be replaced!\n# user modification can go in nix.custom.conf\n!include nix.custom.conf\n${fs.readFileSync(nixConf, 'utf8')}`;
+      fs.writeFileSync(nixConf, determinate);
+      const r = await c.nixremote(initArgs(b, 'detbox'), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stdout), /Nix config: determinate \(\/etc\/nix\/nix\.conf begins "# DETERMINATE NIX CONFIG"\)/);
+      assert.equal(fs.readFileSync(nixConf, 'utf8'), determinate);
+      assert.match(fs.readFileSync(path.join(c.etcNix, 'nix.custom.conf'), 'utf8'), /^builders = @\/etc\/nix\/machines$/m);
+      const build = await c.run(`nix-build --no-out-link -j0 -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))}`);
+      assert.equal(build.exitCode, 0, String(build.stderr));
+      assert.ok(b.storeHas(String(build.stdout).trim()));
+      const list = JSON.parse(String((await c.nixremote(['list', '--json'])).stdout)).builders as { name: string; source: string }[];
+      assert.deepEqual(list.map((x) => [x.name, x.source]), [['detbox', '/etc/nix/machines:2']]);
+    });
+  });
+});

@@ -1,6 +1,5 @@
 // Step 9. The Nix side: the machine line in the machines file and `builders` in nix.conf
 // (then a daemon restart, or the command to run), or a NixOS module.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readText } from '../../io/files.js';
 import { StepFailed, type Step } from '../../plan/plan.js';
@@ -12,6 +11,7 @@ import { ModuleError, upsertModule } from '../../nix/nixos-module.js';
 import type { HostKey } from '../../ssh/host-key.js';
 import { UsageError } from '../../validate.js';
 import { storeSymlink } from '../install.js';
+import { detectTarget, realTargetCtx, targetByName, type TargetName } from '../../targets/index.js';
 import type { BuilderAnswers } from './builder.js';
 import { decideAdopt, type WizardCtx } from './context.js';
 import type { Capabilities, Protocol } from './inspect.js';
@@ -21,7 +21,7 @@ export interface NixSide {
   /** The store URI Nix will use for the builder. */
   storeUri: string;
   machineLine: string;
-  target: 'nix-conf' | 'nixos';
+  target: TargetName;
   /** nix.conf changed, so the daemon must re-read it. */
   confChanged: boolean;
   /** Where the builder's line (or module entry) is written. */
@@ -30,16 +30,26 @@ export interface NixSide {
 
 export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, hostKey: HostKey, cap: Capabilities & { protocol: Protocol }, remoteProgram: string | null, configPath: string): Promise<NixSide> {
   const { answers, flags, install, out } = c;
-  const target = await answers.choose<'nix-conf' | 'nixos'>({
+  // Where this Nix keeps its config, detected from files; --target overrides.
+  const tctx = realTargetCtx(install.confDir);
+  const detected = detectTarget(tctx);
+  const settingsOf = (t: TargetName) => targetByName(t).settingsFile(tctx);
+  const target = await answers.choose<TargetName>({
     flag: '--target',
     value: flags.target,
-    message: 'Where should the builder be configured?',
-    default: fs.existsSync('/etc/NIXOS') ? 'nixos' : 'nix-conf',
+    message: `Where should the builder be configured? (this looks like ${detected.target.name}: ${detected.reason})`,
+    default: detected.target.name === 'nix-darwin' ? 'nixos' : detected.target.name,
     choices: [
-      { name: `${install.confDir}/nix.conf and ${install.confDir}/machines`, value: 'nix-conf' },
+      { name: `${settingsOf('nix-conf')} and ${install.confDir}/machines`, value: 'nix-conf' },
+      { name: `Determinate Nix: ${settingsOf('determinate')} and ${install.confDir}/machines (nix.conf untouched)`, value: 'determinate' },
+      { name: `macOS (Nix's installer): ${settingsOf('macos')} and ${install.confDir}/machines`, value: 'macos' },
       { name: 'A NixOS module (nix.buildMachines), for nixos-rebuild', value: 'nixos' },
     ],
   });
+  if (flags.target === undefined) out.step(`Nix config: ${target}${target === detected.target.name ? ` (${detected.reason})` : ''}`);
+  if (detected.target.name === 'nix-darwin' && target !== 'nixos') {
+    throw new UsageError(`--target: this is nix-darwin (${detected.reason}), whose /etc/nix is written by darwin-rebuild; nixremote does not write nix-darwin modules yet: add nix.buildMachines to your nix-darwin configuration`);
+  }
   // The machines file has no quoting: a key path with a space is left to IdentityFile in
   // the Host block, which ssh reads for this alias anyway.
   const sshKey = /\s/.test(keyPath) ? null : keyPath;
@@ -66,11 +76,16 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     return { steps, storeUri: machine.uri, machineLine, target, confChanged: false, file: output };
   }
 
+  const t = targetByName(target);
   const machinesPath = path.join(install.confDir, 'machines');
-  const nixConfPath = path.join(install.confDir, 'nix.conf');
+  // Determinate keeps nixremote's settings out of the nix.conf it replaces: nix.custom.conf.
+  const nixConfPath = t.settingsFile(tctx)!;
   for (const p of [machinesPath, nixConfPath]) {
     const link = storeSymlink(p);
     if (link) throw new UsageError(`${p} is a link into the Nix store (${link}): it is managed declaratively; use --target nixos`);
+  }
+  if (target === 'determinate' && !/^\s*!?include\s+(\S*\/)?nix\.custom\.conf\s*$/m.test(readText(path.join(install.confDir, 'nix.conf')) ?? '')) {
+    out.warn(`${install.confDir}/nix.conf does not include nix.custom.conf; Determinate's own nix.conf does, and nixremote's settings go there`);
   }
   const machinesBefore = readText(machinesPath);
   const machinesText = machinesBefore ?? '';
@@ -106,9 +121,9 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   }
   const conf = upsertNixConf(nixConfText, machinesPath, inherited, inline ? b.name : undefined);
   for (const n of conf.notes) out.warn(n);
-  steps.push({ kind: 'write', title: 'builders in nix.conf', path: nixConfPath, before: nixConfBefore, after: conf.edit.text, mode: 0o644 });
+  steps.push({ kind: 'write', title: `builders in ${path.basename(nixConfPath)}`, path: nixConfPath, before: nixConfBefore, after: conf.edit.text, mode: 0o644 });
 
-  const restart = install.daemon?.restart;
+  const restart = install.daemon ? t.restart(tctx) : null;
   // The daemon reads nix.conf once, at start; the machines file it names is read afresh by
   // the build hook for each build (build-remote.cc, getMachines). So adding a second
   // builder, which changes only the machines file, needs no restart.
@@ -123,7 +138,7 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
       },
     });
   } else if (install.daemon && !restart && conf.edit.changed) {
-    steps.push({ kind: 'note', title: `Restart the nix-daemon yourself: ${install.daemon.how}`, detail: 'until then the daemon uses its old settings; the proof build passes the builder itself' });
+    steps.push({ kind: 'note', title: `Restart the nix-daemon yourself: ${t.restartHow(tctx)}`, detail: 'until then the daemon uses its old settings; the proof build passes the builder itself' });
   }
   return { steps, storeUri: machine.uri, machineLine, target, confChanged: conf.edit.changed, file: machinesPath };
 }

@@ -1,0 +1,12 @@
+// nix-darwin: /etc/nix/nix.conf is a link into the Nix store that darwin-rebuild writes,
+// so nothing may be edited there; builders belong in the nix-darwin configuration
+// (nix.buildMachines, nix.distributedBuilds), applied with darwin-rebuild switch.
+import type { Target } from './types.js';
+
+export const nixDarwin: Target = {
+  name: 'nix-darwin',
+  detect: (ctx) => (ctx.platform === 'darwin' && ctx.exists('/run/current-system/darwin-version') ? '/run/current-system/darwin-version exists (nix-darwin)' : null),
+  settingsFile: () => null,
+  restart: () => null,
+  restartHow: () => 'add the builder to your nix-darwin configuration and run: darwin-rebuild switch',
+};

@@ -1,0 +1,11 @@
+// NixOS: /etc/nix is built from the configuration, so builders go into a module
+// (nix.buildMachines, nix.distributedBuilds) that nixos-rebuild switch applies.
+import type { Target } from './types.js';
+
+export const nixos: Target = {
+  name: 'nixos',
+  detect: (ctx) => (ctx.exists('/etc/NIXOS') ? '/etc/NIXOS exists' : null),
+  settingsFile: () => null,
+  restart: () => null,
+  restartHow: () => 'add the module to imports in configuration.nix and run: sudo nixos-rebuild switch',
+};

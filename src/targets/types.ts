@@ -1,0 +1,26 @@
+// A target is a place Nix keeps its config: how to recognise it from files, where the
+// builders and settings go, and how the change takes effect. Everything it needs of the
+// machine comes in through the context, so a unit test hands in a Mac or a Determinate
+// install as a fixture tree.
+export type TargetName = 'nix-conf' | 'determinate' | 'macos' | 'nixos' | 'nix-darwin';
+
+export interface TargetCtx {
+  exists(p: string): boolean;
+  read(p: string): string | null;
+  /** process.platform, handed in. */
+  platform: string;
+  /** NIX_CONF_DIR or /etc/nix (a single-user install: the user's ~/.config/nix). */
+  confDir: string;
+}
+
+export interface Target {
+  name: TargetName;
+  /** Why this machine looks like this target, or null. */
+  detect(ctx: TargetCtx): string | null;
+  /** Where `builders` and `builders-use-substitutes` go (null: a module instead). */
+  settingsFile(ctx: TargetCtx): string | null;
+  /** The command that makes the nix-daemon read new settings, or null when none can be run here. */
+  restart(ctx: TargetCtx): string[] | null;
+  /** What to do when the restart cannot be run here, in the target's own words. */
+  restartHow(ctx: TargetCtx): string;
+}
