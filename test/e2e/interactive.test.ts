@@ -18,6 +18,7 @@ test('the interactive wizard asks each question and ends with the command that r
       await answer(/Trust this host key for tty-box/, '');
       await answer(/How should the key get onto/, '');
       await answer(/Password for/, b.password);
+      await answer(/How should Nix talk to it/, '');
       await answer(/Systems it builds for/, '');
       await answer(/Supported features/, '');
       await answer(/Jobs at once/, '');
@@ -61,7 +62,7 @@ test('a wrong port and a wrong password are asked again, and the wizard goes on'
       await answer(/How should the key get onto/, '');
       await answer(/Password for/, 'not-the-password');
       await answer(/refused the login[^\n]*; try again[\s\S]*Password for/, b.password);
-      for (const q of [/Systems it builds for/, /Supported features/, /Jobs at once/, /Speed factor/, /Where should the builder be configured/, /Apply this plan\?/]) await answer(q, '');
+      for (const q of [/How should Nix talk to it/, /Systems it builds for/, /Supported features/, /Jobs at once/, /Speed factor/, /Where should the builder be configured/, /Apply this plan\?/]) await answer(q, '');
       const end = await t.waitFor(/nix-127-0-0-1 is set up and a build ran on it/, 180_000);
       assert.ok(!end.includes(b.password) && !end.includes('not-the-password'), 'a password is on the screen');
       assert.equal(await t.exitCode(), 0, end);
