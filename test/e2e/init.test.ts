@@ -1,6 +1,7 @@
 // `nixremote init` against real builders: real sshd, real ssh, real Nix.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -202,6 +203,23 @@ describe('init --target nixos', () => {
       assert.equal(v.b.sshUser, b.user);
       assert.equal(v.b.sshKey, '/root/.ssh/nix_remote');
       assert.ok(fs.existsSync(out));
+      // What the module system would make of the ssh options: extraConfig is of type lines,
+      // merged by joining with newlines; knownHosts pins the key under the alias.
+      const ssh = await c.run(
+        `nix-instantiate --eval --strict --json -E ${q('let ms = (import /root/nixremote.nix).imports; in { config = builtins.concatStringsSep "\n" (map (m: m.programs.ssh.extraConfig) ms); known = map (m: m.programs.ssh.knownHosts) ms; }')}`,
+      );
+      assert.equal(ssh.exitCode, 0, String(ssh.stderr));
+      const m = JSON.parse(String(ssh.stdout)) as { config: string; known: Record<string, { hostNames: string[]; publicKey: string }>[] };
+      assert.deepEqual(m.known[0]!.nixosbox!.hostNames, ['nixosbox']);
+      assert.match(m.known[0]!.nixosbox!.publicKey, /^ssh-ed25519 /);
+      // The Host block in it, read by ssh itself, as /etc/ssh/ssh_config would be.
+      const sshConfig = path.join(path.dirname(c.root), 'ssh_config');
+      fs.writeFileSync(sshConfig, m.config);
+      const g = await execa('ssh', ['-G', '-F', sshConfig, 'nixosbox'], { reject: false });
+      assert.equal(g.exitCode, 0, String(g.stderr));
+      for (const want of ['hostname 127.0.0.1', `port ${b.port}`, `user ${b.user}`, 'hostkeyalias nixosbox', 'identitiesonly yes', 'controlmaster false']) {
+        assert.match(String(g.stdout), new RegExp(`^${want}$`, 'm'));
+      }
     });
   });
 });

@@ -65,7 +65,8 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     const moduleBefore = readText(output);
     let edit;
     try {
-      edit = upsertModule(moduleBefore, path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, ...cap });
+      const hostBlock = { name: b.name, hostName: b.host, port: b.port, user: b.user, identityFile: keyPath };
+      edit = upsertModule(moduleBefore, path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, hostBlock, ...cap });
     } catch (e) {
       if (e instanceof ModuleError) throw new UsageError(`--output: ${output}: ${e.message}`);
       throw e;
