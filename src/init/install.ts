@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { detectTarget, realTargetCtx } from '../targets/index.js';
+import { detectTarget, realTargetCtx, type TargetName } from '../targets/index.js';
 
 export interface BuildUser {
   name: string;
@@ -21,6 +21,9 @@ export interface Install {
   /** Where nix.conf and the machines file go. */
   confDir: string;
   daemon: { restart: string[] | null; how: string } | null;
+  /** Where this Nix keeps its config (src/targets), and where its settings go (null: a module). */
+  target: TargetName;
+  settingsFile: string | null;
 }
 
 export const DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
@@ -45,12 +48,17 @@ export function detectInstall(env: NodeJS.ProcessEnv = process.env): Install {
   const isRoot = me.uid === 0;
   const systemConf = env.NIX_CONF_DIR || '/etc/nix';
   const userConf = path.join(env.XDG_CONFIG_HOME || path.join(user.home, '.config'), 'nix');
+  const confDir = multiUser || isRoot ? systemConf : userConf;
+  const tctx = realTargetCtx(confDir);
+  const { target } = detectTarget(tctx);
   return {
     multiUser,
     reason: reason ?? 'no nix-daemon socket, NIX_REMOTE is not daemon, and this user can write /nix/store',
     user,
-    confDir: multiUser || isRoot ? systemConf : userConf,
-    daemon: multiUser ? daemonRestart(multiUser || isRoot ? systemConf : userConf) : null,
+    confDir,
+    daemon: multiUser ? daemonRestart(confDir) : null,
+    target: target.name,
+    settingsFile: target.settingsFile(tctx),
   };
 }
 

@@ -15,7 +15,7 @@ import { machinesHostKeyField, parseKeyLine } from '../../src/ssh/host-key.js';
 import type { Check } from '../../src/doctor/types.js';
 
 const ED = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS')!;
-const root: Install = { multiUser: true, reason: 'test', user: { name: 'root', uid: 0, gid: 0, home: '/root' }, confDir: '/etc/nix', daemon: { restart: null, how: 'systemctl restart nix-daemon' } };
+const root: Install = { multiUser: true, reason: 'test', user: { name: 'root', uid: 0, gid: 0, home: '/root' }, confDir: '/etc/nix', daemon: { restart: null, how: 'systemctl restart nix-daemon' }, target: 'nix-conf', settingsFile: '/etc/nix/nix.conf' };
 const ok = (command: string, stdout = '', stderr = '', exitCode = 0): ExecResult => ({ command, stdout, stderr, exitCode, timedOut: false });
 
 function fakeCtx(files: Record<string, string>, exec: (file: string, args: string[]) => ExecResult, over: Partial<DoctorCtx> = {}): DoctorCtx {
@@ -225,6 +225,15 @@ describe('local checks', () => {
     const r = (await runChecks(localChecks(), localState(ctx))).find((c) => c.id === 'ignored-settings')!;
     assert.equal(r.status, 'fail');
     assert.match(r.cause!, /restricted setting/);
+    assert.match(r.fix!, /^move it to \/etc\/nix\/nix\.conf \(or the machines file\)/);
+  });
+  test("the fix speaks the target's language: Determinate's nix.custom.conf, NixOS's configuration", async () => {
+    const files = { '/root/.config/nix/nix.conf': 'builders = ssh://x\n' };
+    const fixFor = async (over: Partial<Install>) =>
+      (await runChecks(localChecks(), localState(fakeCtx(files, () => ok('nix', 'nix (Nix) 2.8.0'), { install: { ...root, ...over } })))).find((c) => c.id === 'ignored-settings')!.fix!;
+    assert.match(await fixFor({ target: 'determinate', settingsFile: '/etc/nix/nix.custom.conf' }), /^move it to \/etc\/nix\/nix\.custom\.conf /);
+    assert.match(await fixFor({ target: 'nixos', settingsFile: null }), /^move it to nix\.buildMachines in your NixOS configuration/);
+    assert.match(await fixFor({ target: 'nix-darwin', settingsFile: null }), /nix-darwin configuration/);
   });
   test("under sudo, the invoking user's nix.conf is looked at too", async () => {
     const ctx = fakeCtx({ '/etc/passwd': 'root:x:0:0::/root:/bin/sh\nann:x:1000:1000:Ann:/srv/ann:/bin/bash\n', '/srv/ann/.config/nix/nix.conf': 'builders = ssh://mine x86_64-linux\n' }, () => ok('nix', 'nix (Nix) 2.8.0'), { env: { SUDO_USER: 'ann' } });

@@ -12,7 +12,7 @@ import { parseKeyLine } from '../../src/ssh/host-key.js';
 import { restoreHostKeyChecking } from '../../src/ssh/ssh-config.js';
 
 const ED = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS')!;
-const root: Install = { multiUser: true, reason: 'test', user: { name: 'root', uid: 0, gid: 0, home: '/root' }, confDir: '/etc/nix', daemon: null };
+const root: Install = { multiUser: true, reason: 'test', user: { name: 'root', uid: 0, gid: 0, home: '/root' }, confDir: '/etc/nix', daemon: null, target: 'nix-conf', settingsFile: '/etc/nix/nix.conf' };
 const WIKI = 'Host builder\n  HostName 10.0.0.5\n  User nix\n  IdentityFile /root/.ssh/id_ed25519\n  StrictHostKeyChecking=no\n  UserKnownHostsFile=/dev/null\n';
 
 describe('restoreHostKeyChecking', () => {

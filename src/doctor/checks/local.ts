@@ -93,7 +93,11 @@ export function localChecks(): Check<LocalState>[] {
         const daemonHas = effective(s.cfg, 'builders', ['system']) !== null || s.builders.machines.length > 0;
         const msg = `builders is also set in ${found.join(', ')}`;
         const cause = "the nix-daemon ignores a client's builders setting unless that user is in trusted-users (\"ignoring the client-specified setting 'builders', because it is a restricted setting\")";
-        const fix = `move it to ${path.join(env.NIX_CONF_DIR || '/etc/nix', 'nix.conf')} (or the machines file) and restart the nix-daemon`;
+        // Where the daemon's own settings live, in this target's terms.
+        const home = install.settingsFile
+          ? `${install.settingsFile} (or the machines file)`
+          : `nix.buildMachines in your ${install.target === 'nix-darwin' ? 'nix-darwin' : 'NixOS'} configuration`;
+        const fix = `move it to ${home} and restart the nix-daemon${install.daemon ? ` (${install.daemon.how})` : ''}`;
         return daemonHas ? warn(msg, { cause, fix }) : fail(msg, cause, fix);
       },
     },
