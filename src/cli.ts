@@ -39,9 +39,9 @@ program
   .option('--max-jobs <n>', 'jobs at once on the builder (default: its cores)')
   .option('--speed-factor <n>', 'preference among builders (default: builder cores / local cores)')
   .addOption(
-    new Option('--target <where>', 'where Nix keeps its config: nix-conf, determinate (nix.custom.conf), macos, or nixos (a module); default: detected').choices(['nix-conf', 'determinate', 'macos', 'nixos']),
+    new Option('--target <where>', 'where Nix keeps its config: nix-conf, determinate (nix.custom.conf), macos, nixos or nix-darwin (a module); default: detected').choices(['nix-conf', 'determinate', 'macos', 'nixos', 'nix-darwin']),
   )
-  .option('--output <file>', 'module path for --target nixos (default: /etc/nixos/nixremote.nix)')
+  .option('--output <file>', 'module path for --target nixos or nix-darwin (default: /etc/nixos/nixremote.nix, /etc/nix-darwin/nixremote.nix)')
   .option('--adopt', 'take over a Host block or machine line of your own for this name (other options kept, backup made)')
   .option('--no-test-build', 'skip the proof build')
   .option('-y, --yes', 'take the default for every question not answered by a flag')
@@ -93,7 +93,7 @@ program
   .command('list')
   .description('Every builder Nix will use, from every place Nix reads them, with where each is defined.')
   .option('--json', 'print {"builders": [...]} on stdout and nothing else')
-  .option('--module <file>', "nixremote's NixOS module (default: /etc/nixos/nixremote.nix)")
+  .option('--module <file>', "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix and /etc/nix-darwin/nixremote.nix)")
   .action(async (opts) => {
     const { listCommand } = await import('./commands/list.js');
     process.exitCode = await listCommand(opts);
@@ -108,7 +108,7 @@ program
   .option('--interval <seconds>', 'with --watch: seconds between rounds', '3')
   .option('--count <n>', 'stop after n rounds (with --watch; like top -n)')
   .option('--jobs <n>', 'builders looked at side by side (default: 4 per core)')
-  .option('--module <file>', "nixremote's NixOS module (default: /etc/nixos/nixremote.nix)")
+  .option('--module <file>', "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix and /etc/nix-darwin/nixremote.nix)")
   .addHelpText('after', '\nExit status: 0 every builder reachable, 1 one or more down, 2 usage error.')
   .action(async (names: string[], opts) => {
     const { statusCommand } = await import('./commands/status.js');
@@ -122,7 +122,7 @@ program
   .option('--on-builder', "also delete this machine's key line from the builder's authorized_keys")
   .option('--dry-run', 'print the plan with diffs, and change nothing')
   .option('-y, --yes', 'apply without asking')
-  .option('--module <file>', "nixremote's NixOS module (default: /etc/nixos/nixremote.nix)")
+  .option('--module <file>', "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix and /etc/nix-darwin/nixremote.nix)")
   .action(async (name: string, opts) => {
     const { removeCommand } = await import('./commands/remove.js');
     process.exitCode = await removeCommand(name, opts);

@@ -14,7 +14,8 @@ import { findKnownHost } from '../ssh/known-hosts.js';
 import { hostKeyFromMachinesField, type HostKey } from '../ssh/host-key.js';
 import { UsageError } from '../validate.js';
 
-export const DEFAULT_MODULE = '/etc/nixos/nixremote.nix';
+/** Where init writes its module for NixOS and for nix-darwin, unless --output said otherwise. */
+export const DEFAULT_MODULES = ['/etc/nixos/nixremote.nix', '/etc/nix-darwin/nixremote.nix'];
 
 export interface RegistryCtx {
   read: (p: string) => string | null;
@@ -23,7 +24,7 @@ export interface RegistryCtx {
   env: NodeJS.ProcessEnv;
   /** Who builds: the daemon (root) on a multi-user install, else the user. */
   who: { multiUser: boolean; home: string };
-  /** The NixOS module nixremote may have written (default /etc/nixos/nixremote.nix). */
+  /** The module nixremote may have written (default: DEFAULT_MODULES). */
   modulePath?: string;
 }
 
@@ -73,7 +74,7 @@ export interface Registry {
   errors: MachinesParseError[];
   sshConfig: string;
   knownHosts: string[];
-  modulePath: string;
+  modulePaths: string[];
 }
 
 export function sshConfigPath(home: string): string {
@@ -125,40 +126,42 @@ export function readRegistry(ctx: RegistryCtx): Registry {
   // nixremote's NixOS module: once switched to, NixOS writes its builders into the machines
   // file (a link into the store) and they are listed above; the module is where they are
   // defined and managed. Before the switch they are listed as not active yet.
-  const modulePath = ctx.modulePath ?? DEFAULT_MODULE;
-  const moduleText = ctx.read(modulePath);
-  for (const b of moduleText === null ? [] : parseModuleBuilders(moduleText)) {
-    const source = { file: modulePath, line: b.line };
-    const i = entries.findIndex((e) => e.name === b.name && !e.managed);
-    if (i >= 0) {
-      entries[i] = { ...entries[i]!, source, managed: true, kind: 'module' };
-      continue;
+  const modulePaths = ctx.modulePath ? [ctx.modulePath] : DEFAULT_MODULES;
+  for (const modulePath of modulePaths) {
+    const moduleText = ctx.read(modulePath);
+    for (const b of moduleText === null ? [] : parseModuleBuilders(moduleText)) {
+      const source = { file: modulePath, line: b.line };
+      const i = entries.findIndex((e) => e.name === b.name && !e.managed);
+      if (i >= 0) {
+        entries[i] = { ...entries[i]!, source, managed: true, kind: 'module' };
+        continue;
+      }
+      entries.push(
+        complete(ctx, sshFiles, knownHosts, {
+          name: b.name,
+          uri: `${b.protocol ?? 'ssh'}://${b.sshUser ? `${b.sshUser}@` : ''}${b.name}`,
+          protocol: b.protocol ?? 'ssh',
+          hostName: null,
+          port: null,
+          user: b.sshUser || null,
+          keyPath: b.sshKey,
+          hostKey: b.publicHostKey ? hostKeyFromMachinesField(b.publicHostKey) : null,
+          remoteProgram: null,
+          systems: b.systems,
+          maxJobs: b.maxJobs,
+          speedFactor: b.speedFactor,
+          supportedFeatures: b.features,
+          mandatoryFeatures: b.mandatoryFeatures,
+          source,
+          managed: true,
+          active: false,
+          kind: 'module',
+          machine: null,
+        }),
+      );
     }
-    entries.push(
-      complete(ctx, sshFiles, knownHosts, {
-        name: b.name,
-        uri: `${b.protocol ?? 'ssh'}://${b.sshUser ? `${b.sshUser}@` : ''}${b.name}`,
-        protocol: b.protocol ?? 'ssh',
-        hostName: null,
-        port: null,
-        user: b.sshUser || null,
-        keyPath: b.sshKey,
-        hostKey: b.publicHostKey ? hostKeyFromMachinesField(b.publicHostKey) : null,
-        remoteProgram: null,
-        systems: b.systems,
-        maxJobs: b.maxJobs,
-        speedFactor: b.speedFactor,
-        supportedFeatures: b.features,
-        mandatoryFeatures: b.mandatoryFeatures,
-        source,
-        managed: true,
-        active: false,
-        kind: 'module',
-        machine: null,
-      }),
-    );
   }
-  return { builders: entries, errors: builders.errors, sshConfig: sshFiles[0]!, knownHosts, modulePath };
+  return { builders: entries, errors: builders.errors, sshConfig: sshFiles[0]!, knownHosts, modulePaths };
 }
 
 /** The Host block, ssh's view of where the builder is, and where its host key is pinned. */

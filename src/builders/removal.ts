@@ -65,9 +65,11 @@ export function leftInPlace(reg: Registry, b: BuilderEntry): string[] {
 }
 
 /** How the change reaches Nix, as a step of the plan. */
-export function takesEffect(b: BuilderEntry): Step {
+export function takesEffect(b: BuilderEntry, read: (p: string) => string | null): Step {
   if (b.kind === 'module') {
-    return { kind: 'note', title: `Then run nixos-rebuild switch: ${path.basename(b.source.file)} no longer lists ${b.name}` };
+    // The module's own header says which system it was written for.
+    const rebuild = (read(b.source.file) ?? '').includes('darwin-rebuild switch') ? 'darwin-rebuild switch' : 'nixos-rebuild switch';
+    return { kind: 'note', title: `Then run ${rebuild}: ${path.basename(b.source.file)} no longer lists ${b.name}` };
   }
   // Nix's build hook reads the machines file each time it starts (build-remote.cc,
   // getMachines), so the next build sees the change; nix.conf is not touched, so the

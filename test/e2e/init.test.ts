@@ -224,6 +224,28 @@ describe('init --target nixos', () => {
   });
 });
 
+describe('init --target nix-darwin', () => {
+  test("writes the same options as a nix-darwin module, to apply with darwin-rebuild", async () => {
+    await withRig({}, async (b, c) => {
+      const r = await c.nixremote(initArgs(b, 'macbox', ['--target', 'nix-darwin', '--output', '/root/darwin.nix']), { input: b.password + '\n' });
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(String(r.stdout), /add \.\/darwin\.nix to imports in your nix-darwin configuration and run darwin-rebuild switch/);
+      assert.match(String(r.stdout), /macbox is set up and a build ran on it/);
+      const text = fs.readFileSync(path.join(c.root, 'darwin.nix'), 'utf8');
+      assert.match(text, /^# Add it to your nix-darwin configuration, then run darwin-rebuild switch:$/m);
+      const ev = await c.run(`nix-instantiate --eval --strict --json -E ${q('let m = import /root/darwin.nix; i = builtins.head m.imports; in { d = m.nix.distributedBuilds; b = builtins.head i.nix.buildMachines; k = i.programs.ssh.knownHosts.macbox.hostNames; }')}`);
+      assert.equal(ev.exitCode, 0, String(ev.stderr));
+      const v = JSON.parse(String(ev.stdout));
+      assert.deepEqual([v.d, v.b.hostName, v.b.sshUser, v.k], [true, 'macbox', b.user, ['macbox']]);
+      // remove knows it by the module's own words.
+      const rm = await c.nixremote(['remove', 'macbox', '--yes', '--module', '/root/darwin.nix']);
+      assert.equal(rm.exitCode, 0, `${rm.stdout}\n${rm.stderr}`);
+      assert.match(String(rm.stdout), /Then run darwin-rebuild switch: darwin\.nix no longer lists macbox/);
+      assert.doesNotMatch(fs.readFileSync(path.join(c.root, 'darwin.nix'), 'utf8'), /macbox/);
+    });
+  });
+});
+
 describe('init --protocol ssh-ng', () => {
   test("a build offloads over the builder's nix-daemon protocol, and doctor passes", async () => {
     await withRig({}, async (b, c) => {

@@ -134,7 +134,7 @@ describe('remove: what it refuses, and its plan', () => {
     assert.match(steps[1]!.after, /^Include config\.d\/\*\.conf\n\n\nHost \*\n/);
     assert.equal(steps[2]!.after, steps[2]!.before!.split('\n').slice(1).join('\n'));
     for (const s of steps) assert.equal(s.before, files.read(s.path));
-    assert.equal(takesEffect(b).kind, 'note');
+    assert.equal(takesEffect(b, files.read).kind, 'note');
     assert.deepEqual(leftInPlace(reg, b), ['the key /root/.ssh/nix_remote stays: modbox uses it']);
   });
 
@@ -144,7 +144,8 @@ describe('remove: what it refuses, and its plan', () => {
     assert.deepEqual(steps.map((s) => s.path), ['/etc/nixos/nixremote.nix']);
     assert.doesNotMatch(steps[0]!.after, /modbox/);
     assert.match(steps[0]!.after, /imports = \[\n  \];/);
-    assert.match(takesEffect(b).title, /nixos-rebuild switch/);
+    assert.match(takesEffect(b, files.read).title, /nixos-rebuild switch/);
+    assert.match(takesEffect(b, () => '# Add it to your nix-darwin configuration, then run darwin-rebuild switch:').title, /^Then run darwin-rebuild switch/);
   });
 });
 

@@ -12,6 +12,7 @@ import type { HostKey } from '../../ssh/host-key.js';
 import { UsageError } from '../../validate.js';
 import { storeSymlink } from '../install.js';
 import { detectTarget, realTargetCtx, targetByName, type TargetName } from '../../targets/index.js';
+import { determinate } from '../../targets/determinate.js';
 import type { BuilderAnswers } from './builder.js';
 import { decideAdopt, type WizardCtx } from './context.js';
 import type { Capabilities, Protocol } from './inspect.js';
@@ -38,18 +39,16 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     flag: '--target',
     value: flags.target,
     message: `Where should the builder be configured? (this looks like ${detected.target.name}: ${detected.reason})`,
-    default: detected.target.name === 'nix-darwin' ? 'nixos' : detected.target.name,
+    default: detected.target.name,
     choices: [
       { name: `${settingsOf('nix-conf')} and ${install.confDir}/machines`, value: 'nix-conf' },
       { name: `Determinate Nix: ${settingsOf('determinate')} and ${install.confDir}/machines (nix.conf untouched)`, value: 'determinate' },
       { name: `macOS (Nix's installer): ${settingsOf('macos')} and ${install.confDir}/machines`, value: 'macos' },
       { name: 'A NixOS module (nix.buildMachines), for nixos-rebuild', value: 'nixos' },
+      { name: 'A nix-darwin module (nix.buildMachines), for darwin-rebuild', value: 'nix-darwin' },
     ],
   });
   if (flags.target === undefined) out.step(`Nix config: ${target}${target === detected.target.name ? ` (${detected.reason})` : ''}`);
-  if (detected.target.name === 'nix-darwin' && target !== 'nixos') {
-    throw new UsageError(`--target: this is nix-darwin (${detected.reason}), whose /etc/nix is written by darwin-rebuild; nixremote does not write nix-darwin modules yet: add nix.buildMachines to your nix-darwin configuration`);
-  }
   // The machines file has no quoting: a key path with a space is left to IdentityFile in
   // the Host block, which ssh reads for this alias anyway.
   const sshKey = /\s/.test(keyPath) ? null : keyPath;
@@ -58,22 +57,28 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   const machineLine = formatMachineLine(machine);
   const steps: Step[] = [];
 
-  if (target === 'nixos') {
-    const output = flags.output ?? '/etc/nixos/nixremote.nix';
+  if (target === 'nixos' || target === 'nix-darwin') {
+    // nix-darwin's flake configuration lives in /etc/nix-darwin by default.
+    const output = flags.output ?? (target === 'nixos' ? '/etc/nixos/nixremote.nix' : '/etc/nix-darwin/nixremote.nix');
+    const rebuild = target === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
+    if (target === 'nix-darwin' && determinate.detect(tctx)) {
+      out.warn("Determinate Nix manages nix.conf itself (nix-darwin's nix.enable = false), so nix.buildMachines has no effect there: put the machine line in /etc/nix/machines and builders in /etc/nix/nix.custom.conf instead (--target determinate)");
+    }
     if (!output.startsWith('/')) throw new UsageError('--output: give an absolute path');
     if (flags.output) answers.note('--output', output);
     const moduleBefore = readText(output);
     let edit;
     try {
       const hostBlock = { name: b.name, hostName: b.host, port: b.port, user: b.user, identityFile: keyPath };
-      edit = upsertModule(moduleBefore, path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, hostBlock, ...cap });
+      edit = upsertModule(moduleBefore, path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, hostBlock, ...cap }, target);
     } catch (e) {
       if (e instanceof ModuleError) throw new UsageError(`--output: ${output}: ${e.message}`);
       throw e;
     }
-    if (remoteProgram) out.warn(`NixOS's nix.buildMachines has no remote-program field; the module cannot pass ${remoteProgram}. Put nix-store on the builder's PATH instead.`);
-    steps.push({ kind: 'write', title: `NixOS module with ${b.name}`, path: output, before: moduleBefore, after: edit.text, mode: 0o644 });
-    steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in configuration.nix and run nixos-rebuild switch`, detail: 'until then the module is not active; the proof build passes the builder itself' });
+    if (remoteProgram) out.warn(`nix.buildMachines has no remote-program field; the module cannot pass ${remoteProgram}. Put nix-store on the builder's PATH instead.`);
+    const system = target === 'nixos' ? 'NixOS' : 'nix-darwin';
+    steps.push({ kind: 'write', title: `${system} module with ${b.name}`, path: output, before: moduleBefore, after: edit.text, mode: 0o644 });
+    steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in your ${system} configuration and run ${rebuild}`, detail: 'until then the module is not active; the proof build passes the builder itself' });
     return { steps, storeUri: machine.uri, machineLine, target, confChanged: false, file: output };
   }
 
