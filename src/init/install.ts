@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { detectTarget, realTargetCtx, type TargetName } from '../targets/index.js';
+import { detectTarget, realTargetCtx, type Target, type TargetCtx, type TargetName } from '../targets/index.js';
 
 export interface BuildUser {
   name: string;
@@ -56,16 +56,14 @@ export function detectInstall(env: NodeJS.ProcessEnv = process.env): Install {
     reason: reason ?? 'no nix-daemon socket, NIX_REMOTE is not daemon, and this user can write /nix/store',
     user,
     confDir,
-    daemon: multiUser ? daemonRestart(confDir) : null,
+    daemon: multiUser ? daemonRestart(target, tctx) : null,
     target: target.name,
     settingsFile: target.settingsFile(tctx),
   };
 }
 
 /** How this machine's target makes the nix-daemon re-read its settings. */
-function daemonRestart(confDir: string): { restart: string[] | null; how: string } {
-  const ctx = realTargetCtx(confDir);
-  const { target } = detectTarget(ctx);
+function daemonRestart(target: Target, ctx: TargetCtx): { restart: string[] | null; how: string } {
   const restart = target.restart(ctx);
   return { restart, how: restart ? restart.join(' ') : target.restartHow(ctx) };
 }
