@@ -220,6 +220,24 @@ describe('init --target nixos', () => {
       for (const want of ['hostname 127.0.0.1', `port ${b.port}`, `user ${b.user}`, 'hostkeyalias nixosbox', 'identitiesonly yes', 'controlmaster false']) {
         assert.match(String(g.stdout), new RegExp(`^${want}$`, 'm'));
       }
+
+      // Nothing depends on root's own ssh files: with them gone, the files the module
+      // renders once merged with a user's configuration (test/fixtures/modules/eval.nix)
+      // are all the build hook has, and a build still offloads.
+      fs.writeFileSync(path.join(c.root, 'configuration.nix'), '{ imports = [ ./nixremote.nix ]; nix.buildMachines = [ { hostName = "arm.example.org"; systems = [ "aarch64-linux" ]; } ]; }\n');
+      const rendered = await c.run(`nix-instantiate --eval --strict --json -E ${q(`(import ${path.resolve('test/fixtures/modules/eval.nix')} { modules = [ /root/configuration.nix ]; }).files`)}`);
+      assert.equal(rendered.exitCode, 0, String(rendered.stderr));
+      const files = JSON.parse(String(rendered.stdout)) as Record<string, string>;
+      fs.rmSync(path.join(c.root, '.ssh/config'));
+      fs.rmSync(path.join(c.root, '.ssh/known_hosts'));
+      fs.writeFileSync(path.join(c.etcNix, 'machines'), files.machines!);
+      fs.appendFileSync(path.join(c.etcNix, 'nix.conf'), files['nix.conf']!);
+      for (const f of ['ssh_config', 'ssh_known_hosts']) fs.writeFileSync(path.join(c.root, f), files[f]!);
+      const build = await c.run(
+        `mount -t tmpfs tmpfs /etc/ssh && cp /root/ssh_config /root/ssh_known_hosts /etc/ssh/ && nix-build --no-out-link -j0 -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))}`,
+      );
+      assert.equal(build.exitCode, 0, `${String(build.stderr)}\n${files.machines}`);
+      assert.ok(b.storeHas(String(build.stdout).trim()), 'the build did not land on the builder');
     });
   });
 });

@@ -7,7 +7,7 @@ import { readBlock } from '../../text/managed-block.js';
 import { readNixConfig } from '../../nix/effective-config.js';
 import { adoptMachineLines, machineMarkers, formatMachineLine, machineFromHost, unmanagedMachineLines, upsertMachine } from '../../nix/machines-file.js';
 import { blockLineNumbers, inlineEntryNames, upsertNixConf } from '../../nix/nix-conf.js';
-import { ModuleError, upsertModule } from '../../nix/nixos-module.js';
+import { ModuleError, upsertModule, type ModuleSystem } from '../../nix/nixos-module.js';
 import type { HostKey } from '../../ssh/host-key.js';
 import { UsageError } from '../../validate.js';
 import { storeSymlink } from '../install.js';
@@ -61,24 +61,24 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     // nix-darwin's flake configuration lives in /etc/nix-darwin by default.
     const output = flags.output ?? (target === 'nixos' ? '/etc/nixos/nixremote.nix' : '/etc/nix-darwin/nixremote.nix');
     const rebuild = target === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
-    if (target === 'nix-darwin' && determinate.detect(tctx)) {
-      out.warn("Determinate Nix manages nix.conf itself (nix-darwin's nix.enable = false), so nix.buildMachines has no effect there: put the machine line in /etc/nix/machines and builders in /etc/nix/nix.custom.conf instead (--target determinate)");
-    }
+    // With Determinate on nix-darwin, its module owns the Nix options (nix.enable = false).
+    const system: ModuleSystem = target === 'nix-darwin' && determinate.detect(tctx) ? 'nix-darwin-determinate' : target;
+    if (system === 'nix-darwin-determinate') out.info("  Determinate Nix runs here: the module uses its nix-darwin module's determinateNix.buildMachines, since nix.* is off (nix.enable = false)");
     if (!output.startsWith('/')) throw new UsageError('--output: give an absolute path');
     if (flags.output) answers.note('--output', output);
     const moduleBefore = readText(output);
     let edit;
     try {
       const hostBlock = { name: b.name, hostName: b.host, port: b.port, user: b.user, identityFile: keyPath };
-      edit = upsertModule(moduleBefore, path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, hostBlock, ...cap }, target);
+      edit = upsertModule(moduleBefore, path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, hostBlock, ...cap }, system);
     } catch (e) {
       if (e instanceof ModuleError) throw new UsageError(`--output: ${output}: ${e.message}`);
       throw e;
     }
     if (remoteProgram) out.warn(`nix.buildMachines has no remote-program field; the module cannot pass ${remoteProgram}. Put nix-store on the builder's PATH instead.`);
-    const system = target === 'nixos' ? 'NixOS' : 'nix-darwin';
-    steps.push({ kind: 'write', title: `${system} module with ${b.name}`, path: output, before: moduleBefore, after: edit.text, mode: 0o644 });
-    steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in your ${system} configuration and run ${rebuild}`, detail: 'until then the module is not active; the proof build passes the builder itself' });
+    const os = target === 'nixos' ? 'NixOS' : 'nix-darwin';
+    steps.push({ kind: 'write', title: `${os} module with ${b.name}`, path: output, before: moduleBefore, after: edit.text, mode: 0o644 });
+    steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in your ${os} configuration and run ${rebuild}`, detail: 'until then the module is not active; the proof build passes the builder itself' });
     return { steps, storeUri: machine.uri, machineLine, target, confChanged: false, file: output };
   }
 

@@ -1,0 +1,114 @@
+// nixremote's NixOS and nix-darwin modules, merged with a user's own configuration the way
+// the module system merges these options (test/fixtures/modules/eval.nix, since nixpkgs
+// cannot be fetched here), and the files they render read back by the programs that use
+// them: Nix's machines-file parser (ours, which follows Nix's), ssh -G and ssh-keygen -F.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execa } from 'execa';
+import { upsertModule, ModuleError, type ModuleBuilder, type ModuleSystem } from '../../src/nix/nixos-module.js';
+import { parseMachines } from '../../src/nix/machines-file.js';
+import { machinesHostKeyField } from '../../src/ssh/host-key.js';
+
+const EVAL = path.resolve('test/fixtures/modules/eval.nix');
+const KEY = { type: 'ssh-ed25519', base64: 'AAAAC3NzaC1lZDI1NTE5AAAAIGb1n8Sj1Hq8l2x0cQ0m0Yp3kZ8Nn6n9uQeE7s3FQm2s' };
+
+function builder(name: string, port: number, extra: Partial<ModuleBuilder> = {}): ModuleBuilder {
+  return {
+    name,
+    sshUser: 'nixbuild',
+    sshKey: '/root/.ssh/nix_remote',
+    systems: ['x86_64-linux'],
+    maxJobs: 4,
+    speedFactor: 2,
+    features: ['big-parallel'],
+    mandatoryFeatures: [],
+    hostKey: KEY,
+    hostBlock: { name, hostName: '10.1.2.3', port, user: 'nixbuild', identityFile: '/root/.ssh/nix_remote' },
+    ...extra,
+  };
+}
+
+/** Writes nixremote's module with these builders and a configuration that imports it. */
+function configuration(dir: string, system: ModuleSystem, builders: ModuleBuilder[], user: string): string {
+  let text: string | null = null;
+  for (const b of builders) text = upsertModule(text, 'nixremote.nix', b, system).text;
+  fs.writeFileSync(path.join(dir, 'nixremote.nix'), text!);
+  fs.writeFileSync(path.join(dir, 'configuration.nix'), user);
+  return path.join(dir, 'configuration.nix');
+}
+
+async function evaluate(file: string, system: ModuleSystem): Promise<Record<string, string>> {
+  const args = system === 'nix-darwin-determinate' ? '{ prefix = "determinateNix"; settings = "customSettings"; }' : '{ }';
+  const expr = `(import ${EVAL} (${args} // { modules = [ ${file} ]; })).files`;
+  const r = await execa('nix-instantiate', ['--eval', '--strict', '--json', '-E', expr], { reject: false });
+  if (r.exitCode !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout) as Record<string, string>;
+}
+
+// The user's own configuration, as people write it: a function module with a builder of
+// its own, its own ssh settings and host key, importing nixremote's file.
+const USER = `{ config, lib, pkgs, ... }: {
+  imports = [ ./nixremote.nix ];
+  nix.buildMachines = [ { hostName = "arm.example.org"; systems = [ "aarch64-linux" ]; sshUser = "me"; } ];
+  programs.ssh.extraConfig = ''
+    Host arm.example.org
+      User me
+  '';
+  programs.ssh.knownHosts."arm.example.org".publicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHand";
+}
+`;
+
+describe('modules merged as the module system merges them', () => {
+  test('NixOS: every builder reaches the machines file, ssh_config and ssh_known_hosts, next to the user\'s own', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
+    const files = await evaluate(configuration(dir, 'nixos', [builder('fast', 2201), builder('big', 2202, { protocol: 'ssh-ng', features: [] })], USER), 'nixos');
+    const machines = parseMachines(files.machines!, 'machines', () => null);
+    assert.deepEqual(machines.errors, []);
+    assert.deepEqual(
+      machines.machines.map((m) => [m.uri, m.systems, m.sshKey, m.maxJobs, m.speedFactor, m.supportedFeatures, m.hostKey]),
+      [
+        ['ssh://me@arm.example.org', ['aarch64-linux'], null, 1, 1, [], null],
+        ['ssh://nixbuild@fast', ['x86_64-linux'], '/root/.ssh/nix_remote', 4, 2, ['big-parallel'], machinesHostKeyField(KEY)],
+        ['ssh-ng://nixbuild@big', ['x86_64-linux'], '/root/.ssh/nix_remote', 4, 2, [], machinesHostKeyField(KEY)],
+      ],
+    );
+    assert.equal(files['nix.conf'], 'builders-use-substitutes = true\n');
+    // ssh reads the rendered ssh_config the way root's ssh will read /etc/ssh/ssh_config.
+    fs.writeFileSync(path.join(dir, 'ssh_config'), files.ssh_config!);
+    for (const [name, port] of [['fast', 2201], ['big', 2202]] as const) {
+      const g = await execa('ssh', ['-G', '-F', path.join(dir, 'ssh_config'), name]);
+      for (const want of ['hostname 10.1.2.3', `port ${port}`, 'user nixbuild', `hostkeyalias ${name}`, 'identitiesonly yes']) {
+        assert.match(g.stdout, new RegExp(`^${want}$`, 'm'), `${name}: ${want}`);
+      }
+    }
+    const other = await execa('ssh', ['-G', '-F', path.join(dir, 'ssh_config'), 'arm.example.org']);
+    assert.match(other.stdout, /^user me$/m);
+    // The host keys are found under the names ssh looks them up by (HostKeyAlias).
+    fs.writeFileSync(path.join(dir, 'known_hosts'), files.ssh_known_hosts!);
+    for (const name of ['fast', 'big', 'arm.example.org']) {
+      const k = await execa('ssh-keygen', ['-F', name, '-f', path.join(dir, 'known_hosts')], { reject: false });
+      assert.equal(k.exitCode, 0, `${name} is not in ssh_known_hosts:\n${files.ssh_known_hosts}`);
+    }
+  });
+
+  test('a user who turned distributed builds off gets the module system\'s conflict, not a silent merge', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
+    const file = configuration(dir, 'nixos', [builder('fast', 2201)], '{ imports = [ ./nixremote.nix ]; nix.distributedBuilds = false; }');
+    await assert.rejects(evaluate(file, 'nixos'), /The option `nix\.distributedBuilds' has conflicting definition values/);
+  });
+
+  test("nix-darwin with Determinate: determinateNix.* options, rendered to /etc/nix/machines and nix.custom.conf", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
+    const file = configuration(dir, 'nix-darwin-determinate', [builder('linux', 22)], '{ imports = [ ./nixremote.nix ]; determinateNix.customSettings.trusted-users = [ "root" "@admin" ]; }');
+    const text = fs.readFileSync(path.join(dir, 'nixremote.nix'), 'utf8');
+    assert.doesNotMatch(text, /^\s*nix\./m, 'nix.* options are off under Determinate (nix.enable = false)');
+    const files = await evaluate(file, 'nix-darwin-determinate');
+    assert.match(files.machines!, /^ssh:\/\/nixbuild@linux x86_64-linux \/root\/\.ssh\/nix_remote 4 2 big-parallel - \S+$/m);
+    assert.equal(files['nix.conf'], 'builders-use-substitutes = true\ntrusted-users = root @admin\n');
+    // A module written for plain nix-darwin is not silently mixed with Determinate's options.
+    assert.throws(() => upsertModule(text, 'nixremote.nix', builder('other', 22), 'nix-darwin'), (e: unknown) => e instanceof ModuleError && /uses determinateNix\.buildMachines/.test(e.message));
+  });
+});
