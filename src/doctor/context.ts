@@ -8,6 +8,7 @@ import { readText } from '../io/files.js';
 import { fetchHostKey } from '../io/ssh2-session.js';
 import type { HostKey } from '../ssh/host-key.js';
 import { DAEMON_SOCKET, type Install } from '../init/install.js';
+import type { TargetCtx } from '../targets/index.js';
 
 export type TcpResult = { ok: true; ms: number } | { ok: false; code: string; message: string };
 
@@ -27,11 +28,19 @@ export interface DoctorCtx {
   env: NodeJS.ProcessEnv;
   install: Install;
   build: boolean;
-  /** The running nix-daemon, if one is visible: when it started and its PATH. */
-  daemon: () => DaemonInfo | null;
+  /** The running nix-daemon, if one is visible: when it started and its PATH; 'unseen'
+   * where processes cannot be looked at (no /proc, as on macOS). */
+  daemon: () => DaemonInfo | null | 'unseen';
   mtimeMs: (p: string) => number | null;
   /** Derivation to match against the builders (--drv/--attr), already read. */
   drv: DrvInfo | null;
+  /** process.platform, handed in (targets read it; nothing else may). */
+  platform: string;
+}
+
+/** What a target needs of the machine, from doctor's context (a unit test's fixtures). */
+export function targetCtxOf(ctx: DoctorCtx): TargetCtx {
+  return { exists: (p) => ctx.stat(p) !== null, read: ctx.read, platform: ctx.platform, confDir: ctx.install.confDir };
 }
 
 export interface DaemonInfo {
@@ -90,6 +99,7 @@ export function realCtx(exec: Exec, install: Install, opts: { build: boolean; dr
     install,
     build: opts.build,
     drv: opts.drv,
+    platform: process.platform,
   };
 }
 
@@ -100,11 +110,15 @@ export function realCtx(exec: Exec, install: Install, opts: { build: boolean; dr
  * file we see; daemons of containers and other namespaces are not ours. Its start is
  * /proc/PID/stat field 22, in clock ticks since boot, placed in time by /proc/uptime.
  */
-function findDaemon(): DaemonInfo | null {
+function findDaemon(): DaemonInfo | null | 'unseen' {
   let uptimeMs: number;
   let sock: fs.Stats;
   try {
     uptimeMs = Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
+  } catch {
+    return 'unseen';
+  }
+  try {
     sock = fs.statSync(DAEMON_SOCKET);
   } catch {
     return null;

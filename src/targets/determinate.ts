@@ -3,6 +3,7 @@
 // user's settings, so nixremote's go there and nix.conf is never touched. Its daemon is
 // nix-daemon.service on Linux and the launchd job systems.determinate.nix-daemon on macOS.
 import * as path from 'node:path';
+import { macosUpkeep } from './macos-upkeep.js';
 import type { Target } from './types.js';
 
 export const DETERMINATE_HEADER = '# DETERMINATE NIX CONFIG';
@@ -22,4 +23,8 @@ export const determinate: Target = {
         ? ['systemctl', 'restart', 'nix-daemon.service']
         : null,
   restartHow: () => 'restart the nix-daemon with your service manager (no systemd is running here)',
+  buildersHome: (ctx) => `${path.join(ctx.confDir, 'nix.custom.conf')} (Determinate replaces nix.conf) or the machines file`,
+  // Determinate's installer puts its own shell hook back (DeterminateSystems/nix-installer#672),
+  // so only /nix and the launchd job are checked, as with Nix's installer.
+  upkeep: (ctx) => (ctx.platform === 'darwin' ? macosUpkeep(ctx, '/Library/LaunchDaemons/systems.determinate.nix-daemon.plist', []) : []),
 };

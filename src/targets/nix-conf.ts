@@ -10,4 +10,6 @@ export const nixConf: Target = {
   // systemd is running when this directory exists (sd_booted(3)).
   restart: (ctx) => (ctx.exists('/run/systemd/system') ? ['systemctl', 'restart', 'nix-daemon.service'] : null),
   restartHow: () => 'restart nix-daemon with your service manager (no systemd is running here)',
+  buildersHome: (ctx) => `${path.join(ctx.confDir, 'nix.conf')} (or the machines file)`,
+  upkeep: () => [],
 };

@@ -1,6 +1,7 @@
 // nix-darwin: /etc/nix/nix.conf is a link into the Nix store that darwin-rebuild writes,
 // so nothing may be edited there; builders belong in the nix-darwin configuration
 // (nix.buildMachines, nix.distributedBuilds), applied with darwin-rebuild switch.
+import { determinate } from './determinate.js';
 import type { Target } from './types.js';
 
 export const nixDarwin: Target = {
@@ -9,4 +10,7 @@ export const nixDarwin: Target = {
   settingsFile: () => null,
   restart: () => null,
   restartHow: () => 'add the builder to your nix-darwin configuration and run: darwin-rebuild switch',
+  buildersHome: (ctx) =>
+    `${determinate.detect(ctx) ? "determinateNix.buildMachines (Determinate's module turns nix.* off)" : 'nix.buildMachines'} in your nix-darwin configuration (then darwin-rebuild switch)`,
+  upkeep: () => [],
 };

@@ -8,4 +8,6 @@ export const nixos: Target = {
   settingsFile: () => null,
   restart: () => null,
   restartHow: () => 'add the module to imports in configuration.nix and run: sudo nixos-rebuild switch',
+  buildersHome: () => 'nix.buildMachines in your NixOS configuration (then nixos-rebuild switch)',
+  upkeep: () => [],
 };

@@ -23,4 +23,15 @@ export interface Target {
   restart(ctx: TargetCtx): string[] | null;
   /** What to do when the restart cannot be run here, in the target's own words. */
   restartHow(ctx: TargetCtx): string;
+  /** Where the daemon's builders belong, in the target's own words, for fixes. */
+  buildersHome(ctx: TargetCtx): string;
+  /** What is known to undo this kind of setup and has (macOS updates), read from files. */
+  upkeep(ctx: TargetCtx): Finding[];
+}
+
+/** Something found undone, with its cause and the fix. */
+export interface Finding {
+  summary: string;
+  cause: string;
+  fix: string;
 }

@@ -34,6 +34,7 @@ function fakeCtx(files: Record<string, string>, exec: (file: string, args: strin
     install: root,
     build: false,
     drv: null,
+    platform: 'linux',
     ...over,
   };
 }
@@ -214,11 +215,29 @@ describe('local checks', () => {
   test('nix.conf changed after the daemon started', async () => {
     const ctx = fakeCtx({ '/etc/nix/nix.conf': 'builders = @/etc/nix/machines\n' }, () => ok('nix', 'nix (Nix) 2.8.0'), { mtimeMs: () => 5000 });
     const r = (await runChecks(localChecks(), localState(ctx))).find((c) => c.id === 'daemon-fresh')!;
-    if (process.platform === 'linux') {
-      assert.equal(r.status, 'fail');
-      assert.match(r.summary, /changed after the nix-daemon \(pid 42\) started/);
-      assert.match(r.fix!, /systemctl restart nix-daemon/);
-    }
+    assert.equal(r.status, 'fail');
+    assert.match(r.summary, /changed after the nix-daemon \(pid 42\) started/);
+    assert.match(r.fix!, /systemctl restart nix-daemon/);
+  });
+  test('a Mac after a macOS update: the stock /etc/zshrc named; the daemon looked for where launchd runs it', async () => {
+    const mac: Install = { ...root, target: 'macos', daemon: { restart: ['launchctl', 'kickstart', '-k', 'system/org.nixos.nix-daemon'], how: 'launchctl kickstart -k system/org.nixos.nix-daemon' } };
+    const files = {
+      '/etc/nix/nix.conf': 'builders = @/etc/nix/machines\n',
+      '/etc/nix/machines': 'ssh://box x86_64-linux\n',
+      '/etc/zshrc': '# System-wide profile for interactive zsh(1) shells.\n',
+      '/etc/synthetic.conf': 'nix\n',
+      '/Library/LaunchDaemons/org.nixos.nix-daemon.plist': '<plist/>',
+    };
+    const ctx = fakeCtx(files, () => ok('nix', 'nix (Nix) 2.24.9'), { install: mac, platform: 'darwin', daemon: () => 'unseen' });
+    const r = await runChecks(localChecks(), localState(ctx));
+    const by = (id: string) => r.find((c) => c.id === id)!;
+    assert.equal(by('target').status, 'warn');
+    assert.match(by('target').summary, /^macos \(macOS, .*\): \/etc\/zshrc no longer sources Nix's nix-daemon\.sh$/);
+    assert.match(by('target').fix!, /^add to \/etc\/zshrc: /);
+    assert.equal(by('daemon-fresh').status, 'warn');
+    assert.match(by('daemon-fresh').fix!, /launchctl kickstart -k system\/org\.nixos\.nix-daemon/);
+    assert.deepEqual([by('daemon-ssh').status, by('daemon-ssh').summary], ['pass', '/usr/bin/ssh']);
+    assert.equal(by('builders').status, 'pass');
   });
   test('builders only in a user file, which the daemon ignores', async () => {
     const ctx = fakeCtx({ '/root/.config/nix/nix.conf': 'builders = ssh://x\n' }, () => ok('nix', 'nix (Nix) 2.8.0'));
@@ -233,7 +252,7 @@ describe('local checks', () => {
       (await runChecks(localChecks(), localState(fakeCtx(files, () => ok('nix', 'nix (Nix) 2.8.0'), { install: { ...root, ...over } })))).find((c) => c.id === 'ignored-settings')!.fix!;
     assert.match(await fixFor({ target: 'determinate', settingsFile: '/etc/nix/nix.custom.conf' }), /^move it to \/etc\/nix\/nix\.custom\.conf /);
     assert.match(await fixFor({ target: 'nixos', settingsFile: null }), /^move it to nix\.buildMachines in your NixOS configuration/);
-    assert.match(await fixFor({ target: 'nix-darwin', settingsFile: null }), /nix-darwin configuration/);
+    assert.match(await fixFor({ target: 'nix-darwin', settingsFile: null }), /^move it to nix\.buildMachines in your nix-darwin configuration \(then darwin-rebuild switch\)$/);
   });
   test("under sudo, the invoking user's nix.conf is looked at too", async () => {
     const ctx = fakeCtx({ '/etc/passwd': 'root:x:0:0::/root:/bin/sh\nann:x:1000:1000:Ann:/srv/ann:/bin/bash\n', '/srv/ann/.config/nix/nix.conf': 'builders = ssh://mine x86_64-linux\n' }, () => ok('nix', 'nix (Nix) 2.8.0'), { env: { SUDO_USER: 'ann' } });

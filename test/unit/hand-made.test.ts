@@ -64,6 +64,7 @@ describe('doctor on the wiki setup, on recorded output', () => {
       install: root,
       build: false,
       drv: null,
+      platform: 'linux',
     };
     const st = builderState(ctx, parseMachines('ssh://builder x86_64-linux', '/etc/nix/nix.conf').machines[0]!);
     try {

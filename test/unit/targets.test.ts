@@ -35,3 +35,43 @@ describe('targets', () => {
     assert.match(targetByName('macos').restartHow(ctx), /launchctl kickstart -k system\/org\.nixos\.nix-daemon/);
   });
 });
+
+// A Mac as Nix's installer leaves it, and the same Mac after a macOS update.
+const ZSHRC_WITH_NIX = "# System-wide profile for interactive zsh(1) shells.\n\n# Nix\nif [ -e '/nix/var/nix/profiles/default/etc/profile.d/nix-daemon.sh' ]; then\n  . '/nix/var/nix/profiles/default/etc/profile.d/nix-daemon.sh'\nfi\n# End Nix\n";
+const STOCK_ZSHRC = '# System-wide profile for interactive zsh(1) shells.\n\n# Setup user specific overrides for this in ~/.zshrc. See zshbuiltins(1)\n';
+const MAC = {
+  '/etc/nix/nix.conf': 'build-users-group = nixbld\n',
+  '/etc/zshrc': ZSHRC_WITH_NIX,
+  '/etc/bashrc': ZSHRC_WITH_NIX,
+  '/etc/synthetic.conf': 'nix\n',
+  '/Library/LaunchDaemons/org.nixos.nix-daemon.plist': '<plist/>',
+};
+
+describe('what is known to undo a setup (doctor names it)', () => {
+  test('a healthy Mac: nothing', () => {
+    assert.deepEqual(targetByName('macos').upkeep(tree(MAC, 'darwin')), []);
+  });
+  test('after a macOS update put back the stock /etc/zshrc: named, with the lines to add', () => {
+    const found = targetByName('macos').upkeep(tree({ ...MAC, '/etc/zshrc': STOCK_ZSHRC }, 'darwin'));
+    assert.equal(found.length, 1);
+    assert.match(found[0]!.summary, /^\/etc\/zshrc no longer sources Nix's nix-daemon\.sh$/);
+    assert.match(found[0]!.cause, /macOS updates put back the stock/);
+    assert.match(found[0]!.fix, /^add to \/etc\/zshrc: if \[ -e '\/nix\/var\/nix\/profiles\/default\/etc\/profile\.d\/nix-daemon\.sh' \]/);
+  });
+  test('/nix without its synthetic.conf line, and no launchd job', () => {
+    const { '/Library/LaunchDaemons/org.nixos.nix-daemon.plist': _, ...rest } = MAC;
+    const found = targetByName('macos').upkeep(tree({ ...rest, '/etc/synthetic.conf': '# nothing\n' }, 'darwin'));
+    assert.deepEqual(found.map((f) => f.summary), ['/etc/synthetic.conf has no "nix" line', '/Library/LaunchDaemons/org.nixos.nix-daemon.plist is missing']);
+  });
+  test("Determinate on macOS: its own launchd job; its shell hook is not Nix's installer's", () => {
+    const det = { '/usr/local/bin/determinate-nixd': '', '/etc/synthetic.conf': 'nix\n', '/etc/zshrc': STOCK_ZSHRC };
+    assert.deepEqual(targetByName('determinate').upkeep(tree(det, 'darwin')).map((f) => f.summary), ['/Library/LaunchDaemons/systems.determinate.nix-daemon.plist is missing']);
+    assert.deepEqual(targetByName('determinate').upkeep(tree({ '/etc/nix/nix.conf': DETERMINATE })), [], 'nothing of macOS is checked on Linux');
+  });
+  test("where builders belong, in each target's words", () => {
+    assert.match(targetByName('determinate').buildersHome(tree({})), /^\/etc\/nix\/nix\.custom\.conf \(Determinate replaces nix\.conf\)/);
+    assert.match(targetByName('nixos').buildersHome(tree({})), /^nix\.buildMachines in your NixOS configuration/);
+    assert.match(targetByName('nix-darwin').buildersHome(tree({}, 'darwin')), /^nix\.buildMachines in your nix-darwin configuration/);
+    assert.match(targetByName('nix-darwin').buildersHome(tree({ '/usr/local/bin/determinate-nixd': '' }, 'darwin')), /^determinateNix\.buildMachines .* in your nix-darwin configuration/);
+  });
+});

@@ -2,7 +2,8 @@
 // here, where `builders` is set and whether the daemon honours it, whether the daemon
 // has read the current nix.conf, and whether it can find ssh.
 import * as path from 'node:path';
-import type { DoctorCtx } from '../context.js';
+import { targetCtxOf, type DoctorCtx } from '../context.js';
+import { targetByName } from '../../targets/index.js';
 import type { Check } from '../types.js';
 import { fail, pass, warn } from '../types.js';
 import { daemonBuilders, daemonScopes, effective, readBuilders, userConfFiles, type Builders, type NixConfig } from '../../nix/effective-config.js';
@@ -21,6 +22,8 @@ export function localState(ctx: DoctorCtx): LocalState {
   return { ctx, cfg, builders, version: null };
 }
 
+const LAUNCHD_PATH = '/usr/bin:/bin:/usr/sbin:/sbin';
+
 export function localChecks(): Check<LocalState>[] {
   return [
     {
@@ -37,6 +40,19 @@ export function localChecks(): Check<LocalState>[] {
           );
         }
         return pass(`${install.multiUser ? 'multi-user: the daemon builds as root' : `single-user: builds run as ${install.user.name}`} (${install.reason})`);
+      },
+    },
+    {
+      id: 'target',
+      title: 'where Nix keeps its config',
+      needs: [],
+      run: async (s) => {
+        const tctx = targetCtxOf(s.ctx);
+        const t = targetByName(s.ctx.install.target);
+        const where = `${t.name} (${t.detect(tctx) ?? 'as detected'})`;
+        const found = t.upkeep(tctx);
+        if (!found.length) return pass(where);
+        return warn(`${where}: ${found.map((f) => f.summary).join('; ')}`, { cause: found.map((f) => f.cause).join('. '), fix: found.map((f) => f.fix).join('; then ') });
       },
     },
     {
@@ -94,10 +110,8 @@ export function localChecks(): Check<LocalState>[] {
         const msg = `builders is also set in ${found.join(', ')}`;
         const cause = "the nix-daemon ignores a client's builders setting unless that user is in trusted-users (\"ignoring the client-specified setting 'builders', because it is a restricted setting\")";
         // Where the daemon's own settings live, in this target's terms.
-        const home = install.settingsFile
-          ? `${install.settingsFile} (or the machines file)`
-          : `nix.buildMachines in your ${install.target === 'nix-darwin' ? 'nix-darwin' : 'NixOS'} configuration`;
-        const fix = `move it to ${home} and restart the nix-daemon${install.daemon ? ` (${install.daemon.how})` : ''}`;
+        const t = targetByName(install.target);
+        const fix = `move it to ${t.buildersHome(targetCtxOf(s.ctx))}${install.settingsFile && install.daemon ? ` and restart the nix-daemon (${install.daemon.how})` : ''}`;
         return daemonHas ? warn(msg, { cause, fix }) : fail(msg, cause, fix);
       },
     },
@@ -108,8 +122,8 @@ export function localChecks(): Check<LocalState>[] {
       run: async (s) => {
         const { install } = s.ctx;
         if (!install.multiUser) return pass('single-user: each Nix command reads nix.conf afresh');
-        if (process.platform !== 'linux') return warn('cannot tell when the nix-daemon started on this platform', { cause: 'nixremote reads that from /proc', fix: `if you changed nix.conf, restart it: ${install.daemon?.how ?? ''}` });
         const d = s.ctx.daemon();
+        if (d === 'unseen') return warn('cannot tell when the nix-daemon started here', { cause: 'nixremote reads that from /proc, which this system does not have', fix: `if you changed ${install.settingsFile ?? 'its settings'}, restart it: ${install.daemon?.how ?? ''}` });
         if (!d) return fail('no nix-daemon process is running', 'on a multi-user install every build goes through the daemon', `start it: ${install.daemon?.how ?? 'systemctl start nix-daemon'}`);
         // The daemon reads nix.conf once, at start. The machines file named by `builders`
         // is read by the build hook at each build, so it needs no restart.
@@ -151,8 +165,11 @@ export function localChecks(): Check<LocalState>[] {
       title: 'ssh on the PATH Nix uses',
       needs: ['access'],
       run: async (s) => {
-        const d = s.ctx.install.multiUser ? s.ctx.daemon() : null;
-        const p = d ? d.path : (s.ctx.env.PATH ?? null);
+        const seen = s.ctx.install.multiUser ? s.ctx.daemon() : null;
+        const d = seen === 'unseen' ? null : seen;
+        // Where processes cannot be looked at (macOS), the daemon runs under launchd, whose
+        // jobs get PATH=/usr/bin:/bin:/usr/sbin:/sbin unless their plist sets one.
+        const p = seen === 'unseen' ? LAUNCHD_PATH : d ? d.path : (s.ctx.env.PATH ?? null);
         if (p === null) return warn("cannot read the daemon's environment", { cause: 'its PATH is unknown', fix: '' });
         const dirs = p.split(':').filter(Boolean);
         const hit = dirs.find((dir) => s.ctx.stat(path.join(dir, 'ssh'))?.isFile);
