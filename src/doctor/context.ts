@@ -8,7 +8,7 @@ import { readText } from '../io/files.js';
 import { fetchHostKey } from '../io/ssh2-session.js';
 import type { HostKey } from '../ssh/host-key.js';
 import { DAEMON_SOCKET, type Install } from '../init/install.js';
-import type { TargetCtx } from '../targets/index.js';
+import { targetByName, type TargetCtx } from '../targets/index.js';
 
 export type TcpResult = { ok: true; ms: number } | { ok: false; code: string; message: string };
 
@@ -36,6 +36,17 @@ export interface DoctorCtx {
   drv: DrvInfo | null;
   /** process.platform, handed in (targets read it; nothing else may). */
   platform: string;
+}
+
+/**
+ * On NixOS and nix-darwin the machines file and /etc/ssh are generated from the system
+ * configuration: a fix is written there by the user, never into the generated file (which
+ * the next rebuild would replace). Returns the words for where, or null when the files are
+ * the user's to edit.
+ */
+export function declarativeHome(ctx: DoctorCtx): string | null {
+  if (ctx.install.settingsFile !== null) return null;
+  return targetByName(ctx.install.target).buildersHome(targetCtxOf(ctx));
 }
 
 /** What a target needs of the machine, from doctor's context (a unit test's fixtures). */

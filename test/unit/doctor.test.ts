@@ -285,8 +285,10 @@ describe('builder checks on recorded output', () => {
     };
   }
   async function run(alias: string, text = machineText(), over: Partial<DoctorCtx> = {}) {
-    const ctx = fakeCtx({ '/root/.ssh/nix_remote': 'KEY', '/root/.ssh/nix_remote.pub': `${ED.type} ${ED.base64}` }, exec(alias), over);
-    const m = parseMachines(text, '/etc/nix/machines').machines[0]!;
+    // The line as init writes it, between its markers: doctor fixes only lines it manages.
+    const machines = `# BEGIN nixremote builder box\n${text}\n# END nixremote builder box\n`;
+    const ctx = fakeCtx({ '/root/.ssh/nix_remote': 'KEY', '/root/.ssh/nix_remote.pub': `${ED.type} ${ED.base64}`, '/etc/nix/machines': machines }, exec(alias), over);
+    const m = parseMachines(machines, '/etc/nix/machines').machines[0]!;
     const st = builderState(ctx, m);
     try {
       return await runChecks(builderChecks(), st);
@@ -323,6 +325,19 @@ describe('builder checks on recorded output', () => {
     const other = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINH5oCf1+utmWwIxA1e4/pDspOuCUPEOh10Z3z0t5j5s')!;
     const r = await run('box', machineText(), { hostKey: async () => other });
     assert.match(get(r, 'host-key').summary, /the machine line pins SHA256:pZvr.*, the builder shows SHA256:/);
+    assert.ok(get(r, 'host-key').action, 'a machines file of the user\'s own is fixed in place');
+  });
+  test('on NixOS the fix goes into the configuration, in its words, never into the generated machines file', async () => {
+    const other = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINH5oCf1+utmWwIxA1e4/pDspOuCUPEOh10Z3z0t5j5s')!;
+    const nixos: Install = { ...root, target: 'nixos', settingsFile: null, daemon: { restart: null, how: 'sudo nixos-rebuild switch' } };
+    const r = await run('box', machineText(), { hostKey: async () => other, install: nixos });
+    const hk = get(r, 'host-key');
+    assert.equal(hk.status, 'fail');
+    assert.equal(hk.action, undefined);
+    assert.match(hk.fix!, new RegExp(`set publicHostKey = "${machinesHostKeyField(other).replace(/[+/=]/g, '\\$&')}" for box in nix\\.buildMachines in your NixOS configuration \\(then nixos-rebuild switch\\), and programs\\.ssh\\.knownHosts\\."box"\\.publicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINH5`));
+    const alias = get(await run('none', machineText(), { install: nixos }), 'host-key');
+    assert.equal(alias.action, undefined);
+    assert.match(alias.fix!, /^add "HostKeyAlias box" to the Host block for box in programs\.ssh\.extraConfig$/);
   });
   test('--drv matching follows Nix: system, required and mandatory features', () => {
     const m = { systems: ['x86_64-linux'], supportedFeatures: ['big-parallel'], mandatoryFeatures: [] as string[] };

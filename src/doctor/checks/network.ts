@@ -9,7 +9,8 @@ import { addHostKeyAlias, CHECKING_OFF, multiplexing, parseSshG, restoreHostKeyC
 import { editFile, type Step } from '../../plan/plan.js';
 import { pinHostKey } from '../../ssh/known-hosts.js';
 import { PENALTY_FIX } from '../../ssh/ssh-errors.js';
-import { fingerprint, hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
+import { fingerprint, hostKeyFromMachinesField, machinesHostKeyField, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
+import { declarativeHome } from '../context.js';
 import { withHostKey } from '../../nix/machines-file.js';
 import { type BuilderState, first } from './builder-state.js';
 
@@ -167,6 +168,14 @@ export const networkChecks: Check<BuilderState>[] = [
             const file = s.machine.source.file;
             const edited = withHostKey(s.ctx.read(file) ?? '', s.machine.source.line, actual);
             const old = `${s.pinned.type} ${fingerprint(s.pinned)}`;
+            const home = declarativeHome(s.ctx);
+            if (home) {
+              return fail(
+                `the machine line pins ${fingerprint(s.pinned)}, the builder shows ${fp}`,
+                'the builder was reinstalled or its host key changed, or this is another machine',
+                `after checking ${fp} on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub there): set publicHostKey = "${machinesHostKeyField(actual)}" for ${s.name} in ${home}, and programs.ssh.knownHosts."${s.name}".publicKey = "${actual.type} ${actual.base64}"`,
+              );
+            }
             return fail(
               `the machine line pins ${fingerprint(s.pinned)}, the builder shows ${fp}`,
               'the builder was reinstalled or its host key changed, or this is another machine',
@@ -187,13 +196,14 @@ export const networkChecks: Check<BuilderState>[] = [
             );
           }
           if (lookup !== s.name) {
-            const config = path.join(s.ctx.install.user.home, '.ssh', 'config');
+            const home = declarativeHome(s.ctx);
+            const config = home ? 'programs.ssh.extraConfig' : path.join(s.ctx.install.user.home, '.ssh', 'config');
             const edited = addHostKeyAlias(s.ctx.read(config) ?? '', s.name);
             return fail(
               `the pinned key is looked up as "${lookup}", but Nix writes it under "${s.name}"`,
               `Nix puts the 8th field into a known_hosts file under the store URI's host (${s.name}); ssh looks for ${lookup}, finds nothing, and Nix says only "remote machines may not have all required system features"`,
               `add "HostKeyAlias ${s.name}" to the Host block for ${s.name} in ${config}`,
-              edited === null ? {} : { action: { description: `add "HostKeyAlias ${s.name}" under "Host ${s.name}" in ${config}`, steps: [editFile(`HostKeyAlias for ${s.name}`, config, s.ctx.read(config), edited, { mode: 0o600 })] } },
+              edited === null || home ? {} : { action: { description: `add "HostKeyAlias ${s.name}" under "Host ${s.name}" in ${config}`, steps: [editFile(`HostKeyAlias for ${s.name}`, config, s.ctx.read(config), edited, { mode: 0o600 })] } },
             );
           }
           return pass(`${fp}, pinned on the machine line and used under ${lookup}`);

@@ -9,6 +9,7 @@ import { decodeProtocolError } from '../../nix/build-errors.js';
 import { asShCommand, parseProbe, PROBE_SCRIPT, type ProbeResult } from '../../remote/scripts.js';
 import { type BuilderState, first, ssh, remoteCommand, storePing, cannotTake } from './builder-state.js';
 import { editFile } from '../../plan/plan.js';
+import { declarativeHome } from '../context.js';
 
 export const remoteChecks: Check<BuilderState>[] = [
     {
@@ -58,8 +59,11 @@ export const remoteChecks: Check<BuilderState>[] = [
         if (found && !s.remoteProgram) {
           const wanted = s.scheme === 'ssh-ng' ? found.replace(/nix-store$/, 'nix-daemon') : found;
           const file = s.machine.source.file;
-          const edited = withRemoteProgram(s.ctx.read(file) ?? '', s.machine.source.line, wanted);
-          return fail(`${prog} is not on the builder's non-interactive PATH`, `the shell Nix's ssh gets does not have ${prog} on PATH (exit ${r.exitCode}), but it is at ${found}`, `use ${s.scheme}://${s.target}?remote-program=${wanted} as the store URI (${file}:${s.machine.source.line})`, {
+          const home = declarativeHome(s.ctx);
+          const edited = home ? null : withRemoteProgram(s.ctx.read(file) ?? '', s.machine.source.line, wanted);
+          // nix.buildMachines has no remote-program field; the query rides on hostName.
+          const where = home ? `hostName = "${s.name}?remote-program=${wanted}" for ${s.name} in ${home}` : `${s.scheme}://${s.target}?remote-program=${wanted} as the store URI (${file}:${s.machine.source.line})`;
+          return fail(`${prog} is not on the builder's non-interactive PATH`, `the shell Nix's ssh gets does not have ${prog} on PATH (exit ${r.exitCode}), but it is at ${found}`, `use ${where}`, {
             evidence: [r.ev],
             ...(edited === null ? {} : { action: { description: `add ?remote-program=${wanted} to ${s.name}'s store URI in ${file}`, steps: [editFile(`remote-program for ${s.name}`, file, s.ctx.read(file), edited)] } }),
           });
