@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs the unit tests, then the end-to-end tests against real builders (sshd, ssh, Nix on
-// 127.0.0.1). The end-to-end part needs root, unshare, sshd, ssh, nix-build and tmux; as
+// 127.0.0.1). The end-to-end part needs root, unshare, sshd, ssh, nix-build, tmux, zsh and fish; as
 // root on Debian/Ubuntu it installs what is missing with apt-get, and makes the trixie and
 // sid trees of the version matrix with debootstrap (once; kept). Where that cannot be
 // done it says why in one line and skips that part, except under CI=true, where a
@@ -22,7 +22,7 @@ const files = (dir) =>
 function e2eBlocker() {
   if (process.platform !== 'linux') return 'the end-to-end tests need Linux (mount namespaces)';
   if (process.getuid?.() !== 0) return 'the end-to-end tests need root (namespaces, sshd, a builder user)';
-  const needed = { unshare: 'util-linux', sshd: 'openssh-server', ssh: 'openssh-client', 'nix-build': 'nix-bin', tmux: 'tmux', chpasswd: 'passwd', debootstrap: 'debootstrap' };
+  const needed = { unshare: 'util-linux', sshd: 'openssh-server', ssh: 'openssh-client', 'nix-build': 'nix-bin', tmux: 'tmux', chpasswd: 'passwd', debootstrap: 'debootstrap', zsh: 'zsh', fish: 'fish' };
   const have = (c) => (c === 'sshd' ? existsSync('/usr/sbin/sshd') : which(c));
   let missing = Object.keys(needed).filter((c) => !have(c));
   if (missing.length && which('apt-get')) {

@@ -1,7 +1,7 @@
 // Commander wiring, and the one place that turns errors into exit codes:
 // 0 success, 1 a failure found or an operation failed, 2 usage or bad input, 130 interrupted.
 // Commands are imported only when they run, so --help and --version stay quick.
-import { Command, Option, CommanderError } from 'commander';
+import { Argument, Command, Option, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { printable } from './text/printable.js';
 
@@ -147,6 +147,31 @@ program
   .action(async (backup: string, opts) => {
     const { restoreCommand } = await import('./commands/backups.js');
     process.exitCode = await restoreCommand(backup, opts);
+  });
+
+program
+  .command('completion')
+  .description('Print a shell completion script: commands, flags, flag choices, and builder names.')
+  .addArgument(new Argument('<shell>', 'bash, zsh or fish').choices(['bash', 'zsh', 'fish']))
+  .addHelpText(
+    'after',
+    `
+Install:
+  bash  nixremote completion bash | sudo tee /etc/bash_completion.d/nixremote
+  zsh   nixremote completion zsh > "\${fpath[1]}/_nixremote"     (or: source <(nixremote completion zsh))
+  fish  nixremote completion fish > ~/.config/fish/completions/nixremote.fish`,
+  )
+  .action(async (shell: 'bash' | 'zsh' | 'fish') => {
+    const { commandTree, completionScript } = await import('./commands/completion.js');
+    process.stdout.write(completionScript(shell, commandTree(program)));
+  });
+
+// Builder names for the completion scripts, one per line; quiet on any error.
+program
+  .command('__builders', { hidden: true })
+  .action(async () => {
+    const { builderNames } = await import('./commands/list.js');
+    process.stdout.write(builderNames().map((n) => `${n}\n`).join(''));
   });
 
 program.addHelpText('after', `

@@ -30,6 +30,15 @@ export async function listCommand(flags: ListFlags): Promise<number> {
   return 0;
 }
 
+/** The names of every builder, for shell completion: nothing at all when they cannot be read. */
+export function builderNames(): string[] {
+  try {
+    return readRegistry(realRegistryCtx(detectInstall())).builders.map((b) => b.name);
+  } catch {
+    return [];
+  }
+}
+
 export function toJson(b: BuilderEntry) {
   return {
     name: b.name,
