@@ -5,7 +5,7 @@
 // sid trees of the version matrix with debootstrap (once; kept). Where that cannot be
 // done it says why in one line and skips that part, except under CI=true, where a
 // skipped suite is a failure.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 

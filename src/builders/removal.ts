@@ -30,7 +30,7 @@ export interface RemovalFiles {
 }
 
 /** The local writes that take NAME's parts out, each only where nixremote's own text is found. */
-export function removalWrites(reg: Registry, b: BuilderEntry, f: RemovalFiles): WriteStep[] {
+export function removalWrites(b: BuilderEntry, f: RemovalFiles): WriteStep[] {
   const steps: WriteStep[] = [];
   const edit = (title: string, p: string, mode: number, change: (text: string) => { text: string; changed: boolean }, owner = {}) => {
     const before = f.read(p);

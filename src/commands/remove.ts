@@ -37,7 +37,7 @@ export async function removeCommand(name: string, flags: RemoveFlags): Promise<n
     const b = removable(reg, name);
     const steps: Step[] = [];
     if (flags.onBuilder) steps.push(removeKeyOnBuilder(b, out));
-    steps.push(...removalWrites(reg, b, { read: readText, knownHosts: path.join(home, '.ssh', 'known_hosts'), owner: { uid: install.user.uid, gid: install.user.gid } }));
+    steps.push(...removalWrites(b, { read: readText, knownHosts: path.join(home, '.ssh', 'known_hosts'), owner: { uid: install.user.uid, gid: install.user.gid } }));
     steps.push(takesEffect(b, readText));
 
     out.info(out.bold(flags.dryRun ? `Plan to remove ${b.name} (dry run: nothing will be changed):` : `Plan to remove ${b.name}:`));

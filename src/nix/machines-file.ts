@@ -183,11 +183,7 @@ export function parseMachines(
       }
       const tokens = entry.split(/\s+/);
       const offsets: number[] = [];
-      {
-        const re = /\S+/g;
-        let m: RegExpExecArray | null;
-        while ((m = re.exec(rawEntry)) !== null) offsets.push(entryColumn + m.index);
-      }
+        for (const m of rawEntry.matchAll(/\S+/g)) offsets.push(entryColumn + m.index);
       const isSet = (n: number) => tokens.length > n && tokens[n] !== '' && tokens[n] !== '-';
       const num = (n: number, float: boolean): number => {
         if (!isSet(n)) return 1;

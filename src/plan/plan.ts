@@ -22,6 +22,7 @@ export interface RunStep {
   title: string;
   /** What it will do, for the plan (a command line, a remote change). */
   detail?: string;
+  // biome-ignore lint/suspicious/noConfusingVoidType: a step's run may return nothing to report, or a line
   run: () => Promise<string | void>;
 }
 
@@ -96,6 +97,7 @@ const indent = (t: string) =>
 
 export interface ApplyReporter {
   start(step: Step): void;
+  // biome-ignore lint/suspicious/noConfusingVoidType: what run() returned, nothing included
   done(step: Step, result: string | void, backup?: string | null): void;
 }
 

@@ -14,9 +14,7 @@ export interface SshConfigEntry {
 /** Split an ssh_config argument list the way OpenSSH does: whitespace, double quotes. */
 export function splitArgs(s: string): string[] {
   const out: string[] = [];
-  const re = /"([^"]*)"|(\S+)/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(s)) !== null) out.push(m[1] ?? m[2]!);
+  for (const m of s.matchAll(/"([^"]*)"|(\S+)/g)) out.push(m[1] ?? m[2]!);
   return out;
 }
 

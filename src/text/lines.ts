@@ -10,10 +10,8 @@ export interface Line {
 
 export function splitLines(text: string): Line[] {
   const lines: Line[] = [];
-  const re = /\r?\n/g;
   let start = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(text)) !== null) {
+  for (const m of text.matchAll(/\r?\n/g)) {
     lines.push({ text: text.slice(start, m.index), eol: m[0] });
     start = m.index + m[0].length;
   }

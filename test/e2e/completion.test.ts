@@ -51,6 +51,7 @@ describe('zsh', () => {
   const complete = async (...words: string[]) => {
     const script = [
       'compadd() { local a; for a; do [[ $a == -- ]] && continue; print -r -- $a; done }',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: zsh's own ${(@P)4}, not a template
       "_describe() { local -a d; d=(\"${(@P)4}\"); print -rl -- ${d%%:*} }",
       '_files() { print -r -- FILES }',
       'compdef() { print -r -- "compdef $*" >&2 }',

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, CLI, q, Terminal, withRig, type BuilderOptions } from './harness.js';
+import { type Builder, type Client, CLI, q, Terminal, withRig, type BuilderOptions } from './harness.js';
 
 async function initialized(opts: BuilderOptions, fn: (b: Builder, c: Client) => Promise<void>, extra: string[] = []): Promise<void> {
   await withRig(opts, async (b, c) => {

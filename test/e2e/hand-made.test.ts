@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, CLI, Client, PROBE_EXPR, q, Terminal, withRig } from './harness.js';
+import { type Builder, CLI, type Client, PROBE_EXPR, q, Terminal, withRig } from './harness.js';
 import { nixSystem } from './fleet.js';
 
 interface Check {
@@ -57,8 +57,8 @@ describe("the NixOS wiki's hand-made setup", () => {
       try {
         const screen = await t.waitFor(/turn host key checking back on\s+for builder\?/);
         assert.ok(screen.includes(fp), screen);
-        assert.match(screen, /-  StrictHostKeyChecking=no/);
-        assert.match(screen, /-  UserKnownHostsFile=\/dev\/null/);
+        assert.match(screen, /- {2}StrictHostKeyChecking=no/);
+        assert.match(screen, /- {2}UserKnownHostsFile=\/dev\/null/);
         await t.type('y');
         assert.equal(await t.exitCode(), 0, await t.screen());
       } finally {
@@ -107,7 +107,7 @@ describe("the NixOS wiki's hand-made setup", () => {
       assert.match(String(r.stdout), /kept as they are: Compression yes/);
       assert.match(String(r.stdout), /builder is set up and a build ran on it/);
       const config = fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8');
-      assert.match(config, /^# BEGIN nixremote builder builder [^\n]*\nHost builder\n[\s\S]*  ControlPath none\n  Compression yes\n# END nixremote builder builder\n$/);
+      assert.match(config, /^# BEGIN nixremote builder builder [^\n]*\nHost builder\n[\s\S]* {2}ControlPath none\n {2}Compression yes\n# END nixremote builder builder\n$/);
       assert.doesNotMatch(config, /StrictHostKeyChecking|UserKnownHostsFile/);
       assert.equal(config.match(/^Host builder$/gm)?.length, 1);
       assert.ok(fs.readdirSync(path.join(c.root, '.ssh')).some((f) => f.startsWith('config.nixremote-')), 'no backup of the ssh config');

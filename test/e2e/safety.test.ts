@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { Builder, Client, freePort, withRig } from './harness.js';
+import { type Builder, Client, freePort, withRig } from './harness.js';
 
 const base = (b: Builder, name = 'safe') => ['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', name, '--yes', '--password-stdin'];
 const withFlag = (args: string[], flag: string, value: string) => {

@@ -21,7 +21,7 @@ function snapshot(d: string): Record<string, string> {
 /** An output stream that keeps what is written; never a terminal. */
 function capture(): { io: BackupsIo; text: () => string } {
   const chunks: string[] = [];
-  const stream = { isTTY: false, write: (s: string) => (chunks.push(String(s)), true) } as unknown as NodeJS.WriteStream;
+  const stream = { isTTY: false, write: (s: string) => { chunks.push(String(s)); return true; } } as unknown as NodeJS.WriteStream;
   return { io: { stream, interactive: false, lockPath: path.join(tmp(), 'lock') }, text: () => chunks.join('') };
 }
 
@@ -210,7 +210,7 @@ describe('nixremote restore', () => {
     const before = snapshot(d);
     await assert.rejects(restoreCommand(b, {}, capture().io), (e: unknown) => e instanceof UsageError && /pass --yes/.test((e as Error).message));
     const asked: string[] = [];
-    const io = { ...capture().io, interactive: true, confirm: async (m: string) => (asked.push(m), false) };
+    const io = { ...capture().io, interactive: true, confirm: async (m: string) => { asked.push(m); return false; } };
     assert.equal(await restoreCommand(b, {}, io), 0);
     assert.equal(asked.length, 1);
     assert.deepEqual(snapshot(d), before);

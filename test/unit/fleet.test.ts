@@ -127,7 +127,7 @@ describe('remove: what it refuses, and its plan', () => {
 
   test('a machines-file builder: its line, its Host block and its pin, nothing else', () => {
     const b = removable(reg, 'fastbox');
-    const steps = removalWrites(reg, b, files);
+    const steps = removalWrites(b, files);
     assert.deepEqual(steps.map((s) => s.path), ['/etc/nix/machines', '/root/.ssh/config', '/root/.ssh/known_hosts']);
     assert.equal(steps[0]!.after, 'ssh://handmade x86_64-linux /root/.ssh/id_ed25519 1 1 - benchmark\n');
     assert.doesNotMatch(steps[1]!.after, /fastbox/);
@@ -140,10 +140,10 @@ describe('remove: what it refuses, and its plan', () => {
 
   test('a module builder: its block in the module, then nixos-rebuild', () => {
     const b = removable(reg, 'modbox');
-    const steps = removalWrites(reg, b, files);
+    const steps = removalWrites(b, files);
     assert.deepEqual(steps.map((s) => s.path), ['/etc/nixos/nixremote.nix']);
     assert.doesNotMatch(steps[0]!.after, /modbox/);
-    assert.match(steps[0]!.after, /imports = \[\n  \];/);
+    assert.match(steps[0]!.after, /imports = \[\n {2}\];/);
     assert.match(takesEffect(b, files.read).title, /nixos-rebuild switch/);
     assert.match(takesEffect(b, () => '# Add it to your nix-darwin configuration, then run darwin-rebuild switch:').title, /^Then run darwin-rebuild switch/);
   });

@@ -164,7 +164,7 @@ describe('an adopted block on a later run', () => {
     const adopted = adoptHostBlock('Host builder\n  ProxyJump jump\n  User old\n', b)!.text;
     assert.equal(upsertHostBlock(adopted, b).changed, false);
     const moved = upsertHostBlock(adopted, { ...b, port: 2223 });
-    assert.match(moved.text, /  Port 2223\n[\s\S]*  ProxyJump jump\n# END nixremote builder builder/);
+    assert.match(moved.text, / {2}Port 2223\n[\s\S]* {2}ProxyJump jump\n# END nixremote builder builder/);
     assert.doesNotMatch(moved.text, /User old/);
   });
 });

@@ -11,6 +11,7 @@ const REPO = path.resolve('.');
 const STUB = path.join(REPO, 'test/fixtures/nix/stub-pkgs.nix');
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { name: string; version: string; description: string };
 
+// biome-ignore lint/suspicious/noExplicitAny: JSON from nix-instantiate, each field checked by the assertions
 async function evalJson(expr: string): Promise<any> {
   const r = await execa('nix-instantiate', ['--eval', '--strict', '--json', '-E', expr], { reject: false });
   assert.equal(r.exitCode, 0, r.stderr);

@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import { readText } from '../../io/files.js';
 import { StepFailed, type Step } from '../../plan/plan.js';
-import { readBlock } from '../../text/managed-block.js';
+import { readBlock, type BlockEdit } from '../../text/managed-block.js';
 import { readNixConfig } from '../../nix/effective-config.js';
 import { adoptMachineLines, machineMarkers, formatMachineLine, machineFromHost, unmanagedMachineLines, upsertMachine } from '../../nix/machines-file.js';
 import { blockLineNumbers, inlineEntryNames, upsertNixConf } from '../../nix/nix-conf.js';
@@ -67,7 +67,7 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     if (!output.startsWith('/')) throw new UsageError('--output: give an absolute path');
     if (flags.output) answers.note('--output', output);
     const moduleBefore = readText(output);
-    let edit;
+    let edit: BlockEdit;
     try {
       const hostBlock = { name: b.name, hostName: b.host, port: b.port, user: b.user, identityFile: keyPath };
       edit = upsertModule(moduleBefore, path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, hostBlock, ...cap }, system);
