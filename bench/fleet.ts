@@ -12,7 +12,6 @@ import { asShCommand } from '../src/remote/scripts.js';
 
 const N = 16;
 
-
 export async function benchFleet(): Promise<void> {
   if (process.getuid?.() !== 0) {
     console.log('status on a fleet: skipped (needs root for the builders in mount namespaces)');
@@ -21,12 +20,20 @@ export async function benchFleet(): Promise<void> {
   const builders: Builder[] = [];
   const client = new Client();
   try {
-    await mapLimit(Array.from({ length: N }, (_, i) => i), 4, async () => builders.push(await Builder.create()));
+    await mapLimit(
+      Array.from({ length: N }, (_, i) => i),
+      4,
+      async () => builders.push(await Builder.create()),
+    );
     const names = builders.map((_, i) => `fleet${String(i).padStart(2, '0')}`);
-    const { publicKey } = await fleetClientSetup(client, builders.map((b, i) => ({ name: names[i]!, port: b.port, hostKeyPub: hostKeyPub(b) })));
+    const { publicKey } = await fleetClientSetup(
+      client,
+      builders.map((b, i) => ({ name: names[i]!, port: b.port, hostKeyPub: hostKeyPub(b) })),
+    );
     for (const b of builders) authorize(b, publicKey);
     const facts = asShCommand(FACTS_SCRIPT('nix-store')).replace(/'/g, `'\\''`);
-    const bare = () => client.run(names.map((n) => `ssh -x -a -o BatchMode=yes ${n} '${facts}' >/dev/null &`).join(' ') + ' wait');
+    const bare = () =>
+      client.run(names.map((n) => `ssh -x -a -o BatchMode=yes ${n} '${facts}' >/dev/null &`).join(' ') + ' wait');
     const status = (jobs: number) =>
       client.nixremote(['status', '--json', '--jobs', String(jobs)]).then((r) => {
         if (r.exitCode !== 0) throw new Error(`status failed: ${r.stdout}\n${r.stderr}`);
@@ -37,7 +44,9 @@ export async function benchFleet(): Promise<void> {
     for (const jobs of [1, 2, 4, 8, 16]) {
       const t = await medianMs(() => status(jobs));
       const mark = jobs === fleetWidth() ? '  <- default' : '';
-      console.log(`  ${`nixremote status --jobs ${jobs}`.padEnd(40)} ${t.toFixed(0).padStart(6)} ms   ${(t / base).toFixed(2)}x${mark}`);
+      console.log(
+        `  ${`nixremote status --jobs ${jobs}`.padEnd(40)} ${t.toFixed(0).padStart(6)} ms   ${(t / base).toFixed(2)}x${mark}`,
+      );
     }
   } finally {
     client.destroy();

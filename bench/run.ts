@@ -27,7 +27,9 @@ console.log(`start-up, median of ${runs} runs`);
 console.log(`  ${'node -e 0 (baseline)'.padEnd(32)} ${base.toFixed(1).padStart(7)} ms   1.00x`);
 for (const args of [['--version'], ['--help'], ['init', '--help']]) {
   const t = median([cli, ...args]);
-  console.log(`  ${`nixremote ${args.join(' ')}`.padEnd(32)} ${t.toFixed(1).padStart(7)} ms   ${(t / base).toFixed(2)}x`);
+  console.log(
+    `  ${`nixremote ${args.join(' ')}`.padEnd(32)} ${t.toFixed(1).padStart(7)} ms   ${(t / base).toFixed(2)}x`,
+  );
 }
 
 await benchDoctor();

@@ -22,7 +22,17 @@ const files = (dir) =>
 function e2eBlocker() {
   if (process.platform !== 'linux') return 'the end-to-end tests need Linux (mount namespaces)';
   if (process.getuid?.() !== 0) return 'the end-to-end tests need root (namespaces, sshd, a builder user)';
-  const needed = { unshare: 'util-linux', sshd: 'openssh-server', ssh: 'openssh-client', 'nix-build': 'nix-bin', tmux: 'tmux', chpasswd: 'passwd', debootstrap: 'debootstrap', zsh: 'zsh', fish: 'fish' };
+  const needed = {
+    unshare: 'util-linux',
+    sshd: 'openssh-server',
+    ssh: 'openssh-client',
+    'nix-build': 'nix-bin',
+    tmux: 'tmux',
+    chpasswd: 'passwd',
+    debootstrap: 'debootstrap',
+    zsh: 'zsh',
+    fish: 'fish',
+  };
   const have = (c) => (c === 'sshd' ? existsSync('/usr/sbin/sshd') : which(c));
   let missing = Object.keys(needed).filter((c) => !have(c));
   if (missing.length && which('apt-get')) {

@@ -6,7 +6,10 @@ import { readFileSync } from 'node:fs';
 import { printable } from './text/printable.js';
 
 // `nixremote --help | head` closes the pipe early: that is not an error.
-for (const s of [process.stdout, process.stderr]) s.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(0); });
+for (const s of [process.stdout, process.stderr])
+  s.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -21,17 +24,26 @@ program
 
 program
   .command('init')
-  .description("Set up a remote builder for this machine's Nix: key, ssh config, host key, nix.conf, and a proof build.")
+  .description(
+    "Set up a remote builder for this machine's Nix: key, ssh config, host key, nix.conf, and a proof build.",
+  )
   .option('--host <address>', 'builder host name or IP address')
   .option('--port <n>', 'ssh port on the builder', undefined)
   .option('--user <name>', 'ssh user on the builder')
   .option('--name <alias>', 'ssh Host alias and builder name (default: from --host)')
   .option('--key <path>', 'private key to use or make (default: ~/.ssh/nix_remote of the build user)')
   .option('--host-key-fingerprint <SHA256:...>', "require the builder's host key to have this fingerprint")
-  .addOption(new Option('--copy-key <how>', 'how the key gets onto the builder').choices(['password', 'ssh', 'manual', 'skip']))
+  .addOption(
+    new Option('--copy-key <how>', 'how the key gets onto the builder').choices(['password', 'ssh', 'manual', 'skip']),
+  )
   .option('--password-stdin', 'read the builder password from standard input (for --copy-key password)')
   .option('--no-restrict', "don't prefix the authorized_keys line with 'restrict'")
-  .addOption(new Option('--protocol <protocol>', "how Nix talks to the builder: ssh (nix-store --serve, every Nix) or ssh-ng (the builder's nix-daemon)").choices(['ssh', 'ssh-ng']))
+  .addOption(
+    new Option(
+      '--protocol <protocol>',
+      "how Nix talks to the builder: ssh (nix-store --serve, every Nix) or ssh-ng (the builder's nix-daemon)",
+    ).choices(['ssh', 'ssh-ng']),
+  )
   .option('--remote-program <path>', 'nix-store on the builder, when it is not on the non-interactive PATH')
   .option('--systems <list>', 'systems the builder builds for, comma-separated (default: detected)')
   .option('--features <list>', 'supported features, comma-separated (default: detected)')
@@ -39,10 +51,19 @@ program
   .option('--max-jobs <n>', 'jobs at once on the builder (default: its cores)')
   .option('--speed-factor <n>', 'preference among builders (default: builder cores / local cores)')
   .addOption(
-    new Option('--target <where>', 'where Nix keeps its config: nix-conf, determinate (nix.custom.conf), macos, nixos or nix-darwin (a module); default: detected').choices(['nix-conf', 'determinate', 'macos', 'nixos', 'nix-darwin']),
+    new Option(
+      '--target <where>',
+      'where Nix keeps its config: nix-conf, determinate (nix.custom.conf), macos, nixos or nix-darwin (a module); default: detected',
+    ).choices(['nix-conf', 'determinate', 'macos', 'nixos', 'nix-darwin']),
   )
-  .option('--output <file>', 'module path for --target nixos or nix-darwin (default: /etc/nixos/nixremote.nix, /etc/nix-darwin/nixremote.nix)')
-  .option('--adopt', 'take over a Host block or machine line of your own for this name (other options kept, backup made)')
+  .option(
+    '--output <file>',
+    'module path for --target nixos or nix-darwin (default: /etc/nixos/nixremote.nix, /etc/nix-darwin/nixremote.nix)',
+  )
+  .option(
+    '--adopt',
+    'take over a Host block or machine line of your own for this name (other options kept, backup made)',
+  )
   .option('--no-test-build', 'skip the proof build')
   .option('-y, --yes', 'take the default for every question not answered by a flag')
   .option('--dry-run', 'ask, look, print the plan with diffs, and change nothing')
@@ -62,7 +83,9 @@ Examples:
 
 program
   .command('doctor')
-  .description('Check every configured builder the way the nix-daemon uses it, and say what is broken and how to fix it.')
+  .description(
+    'Check every configured builder the way the nix-daemon uses it, and say what is broken and how to fix it.',
+  )
   .argument('[name...]', 'builders to check (the host of their store URI); default: all')
   .option('--json', 'print one JSON document on stdout and nothing else')
   .option('--fix', 'apply the safe, local fixes (asks before each; host keys always ask)')
@@ -93,7 +116,10 @@ program
   .command('list')
   .description('Every builder Nix will use, from every place Nix reads them, with where each is defined.')
   .option('--json', 'print {"builders": [...]} on stdout and nothing else')
-  .option('--module <file>', "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix and /etc/nix-darwin/nixremote.nix)")
+  .option(
+    '--module <file>',
+    "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix and /etc/nix-darwin/nixremote.nix)",
+  )
   .action(async (opts) => {
     const { listCommand } = await import('./commands/list.js');
     process.exitCode = await listCommand(opts);
@@ -101,14 +127,19 @@ program
 
 program
   .command('status')
-  .description('The builders as the build hook sees them now: reachable, login time, Nix version, slots in use, load, free space.')
+  .description(
+    'The builders as the build hook sees them now: reachable, login time, Nix version, slots in use, load, free space.',
+  )
   .argument('[name...]', 'builders to show (default: all)')
   .option('--json', 'print {"builders": [...]} on stdout and nothing else')
   .option('--watch', 'redraw every few seconds (plain lines when not on a terminal); Ctrl-C stops')
   .option('--interval <seconds>', 'with --watch: seconds between rounds', '3')
   .option('--count <n>', 'stop after n rounds (with --watch; like top -n)')
   .option('--jobs <n>', 'builders looked at side by side (default: 4 per core)')
-  .option('--module <file>', "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix and /etc/nix-darwin/nixremote.nix)")
+  .option(
+    '--module <file>',
+    "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix and /etc/nix-darwin/nixremote.nix)",
+  )
   .addHelpText('after', '\nExit status: 0 every builder reachable, 1 one or more down, 2 usage error.')
   .action(async (names: string[], opts) => {
     const { statusCommand } = await import('./commands/status.js');
@@ -117,12 +148,17 @@ program
 
 program
   .command('remove')
-  .description('Remove what nixremote set up for one builder: its Host block, pinned host key and machine line (or module entry).')
+  .description(
+    'Remove what nixremote set up for one builder: its Host block, pinned host key and machine line (or module entry).',
+  )
   .argument('<name>', 'the builder to remove')
   .option('--on-builder', "also delete this machine's key line from the builder's authorized_keys")
   .option('--dry-run', 'print the plan with diffs, and change nothing')
   .option('-y, --yes', 'apply without asking')
-  .option('--module <file>', "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix and /etc/nix-darwin/nixremote.nix)")
+  .option(
+    '--module <file>',
+    "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix and /etc/nix-darwin/nixremote.nix)",
+  )
   .action(async (name: string, opts) => {
     const { removeCommand } = await import('./commands/remove.js');
     process.exitCode = await removeCommand(name, opts);
@@ -131,7 +167,10 @@ program
 program
   .command('backups')
   .description('The backups nixremote kept of the files it changed (the newest 3 of each), and how to restore one.')
-  .argument('[file...]', "files whose backups to list (default: the build user's ssh config and known_hosts, /etc/nix/machines and nix.conf, the NixOS module)")
+  .argument(
+    '[file...]',
+    "files whose backups to list (default: the build user's ssh config and known_hosts, /etc/nix/machines and nix.conf, the NixOS module)",
+  )
   .option('--json', 'print {"backups": [...]} on stdout and nothing else')
   .action(async (files: string[], opts) => {
     const { backupsCommand } = await import('./commands/backups.js');
@@ -140,7 +179,9 @@ program
 
 program
   .command('restore')
-  .description('Put a backup back in place of its file (shows the diff and asks; the replaced content becomes a backup).')
+  .description(
+    'Put a backup back in place of its file (shows the diff and asks; the replaced content becomes a backup).',
+  )
   .argument('<backup>', 'a FILE.nixremote-<time>.bak that `nixremote backups` lists')
   .option('-y, --yes', 'restore without asking')
   .option('--dry-run', 'show the diff, and change nothing')
@@ -167,21 +208,26 @@ Install:
   });
 
 // Builder names for the completion scripts, one per line; quiet on any error.
-program
-  .command('__builders', { hidden: true })
-  .action(async () => {
-    const { builderNames } = await import('./commands/list.js');
-    process.stdout.write(builderNames().map((n) => `${n}\n`).join(''));
-  });
+program.command('__builders', { hidden: true }).action(async () => {
+  const { builderNames } = await import('./commands/list.js');
+  process.stdout.write(
+    builderNames()
+      .map((n) => `${n}\n`)
+      .join(''),
+  );
+});
 
-program.addHelpText('after', `
+program.addHelpText(
+  'after',
+  `
 Examples:
   sudo nixremote init                 set up a builder, asking each question
   sudo nixremote doctor               why do builds not offload? check every builder
   nixremote list                      every builder, and where it is defined
   sudo nixremote status --watch       what the builders are doing now
   sudo nixremote remove fastbox       take a builder away again
-  nixremote init --help               every flag of the wizard`);
+  nixremote init --help               every flag of the wizard`,
+);
 
 function verbose(): boolean {
   return process.argv.includes('--verbose');
@@ -193,7 +239,8 @@ async function main(): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+        return 0;
       return 2; // commander already printed the message
     }
     return reportError(e);

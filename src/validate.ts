@@ -11,11 +11,14 @@ const FORBIDDEN = /[\s'"`#%\\;$]/;
 
 function common(what: string, flag: string, v: string): void {
   if (v === '') throw new UsageError(`${flag}: ${what} is empty`);
-  if (v.startsWith('-')) throw new UsageError(`${flag}: ${what} '${v}' starts with '-', which ssh would read as an option`);
+  if (v.startsWith('-'))
+    throw new UsageError(`${flag}: ${what} '${v}' starts with '-', which ssh would read as an option`);
   const bad = FORBIDDEN.exec(v);
   if (bad) {
     const shown = JSON.stringify(bad[0]);
-    throw new UsageError(`${flag}: ${what} ${JSON.stringify(v)} contains ${shown}; use letters, digits, '.', '-' and '_'`);
+    throw new UsageError(
+      `${flag}: ${what} ${JSON.stringify(v)} contains ${shown}; use letters, digits, '.', '-' and '_'`,
+    );
   }
 }
 
@@ -37,7 +40,9 @@ export function validateName(v: string, flag = '--name'): string {
   // ssh lower-cases the host name it is given before matching Host lines, so an alias with
   // capitals would never match its own block.
   if (!/^[a-z0-9][a-z0-9._-]*$/.test(v)) {
-    throw new UsageError(`${flag}: '${v}' must be lower-case letters, digits, '.', '-' and '_' (ssh lower-cases host names before matching Host blocks)`);
+    throw new UsageError(
+      `${flag}: '${v}' must be lower-case letters, digits, '.', '-' and '_' (ssh lower-cases host names before matching Host blocks)`,
+    );
   }
   return v;
 }
@@ -56,10 +61,14 @@ export function validateKeyPath(v: string, flag = '--key'): string {
   // has no quoting) leaves the key to the Host block. Quotes, newlines and tabs cannot be
   // written into ssh_config, '%' is an ssh_config token, '#' and ';' end a machines entry.
   if (/[\t\n\r'"`#%;\\]/.test(v)) {
-    throw new UsageError(`${flag}: '${v}' contains a quote, a tab or newline, '#', ';', '%' or '\\', which ssh_config or the machines file cannot hold`);
+    throw new UsageError(
+      `${flag}: '${v}' contains a quote, a tab or newline, '#', ';', '%' or '\\', which ssh_config or the machines file cannot hold`,
+    );
   }
   if (v.startsWith('/nix/store/')) {
-    throw new UsageError(`${flag}: '${v}' is in /nix/store, which every user can read; keep private keys outside the store`);
+    throw new UsageError(
+      `${flag}: '${v}' is in /nix/store, which every user can read; keep private keys outside the store`,
+    );
   }
   return v;
 }
@@ -72,9 +81,7 @@ export function validatePositiveInt(v: string | number, flag: string): number {
 
 /** A comma-separated list of systems or features. */
 export function validateList(v: string | string[], flag: string, allowEmpty: boolean): string[] {
-  const items = (Array.isArray(v) ? v : v.split(','))
-    .map((s) => s.trim())
-    .filter((s) => s !== '' && s !== '-');
+  const items = (Array.isArray(v) ? v : v.split(',')).map((s) => s.trim()).filter((s) => s !== '' && s !== '-');
   for (const i of items) {
     if (!/^[A-Za-z0-9_][A-Za-z0-9._+-]*$/.test(i)) throw new UsageError(`${flag}: '${i}' is not a valid entry`);
   }
@@ -84,7 +91,9 @@ export function validateList(v: string | string[], flag: string, allowEmpty: boo
 
 export function validateFingerprint(v: string, flag = '--host-key-fingerprint'): string {
   if (!/^SHA256:[A-Za-z0-9+/]{43}$/.test(v)) {
-    throw new UsageError(`${flag}: '${v}' is not a SHA256 fingerprint as ssh-keygen -lf prints it (SHA256: and 43 base64 characters)`);
+    throw new UsageError(
+      `${flag}: '${v}' is not a SHA256 fingerprint as ssh-keygen -lf prints it (SHA256: and 43 base64 characters)`,
+    );
   }
   return v;
 }

@@ -5,7 +5,13 @@
 // back through here. Pure: files come in through `read` and `readdir`.
 import * as path from 'node:path';
 import { daemonBuilders } from '../nix/effective-config.js';
-import { machineMarkers, parseStoreUri, type MachinesParseError, type MachineSource, type ParsedMachine } from '../nix/machines-file.js';
+import {
+  machineMarkers,
+  parseStoreUri,
+  type MachinesParseError,
+  type MachineSource,
+  type ParsedMachine,
+} from '../nix/machines-file.js';
 import { parseModuleBuilders } from '../nix/nixos-module.js';
 import { findBlock } from '../text/managed-block.js';
 import { splitLines, type Line } from '../text/lines.js';
@@ -84,7 +90,12 @@ export function sshConfigPath(home: string): string {
 export function readRegistry(ctx: RegistryCtx): Registry {
   const { builders } = daemonBuilders(ctx.read, ctx.env, ctx.who);
   const sshFiles = sshConfigFiles(ctx);
-  const knownHosts = [path.join(ctx.who.home, '.ssh', 'known_hosts'), path.join(ctx.who.home, '.ssh', 'known_hosts2'), '/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2'];
+  const knownHosts = [
+    path.join(ctx.who.home, '.ssh', 'known_hosts'),
+    path.join(ctx.who.home, '.ssh', 'known_hosts2'),
+    '/etc/ssh/ssh_known_hosts',
+    '/etc/ssh/ssh_known_hosts2',
+  ];
   // Managed: inside nixremote's block for this very builder. A user's own builders merged
   // into nixremote's nix.conf block are inside markers too, but they are still the user's.
   const texts = new Map<string, Line[]>();
@@ -165,7 +176,12 @@ export function readRegistry(ctx: RegistryCtx): Registry {
 }
 
 /** The Host block, ssh's view of where the builder is, and where its host key is pinned. */
-function complete(ctx: RegistryCtx, sshFiles: string[], knownHosts: string[], e: Omit<BuilderEntry, 'hostBlock' | 'pin'>): BuilderEntry {
+function complete(
+  ctx: RegistryCtx,
+  sshFiles: string[],
+  knownHosts: string[],
+  e: Omit<BuilderEntry, 'hostBlock' | 'pin'>,
+): BuilderEntry {
   let section: HostSection | null = null;
   let hostBlock: HostBlockRef | null = null;
   for (const f of sshFiles) {
@@ -179,7 +195,13 @@ function complete(ctx: RegistryCtx, sshFiles: string[], knownHosts: string[], e:
   const opt = (k: string) => section?.options.get(k)?.[0];
   const hostName = opt('hostname') ?? null;
   const port = e.port ?? (opt('port') ? Number(opt('port')) : null);
-  const withSsh = { ...e, hostName, port, user: e.user ?? opt('user') ?? null, keyPath: e.keyPath ?? opt('identityfile')?.replace(/^~(?=\/)/, ctx.who.home) ?? null };
+  const withSsh = {
+    ...e,
+    hostName,
+    port,
+    user: e.user ?? opt('user') ?? null,
+    keyPath: e.keyPath ?? opt('identityfile')?.replace(/^~(?=\/)/, ctx.who.home) ?? null,
+  };
   let pin: Pin | null = e.hostKey ? { where: 'machine-line' } : null;
   if (!pin) {
     // ssh looks the key up under HostKeyAlias, else the host name ([host]:port off port 22).
@@ -240,6 +262,9 @@ function expand(ctx: RegistryCtx, full: string): string[] {
  */
 export function selectBuilders(all: BuilderEntry[], names: string[]): BuilderEntry[] {
   const unknown = names.filter((n) => !all.some((b) => b.name === n || b.uri === n));
-  if (unknown.length) throw new UsageError(`no builder named ${unknown.join(', ')} (configured: ${all.map((b) => b.name).join(', ') || 'none'})`);
+  if (unknown.length)
+    throw new UsageError(
+      `no builder named ${unknown.join(', ')} (configured: ${all.map((b) => b.name).join(', ') || 'none'})`,
+    );
   return names.length ? all.filter((b) => names.includes(b.name) || names.includes(b.uri)) : all;
 }

@@ -17,7 +17,9 @@ export function removable(reg: Registry, name: string): BuilderEntry {
   const ours = found.find((b) => b.managed);
   if (!ours) {
     const where = found.map((b) => `${b.source.file}:${b.source.line}`).join(', ');
-    throw new UsageError(`${name} was not set up by nixremote; it is defined by hand at ${where}: edit that line to remove it (nothing was changed)`);
+    throw new UsageError(
+      `${name} was not set up by nixremote; it is defined by hand at ${where}: edit that line to remove it (nothing was changed)`,
+    );
   }
   return ours;
 }
@@ -32,7 +34,13 @@ export interface RemovalFiles {
 /** The local writes that take NAME's parts out, each only where nixremote's own text is found. */
 export function removalWrites(b: BuilderEntry, f: RemovalFiles): WriteStep[] {
   const steps: WriteStep[] = [];
-  const edit = (title: string, p: string, mode: number, change: (text: string) => { text: string; changed: boolean }, owner = {}) => {
+  const edit = (
+    title: string,
+    p: string,
+    mode: number,
+    change: (text: string) => { text: string; changed: boolean },
+    owner = {},
+  ) => {
     const before = f.read(p);
     if (before === null) return;
     const after = change(before);
@@ -41,7 +49,13 @@ export function removalWrites(b: BuilderEntry, f: RemovalFiles): WriteStep[] {
   const where = b.kind === 'module' ? 'module entry' : 'machine line';
   edit(`Remove ${b.name}'s ${where}`, b.source.file, 0o644, (t) => removeBlock(t, machineMarkers(b.name)));
   if (b.hostBlock?.managed) {
-    edit(`Remove the Host block for ${b.name}`, b.hostBlock.file, 0o600, (t) => removeBlock(t, hostBlockMarkers(b.name)), f.owner);
+    edit(
+      `Remove the Host block for ${b.name}`,
+      b.hostBlock.file,
+      0o600,
+      (t) => removeBlock(t, hostBlockMarkers(b.name)),
+      f.owner,
+    );
   }
   // init pins the key on a line naming the alias alone; a line the user wrote for more names stays.
   edit(`Remove ${b.name}'s pinned host key`, f.knownHosts, 0o644, (t) => unpinHostKey(t, b.name), f.owner);
@@ -51,7 +65,8 @@ export function removalWrites(b: BuilderEntry, f: RemovalFiles): WriteStep[] {
 /** What is left in place, for the user to know. */
 export function leftInPlace(reg: Registry, b: BuilderEntry): string[] {
   const notes: string[] = [];
-  if (b.hostBlock && !b.hostBlock.managed) notes.push(`your own Host block for ${b.name} (${b.hostBlock.file}:${b.hostBlock.line}) is yours and stays`);
+  if (b.hostBlock && !b.hostBlock.managed)
+    notes.push(`your own Host block for ${b.name} (${b.hostBlock.file}:${b.hostBlock.line}) is yours and stays`);
   const key = b.keyPath;
   if (key) {
     const others = reg.builders.filter((o) => o !== b && o.keyPath === key).map((o) => o.name);
@@ -68,7 +83,9 @@ export function leftInPlace(reg: Registry, b: BuilderEntry): string[] {
 export function takesEffect(b: BuilderEntry, read: (p: string) => string | null): Step {
   if (b.kind === 'module') {
     // The module's own header says which system it was written for.
-    const rebuild = (read(b.source.file) ?? '').includes('darwin-rebuild switch') ? 'darwin-rebuild switch' : 'nixos-rebuild switch';
+    const rebuild = (read(b.source.file) ?? '').includes('darwin-rebuild switch')
+      ? 'darwin-rebuild switch'
+      : 'nixos-rebuild switch';
     return { kind: 'note', title: `Then run ${rebuild}: ${path.basename(b.source.file)} no longer lists ${b.name}` };
   }
   // Nix's build hook reads the machines file each time it starts (build-remote.cc,

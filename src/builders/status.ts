@@ -93,7 +93,7 @@ export function heldFlocks(procLocks: string): Set<string> {
 
 /** glibc's major/minor of a dev_t, as /proc/locks shows them. */
 export function devKey(dev: number, ino: number): string {
-  const major = Math.floor(dev / 256) & 0xfff | (Math.floor(dev / 2 ** 32) & ~0xfff);
+  const major = (Math.floor(dev / 256) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
   const minor = (dev & 0xff) | (Math.floor(dev / 4096) & ~0xff & 0xfffff);
   return `${major}:${minor}:${ino}`;
 }
@@ -117,7 +117,12 @@ echo "NIXREMOTE:cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/nu
 echo "NIXREMOTE:free-kb=$(df -Pk /nix/store 2>/dev/null | awk 'NR == 2 { print $4 }')"
 `;
 
-export function parseFacts(out: string): { version: string | null; load: number | null; cores: number | null; freeKb: number | null } {
+export function parseFacts(out: string): {
+  version: string | null;
+  load: number | null;
+  cores: number | null;
+  freeKb: number | null;
+} {
   const kv = new Map<string, string>();
   for (const line of out.split('\n')) {
     const m = /^NIXREMOTE:([a-z-]+)=(.*)$/.exec(line.trim());
@@ -132,7 +137,11 @@ export function parseFacts(out: string): { version: string | null; load: number 
 /** ssh as the build hook runs it, with a connect timeout that bounds a dead builder. */
 function sshArgs(b: BuilderEntry, knownHosts: string | null, command: string): string[] {
   const u = parseStoreUri(b.uri);
-  return nixSshArgs(u.user ? `${u.user}@${u.host}` : u.host, [command], { key: b.machine?.sshKey, knownHosts, options: ['-o', `ConnectTimeout=${CONNECT_TIMEOUT_S}`] });
+  return nixSshArgs(u.user ? `${u.user}@${u.host}` : u.host, [command], {
+    key: b.machine?.sshKey,
+    knownHosts,
+    options: ['-o', `ConnectTimeout=${CONNECT_TIMEOUT_S}`],
+  });
 }
 
 function remoteProgram(b: BuilderEntry): string {
@@ -141,7 +150,17 @@ function remoteProgram(b: BuilderEntry): string {
 
 export async function builderStatus(ctx: StatusCtx, b: BuilderEntry, held: Set<string> | null): Promise<BuilderStatus> {
   const base = { name: b.name, uri: b.uri, maxJobs: b.maxJobs, slotsInUse: slotsInUse(ctx, b.uri, b.maxJobs, held) };
-  const down = (error: string): BuilderStatus => ({ ...base, state: 'down', reachable: false, latencyMs: null, nixVersion: null, load: null, cores: null, storeFreeBytes: null, error });
+  const down = (error: string): BuilderStatus => ({
+    ...base,
+    state: 'down',
+    reachable: false,
+    latencyMs: null,
+    nixVersion: null,
+    load: null,
+    cores: null,
+    storeFreeBytes: null,
+    error,
+  });
   if (b.protocol !== 'ssh' && b.protocol !== 'ssh-ng') return down(`${b.uri} is not reached over ssh`);
   // Nix writes the machine line's pinned key to a known_hosts file of its own for ssh.
   const dir = b.hostKey ? fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-status-')) : null;
@@ -159,7 +178,13 @@ export async function builderStatus(ctx: StatusCtx, b: BuilderEntry, held: Set<s
     if (r.timedOut) return down(`no answer within ${CONNECT_TIMEOUT_S + 5} s`);
     if (r.exitCode === 255) return down(classifySshError(r.stderr, { name: b.name, user: b.user }).cause);
     const f = parseFacts(r.stdout);
-    const state: State = !f.version ? 'broken' : base.slotsInUse >= b.maxJobs ? 'full' : base.slotsInUse > 0 ? 'busy' : 'idle';
+    const state: State = !f.version
+      ? 'broken'
+      : base.slotsInUse >= b.maxJobs
+        ? 'full'
+        : base.slotsInUse > 0
+          ? 'busy'
+          : 'idle';
     return {
       ...base,
       state,
@@ -186,7 +211,11 @@ export function fleetWidth(): number {
   return Math.max(4, os.availableParallelism() * 4);
 }
 
-export async function fleetStatus(ctx: StatusCtx, builders: BuilderEntry[], width = fleetWidth()): Promise<BuilderStatus[]> {
+export async function fleetStatus(
+  ctx: StatusCtx,
+  builders: BuilderEntry[],
+  width = fleetWidth(),
+): Promise<BuilderStatus[]> {
   const locks = ctx.locks();
   const held = locks === null ? null : heldFlocks(locks);
   return mapLimit(builders, width, (b) => builderStatus(ctx, b, held));

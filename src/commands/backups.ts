@@ -80,7 +80,9 @@ export async function backupsCommand(files: string[], flags: { json?: boolean },
   const out = makeOutput(flags.json ? process.stderr : stream);
   const entries = collectBackups(list, (f, e) => {
     const code = (e as NodeJS.ErrnoException).code;
-    out.warn(`cannot list the backups of ${f}: ${code === 'EACCES' ? `no permission to read ${path.dirname(f)} (try sudo)` : e.message}`);
+    out.warn(
+      `cannot list the backups of ${f}: ${code === 'EACCES' ? `no permission to read ${path.dirname(f)} (try sudo)` : e.message}`,
+    );
   });
   if (flags.json) {
     stream.write(JSON.stringify({ backups: entries }, null, 2) + '\n');
@@ -106,21 +108,37 @@ export async function backupsCommand(files: string[], flags: { json?: boolean },
 
 /** The diff a restore makes: from what FILE holds now to the backup's content. */
 export function restoreDiff(file: string, current: string | null, backup: string, content: string): string {
-  return createTwoFilesPatch(current === null ? '/dev/null' : file, file, current ?? '', content, current === null ? '' : 'current', `backup ${path.basename(backup)}`, { context: 2 })
+  return createTwoFilesPatch(
+    current === null ? '/dev/null' : file,
+    file,
+    current ?? '',
+    content,
+    current === null ? '' : 'current',
+    `backup ${path.basename(backup)}`,
+    { context: 2 },
+  )
     .split('\n')
     .filter((l) => !l.startsWith('=====') && !l.startsWith('Index: '))
     .join('\n');
 }
 
-export async function restoreCommand(backup: string, flags: { yes?: boolean; dryRun?: boolean }, io: BackupsIo = {}): Promise<number> {
+export async function restoreCommand(
+  backup: string,
+  flags: { yes?: boolean; dryRun?: boolean },
+  io: BackupsIo = {},
+): Promise<number> {
   const b = path.resolve(backup);
   const name = parseBackupPath(b);
-  if (!name) throw new UsageError(`${backup} is not a nixremote backup: expected FILE.nixremote-<stamp>.bak (see nixremote backups)`);
+  if (!name)
+    throw new UsageError(
+      `${backup} is not a nixremote backup: expected FILE.nixremote-<stamp>.bak (see nixremote backups)`,
+    );
   let st: fs.Stats;
   try {
     st = fs.lstatSync(b);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`${backup}: no such backup (see nixremote backups ${shellQuote(name.file)})`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new UsageError(`${backup}: no such backup (see nixremote backups ${shellQuote(name.file)})`);
     throw e;
   }
   // nixremote's backups are regular files; following a link would restore whatever it points at.
@@ -142,7 +160,8 @@ export async function restoreCommand(backup: string, flags: { yes?: boolean; dry
   }
   if (!flags.yes) {
     const interactive = io.interactive ?? Boolean(process.stdin.isTTY && process.stdout.isTTY);
-    if (!interactive) throw new UsageError(`restoring ${file} needs a confirmation and there is no terminal to ask on; pass --yes`);
+    if (!interactive)
+      throw new UsageError(`restoring ${file} needs a confirmation and there is no terminal to ask on; pass --yes`);
     const confirm =
       io.confirm ??
       (async (message: string) => {
@@ -159,7 +178,10 @@ export async function restoreCommand(backup: string, flags: { yes?: boolean; dry
   let saved: string | null;
   try {
     // The diff was shown for what the file held then; never write over an edit made since.
-    if (readText(file) !== current) throw new Error(`${file} changed while nixremote was asking; nothing was written. Run the restore again to see the new diff`);
+    if (readText(file) !== current)
+      throw new Error(
+        `${file} changed while nixremote was asking; nothing was written. Run the restore again to see the new diff`,
+      );
     // An existing file keeps its own mode and owner (writeAtomic); a file that is gone
     // comes back with the mode and owner of its backup.
     saved = writeAtomic(file, content, { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid });
@@ -170,6 +192,7 @@ export async function restoreCommand(backup: string, flags: { yes?: boolean; dry
   if (saved) out.info(`Its previous content is kept in ${saved}; to undo: ${restoreCmd(saved)}`);
   // Making that backup can prune the oldest ones, the one restored from included: its
   // content is the file's now, so nothing is lost.
-  if (!fs.existsSync(b)) out.info(out.dim(`${b} was the oldest backup and has been pruned; its content is now in ${file}.`));
+  if (!fs.existsSync(b))
+    out.info(out.dim(`${b} was the oldest backup and has been pruned; its content is now in ${file}.`));
   return 0;
 }

@@ -52,7 +52,13 @@ export function commandTree(program: Command): Tree {
         name: c.name(),
         description: c.description(),
         flags: [...c.options.filter((o) => !o.hidden).map(flagOf), HELP],
-        args: first?.argChoices?.length ? first.argChoices : arg === 'name' ? 'builders' : arg === 'file' || arg === 'backup' ? 'files' : 'none',
+        args: first?.argChoices?.length
+          ? first.argChoices
+          : arg === 'name'
+            ? 'builders'
+            : arg === 'file' || arg === 'backup'
+              ? 'files'
+              : 'none',
       };
     }),
   };
@@ -68,7 +74,9 @@ const wordArgs = (t: Tree) => t.commands.filter((c): c is Sub & { args: string[]
 
 /** `case "$cmd $prev"` arms for flags that take a value: their choices, files, or nothing. */
 function valueArms(t: Tree, arm: (pattern: string, f: Flag) => string): string[] {
-  return t.commands.flatMap((s) => s.flags.filter((f) => f.value !== 'none').map((f) => arm(f.names.map((n) => `"${s.name} ${n}"`).join('|'), f)));
+  return t.commands.flatMap((s) =>
+    s.flags.filter((f) => f.value !== 'none').map((f) => arm(f.names.map((n) => `"${s.name} ${n}"`).join('|'), f)),
+  );
 }
 
 function bash(t: Tree): string {
@@ -97,15 +105,25 @@ ${t.commands.map((s) => `      ${s.name}) COMPREPLY=($(compgen -W "${words(allNa
   case $cmd in
     ${builderCmds(t) || '__none'}) COMPREPLY=($(compgen -W "$(command ${n} __builders 2>/dev/null)" -- "$cur")) ;;
     ${fileCmds(t) || '__none'}) COMPREPLY=($(compgen -f -- "$cur")) ;;
-${wordArgs(t).map((c) => `    ${c.name}) COMPREPLY=($(compgen -W "${words(c.args)}" -- "$cur")) ;;`).join('\n')}
+${wordArgs(t)
+  .map((c) => `    ${c.name}) COMPREPLY=($(compgen -W "${words(c.args)}" -- "$cur")) ;;`)
+  .join('\n')}
   esac
 }
 complete -F _${n} ${n}
 `;
 }
 
-const builderCmds = (t: Tree) => t.commands.filter((c) => c.args === 'builders').map((c) => c.name).join('|');
-const fileCmds = (t: Tree) => t.commands.filter((c) => c.args === 'files').map((c) => c.name).join('|');
+const builderCmds = (t: Tree) =>
+  t.commands
+    .filter((c) => c.args === 'builders')
+    .map((c) => c.name)
+    .join('|');
+const fileCmds = (t: Tree) =>
+  t.commands
+    .filter((c) => c.args === 'files')
+    .map((c) => c.name)
+    .join('|');
 /** zsh and fish take descriptions in single quotes. */
 const sq = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 const zq = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
@@ -138,7 +156,9 @@ ${t.commands.map((s) => `      ${s.name}) compadd -- ${words(allNames(s.flags))}
   case $cmd in
     ${builderCmds(t) || '__none'}) compadd -- \${(f)"$(command ${n} __builders 2>/dev/null)"} ;;
     ${fileCmds(t) || '__none'}) _files ;;
-${wordArgs(t).map((c) => `    ${c.name}) compadd -- ${words(c.args)} ;;`).join('\n')}
+${wordArgs(t)
+  .map((c) => `    ${c.name}) compadd -- ${words(c.args)} ;;`)
+  .join('\n')}
   esac
 }
 if [[ \${funcstack[1]} == _${n} ]]; then _${n} "$@"; else compdef _${n} ${n}; fi
@@ -166,6 +186,13 @@ function fish(t: Tree): string {
 
 function fishFlag(f: Flag): string {
   const names = f.names.map((x) => (x.startsWith('--') ? `-l ${x.slice(2)}` : `-s ${x.slice(1)}`)).join(' ');
-  const value = f.value === 'choices' ? ` -x -a ${sq(words(f.choices))}` : f.value === 'path' ? ' -r -F' : f.value === 'text' ? ' -x' : '';
+  const value =
+    f.value === 'choices'
+      ? ` -x -a ${sq(words(f.choices))}`
+      : f.value === 'path'
+        ? ' -r -F'
+        : f.value === 'text'
+          ? ' -x'
+          : '';
   return `${names}${value} -d ${sq(f.description)}`;
 }

@@ -33,8 +33,10 @@ export interface DoctorFlags {
 }
 
 export async function doctorCommand(names: string[], flags: DoctorFlags): Promise<number> {
-  if (flags.json && flags.fix) throw new UsageError('--fix asks before it changes anything, so it cannot be combined with --json');
-  if ((flags.drv || flags.attr) && names.length === 0) throw new UsageError('--drv and --attr need a builder NAME to check against');
+  if (flags.json && flags.fix)
+    throw new UsageError('--fix asks before it changes anything, so it cannot be combined with --json');
+  if ((flags.drv || flags.attr) && names.length === 0)
+    throw new UsageError('--drv and --attr need a builder NAME to check against');
   const width = flags.jobs === undefined ? fleetWidth() : validatePositiveInt(flags.jobs, '--jobs');
   const out = makeOutput(flags.json ? process.stderr : process.stdout);
   const drv = flags.drv || flags.attr ? await readDrv(flags) : null;
@@ -48,24 +50,47 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
     const active = readRegistry(realRegistryCtx(install)).builders.filter((b) => b.machine !== null);
     const machines = selectBuilders(active, names).map((b) => b.machine!);
     const accessOk = local.find((c) => c.id === 'access')?.status === 'pass';
-    if (!flags.json && accessOk && machines.length) out.step(`Checking ${machines.length} builder${machines.length > 1 ? 's' : ''}${flags.build ? ', with a real build each' : ''}...`);
+    if (!flags.json && accessOk && machines.length)
+      out.step(
+        `Checking ${machines.length} builder${machines.length > 1 ? 's' : ''}${flags.build ? ', with a real build each' : ''}...`,
+      );
     const builders: BuilderReport[] = accessOk
       ? await mapLimit(machines, width, async (m) => {
-            const st = builderState(ctx, m);
-            try {
-              const checks = await runChecks(builderChecks(drv !== null), st);
-              return { name: st.name, uri: m.uri, source: `${m.source.file}:${m.source.line}`, status: worst(checks), checks };
-            } finally {
-              await cleanup(st);
-            }
-          })
+          const st = builderState(ctx, m);
+          try {
+            const checks = await runChecks(builderChecks(drv !== null), st);
+            return {
+              name: st.name,
+              uri: m.uri,
+              source: `${m.source.file}:${m.source.line}`,
+              status: worst(checks),
+              checks,
+            };
+          } finally {
+            await cleanup(st);
+          }
+        })
       : [];
     // max-jobs = 0 turns "no usable builder" from slow builds into failed ones.
     const maxJobs = ls.cfg.settings.get('max-jobs')?.at(-1)?.value;
     if (maxJobs === '0' && machines.length && !builders.some((b) => b.status !== 'fail')) {
-      local.push({ id: 'max-jobs', title: 'max-jobs', status: 'fail', ms: 0, summary: 'max-jobs = 0 and no builder works', cause: 'every build fails with "unable to start any build; either increase \'--max-jobs\' or enable remote builds"', fix: 'fix a builder above, or allow local builds (max-jobs = auto)' });
+      local.push({
+        id: 'max-jobs',
+        title: 'max-jobs',
+        status: 'fail',
+        ms: 0,
+        summary: 'max-jobs = 0 and no builder works',
+        cause:
+          'every build fails with "unable to start any build; either increase \'--max-jobs\' or enable remote builds"',
+        fix: 'fix a builder above, or allow local builds (max-jobs = auto)',
+      });
     }
-    return { status: worst([...local, ...builders.flatMap((b) => b.checks)]), local, builders, summary: summarize(local, builders) };
+    return {
+      status: worst([...local, ...builders.flatMap((b) => b.checks)]),
+      local,
+      builders,
+      summary: summarize(local, builders),
+    };
   };
 
   let report = await run();
@@ -77,12 +102,24 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
       report = await run();
     }
   }
-  if (flags.json) process.stdout.write(JSON.stringify(report, (k, v) => (k === 'action' ? (v ? { description: (v as FixAction).description } : undefined) : v), 2) + '\n');
+  if (flags.json)
+    process.stdout.write(
+      JSON.stringify(
+        report,
+        (k, v) => (k === 'action' ? (v ? { description: (v as FixAction).description } : undefined) : v),
+        2,
+      ) + '\n',
+    );
   else printReport(out, report, Boolean(flags.verbose));
   return report.status === 'fail' ? 1 : 0;
 }
 
-async function applyFixes(report: DoctorReport, flags: DoctorFlags, out: ReturnType<typeof makeOutput>, home: string): Promise<number> {
+async function applyFixes(
+  report: DoctorReport,
+  flags: DoctorFlags,
+  out: ReturnType<typeof makeOutput>,
+  home: string,
+): Promise<number> {
   const all: CheckReport[] = [...report.local, ...report.builders.flatMap((b) => b.checks)];
   const actions = all.filter((c) => (c.status === 'fail' || c.status === 'warn') && c.action);
   if (!actions.length) {
@@ -128,7 +165,8 @@ async function readDrv(flags: DoctorFlags): Promise<DrvInfo> {
   let drvPath = flags.drv;
   if (!drvPath) {
     const r = await exec('nix-instantiate', [flags.file ?? '<nixpkgs>', '-A', flags.attr!]);
-    if (r.exitCode !== 0) throw new UsageError(`--attr ${flags.attr}: nix-instantiate failed: ${r.stderr.trim().split('\n').pop()}`);
+    if (r.exitCode !== 0)
+      throw new UsageError(`--attr ${flags.attr}: nix-instantiate failed: ${r.stderr.trim().split('\n').pop()}`);
     drvPath = r.stdout.trim().split('\n').pop()!;
   }
   const v = parseNixVersion((await exec('nix', ['--version'])).stdout) ?? [2, 8, 0];

@@ -8,11 +8,16 @@ import { runInit } from '../init/wizard.js';
 import { UsageError } from '../validate.js';
 
 async function readAllStdin(): Promise<string> {
-  if (process.stdin.isTTY) throw new UsageError('--password-stdin: standard input is a terminal; pipe the password in, e.g. printf %s "$PW" | nixremote init ...');
+  if (process.stdin.isTTY)
+    throw new UsageError(
+      '--password-stdin: standard input is a terminal; pipe the password in, e.g. printf %s "$PW" | nixremote init ...',
+    );
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   // One trailing newline is how `echo` ends it, not part of the password.
-  const s = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  const s = Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
   if (s === '') throw new UsageError('--password-stdin: standard input was empty');
   return s;
 }

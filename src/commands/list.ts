@@ -14,14 +14,26 @@ export async function listCommand(flags: ListFlags): Promise<number> {
   const install = detectInstall();
   const reg = readRegistry(realRegistryCtx(install, flags.module));
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ builders: reg.builders.map(toJson), errors: reg.errors.map((e) => ({ source: `${e.file}:${e.line}:${e.column}`, message: e.message })) }, null, 2) + '\n');
+    process.stdout.write(
+      JSON.stringify(
+        {
+          builders: reg.builders.map(toJson),
+          errors: reg.errors.map((e) => ({ source: `${e.file}:${e.line}:${e.column}`, message: e.message })),
+        },
+        null,
+        2,
+      ) + '\n',
+    );
     return 0;
   }
   const out = makeOutput();
   if (install.multiUser && install.user.uid !== 0) {
-    out.warn("not root: the nix-daemon connects with root's ssh config and known_hosts, and this shows yours; run it with sudo");
+    out.warn(
+      "not root: the nix-daemon connects with root's ssh config and known_hosts, and this shows yours; run it with sudo",
+    );
   }
-  for (const e of reg.errors) out.fail(`${e.file}:${e.line}:${e.column}: ${e.message} (Nix ignores every builder while this line is there)`);
+  for (const e of reg.errors)
+    out.fail(`${e.file}:${e.line}:${e.column}: ${e.message} (Nix ignores every builder while this line is there)`);
   if (!reg.builders.length) {
     out.info('No builders configured. Add one: sudo nixremote init');
     return 0;
@@ -56,7 +68,8 @@ export function toJson(b: BuilderEntry) {
     user: b.user,
     key: b.keyPath,
     hostKeyPinned: b.pin !== null,
-    hostKeyPinnedIn: b.pin === null ? null : b.pin.where === 'machine-line' ? 'machine line' : `${b.pin.file}:${b.pin.line}`,
+    hostKeyPinnedIn:
+      b.pin === null ? null : b.pin.where === 'machine-line' ? 'machine line' : `${b.pin.file}:${b.pin.line}`,
     hostBlock: b.hostBlock === null ? null : `${b.hostBlock.file}:${b.hostBlock.line}`,
     hostBlockManaged: b.hostBlock?.managed ?? false,
   };
@@ -64,12 +77,28 @@ export function toJson(b: BuilderEntry) {
 
 /** The builders as a table, then where each is defined. */
 export function renderList(reg: Registry): string[] {
-  const rows = [['NAME', 'STORE URI', 'SYSTEMS', 'JOBS', 'SPEED', 'FEATURES', 'SET UP BY', 'HOST KEY', 'SSH HOST BLOCK']];
+  const rows = [
+    ['NAME', 'STORE URI', 'SYSTEMS', 'JOBS', 'SPEED', 'FEATURES', 'SET UP BY', 'HOST KEY', 'SSH HOST BLOCK'],
+  ];
   for (const b of reg.builders) {
-    const features = [b.supportedFeatures.join(',') || '-', ...(b.mandatoryFeatures.length ? [`(mandatory: ${b.mandatoryFeatures.join(',')})`] : [])].join(' ');
-    const pin = b.pin === null ? 'NOT PINNED' : b.pin.where === 'machine-line' ? 'machine line' : `known_hosts (${b.pin.as})`;
+    const features = [
+      b.supportedFeatures.join(',') || '-',
+      ...(b.mandatoryFeatures.length ? [`(mandatory: ${b.mandatoryFeatures.join(',')})`] : []),
+    ].join(' ');
+    const pin =
+      b.pin === null ? 'NOT PINNED' : b.pin.where === 'machine-line' ? 'machine line' : `known_hosts (${b.pin.as})`;
     const block = b.hostBlock === null ? 'none' : b.hostBlock.managed ? 'nixremote' : 'your own';
-    rows.push([b.name, b.uri, b.systems.join(',') || '(any)', String(b.maxJobs), String(b.speedFactor), features, b.managed ? 'nixremote' : 'hand', pin, block]);
+    rows.push([
+      b.name,
+      b.uri,
+      b.systems.join(',') || '(any)',
+      String(b.maxJobs),
+      String(b.speedFactor),
+      features,
+      b.managed ? 'nixremote' : 'hand',
+      pin,
+      block,
+    ]);
   }
   const lines = formatTable(rows);
   lines.push('');

@@ -28,7 +28,9 @@ export async function removeCommand(name: string, flags: RemoveFlags): Promise<n
   const out = makeOutput();
   const install = detectInstall();
   if (install.multiUser && install.user.uid !== 0) {
-    throw new UsageError("on a multi-user install the builders live in root's ssh config and /etc/nix; re-run with sudo");
+    throw new UsageError(
+      "on a multi-user install the builders live in root's ssh config and /etc/nix; re-run with sudo",
+    );
   }
   const home = install.user.home;
   const release = flags.dryRun ? () => {} : await lockBuildUserFiles(lockPathFor(home), out);
@@ -37,14 +39,27 @@ export async function removeCommand(name: string, flags: RemoveFlags): Promise<n
     const b = removable(reg, name);
     const steps: Step[] = [];
     if (flags.onBuilder) steps.push(removeKeyOnBuilder(b, out));
-    steps.push(...removalWrites(b, { read: readText, knownHosts: path.join(home, '.ssh', 'known_hosts'), owner: { uid: install.user.uid, gid: install.user.gid } }));
+    steps.push(
+      ...removalWrites(b, {
+        read: readText,
+        knownHosts: path.join(home, '.ssh', 'known_hosts'),
+        owner: { uid: install.user.uid, gid: install.user.gid },
+      }),
+    );
     steps.push(takesEffect(b, readText));
 
-    out.info(out.bold(flags.dryRun ? `Plan to remove ${b.name} (dry run: nothing will be changed):` : `Plan to remove ${b.name}:`));
+    out.info(
+      out.bold(
+        flags.dryRun ? `Plan to remove ${b.name} (dry run: nothing will be changed):` : `Plan to remove ${b.name}:`,
+      ),
+    );
     out.info(renderPlan(steps));
     out.info('');
     const notes = leftInPlace(reg, b);
-    if (!flags.onBuilder) notes.push(`this machine's key stays in ${b.user ?? 'the ssh user'}'s authorized_keys on ${b.name} (--on-builder removes it)`);
+    if (!flags.onBuilder)
+      notes.push(
+        `this machine's key stays in ${b.user ?? 'the ssh user'}'s authorized_keys on ${b.name} (--on-builder removes it)`,
+      );
     for (const n of notes) out.info(`  ${n}`);
     out.info('');
     if (flags.dryRun) {
@@ -52,14 +67,18 @@ export async function removeCommand(name: string, flags: RemoveFlags): Promise<n
       return 0;
     }
     if (!flags.yes) {
-      if (!(process.stdin.isTTY && process.stdout.isTTY)) throw new UsageError('removing needs a confirmation and there is no terminal to ask on: pass --yes');
+      if (!(process.stdin.isTTY && process.stdout.isTTY))
+        throw new UsageError('removing needs a confirmation and there is no terminal to ask on: pass --yes');
       const { confirm } = await import('@inquirer/prompts');
       if (!(await confirm({ message: `Remove ${b.name}?`, default: false }))) {
         out.info('Nothing was changed.');
         return 0;
       }
     }
-    await applyPlan(steps, { reporter: planReporter(out), stepDelayMs: Number(process.env.NIXREMOTE_TEST_STEP_DELAY_MS) || undefined });
+    await applyPlan(steps, {
+      reporter: planReporter(out),
+      stepDelayMs: Number(process.env.NIXREMOTE_TEST_STEP_DELAY_MS) || undefined,
+    });
     out.info('');
     out.ok(out.bold(`${b.name} is removed.`));
     const left = reg.builders.filter((o) => o !== b && o.active).map((o) => o.name);
@@ -78,18 +97,30 @@ function removeKeyOnBuilder(b: BuilderEntry, out: Output): Step {
   return {
     kind: 'remote',
     title: `Remove this machine's key from ~${b.user ?? ''}/.ssh/authorized_keys on ${b.name}`,
-    detail: b.keyPath ? `the line holding ${b.keyPath}.pub, under flock; nothing else there changes` : 'no key is named for this builder',
+    detail: b.keyPath
+      ? `the line holding ${b.keyPath}.pub, under flock; nothing else there changes`
+      : 'no key is named for this builder',
     run: async () => {
       const pub = b.keyPath ? publicKeyOf(b.keyPath) : null;
       if (!pub) {
-        out.warn(`cannot tell which key to remove on ${b.name} (${b.keyPath ? `no ${b.keyPath}.pub` : 'no key named'}); remove it there by hand`);
+        out.warn(
+          `cannot tell which key to remove on ${b.name} (${b.keyPath ? `no ${b.keyPath}.pub` : 'no key named'}); remove it there by hand`,
+        );
         return;
       }
       const r = await sshAsNix(exec, b.name, [asShCommand(REMOVE_KEY_SCRIPT)], 30_000, pub + '\n');
       const said = /NIXREMOTE:(removed=\d+|absent)/.exec(r.stdout)?.[1];
-      if (r.exitCode === 0 && said) return said === 'absent' ? `the key was not in authorized_keys on ${b.name}` : `removed the key's line from authorized_keys on ${b.name}`;
-      const why = r.exitCode === 255 ? classifySshError(r.stderr).cause : r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
-      out.warn(`could not reach ${b.name} to remove the key (${why}); the local part goes on. On the builder, remove the line holding this key from ~${b.user ?? ''}/.ssh/authorized_keys: ${pub.split(/\s+/).slice(0, 2).join(' ')}`);
+      if (r.exitCode === 0 && said)
+        return said === 'absent'
+          ? `the key was not in authorized_keys on ${b.name}`
+          : `removed the key's line from authorized_keys on ${b.name}`;
+      const why =
+        r.exitCode === 255
+          ? classifySshError(r.stderr).cause
+          : r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
+      out.warn(
+        `could not reach ${b.name} to remove the key (${why}); the local part goes on. On the builder, remove the line holding this key from ~${b.user ?? ''}/.ssh/authorized_keys: ${pub.split(/\s+/).slice(0, 2).join(' ')}`,
+      );
     },
   };
 }

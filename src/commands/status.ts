@@ -21,13 +21,18 @@ export interface StatusFlags {
 export async function statusCommand(names: string[], flags: StatusFlags): Promise<number> {
   const install = detectInstall();
   if (install.multiUser && install.user.uid !== 0) {
-    throw new UsageError("on a multi-user install the build hook connects with root's ssh key and config; re-run with sudo");
+    throw new UsageError(
+      "on a multi-user install the build hook connects with root's ssh key and config; re-run with sudo",
+    );
   }
   const interval = validatePositiveInt(flags.interval ?? '3', '--interval');
   const width = flags.jobs === undefined ? fleetWidth() : validatePositiveInt(flags.jobs, '--jobs');
   const count = flags.count === undefined ? (flags.watch ? Infinity : 1) : validatePositiveInt(flags.count, '--count');
   const reg = readRegistry(realRegistryCtx(install, flags.module));
-  const chosen = selectBuilders(reg.builders.filter((b) => b.active), names);
+  const chosen = selectBuilders(
+    reg.builders.filter((b) => b.active),
+    names,
+  );
   const out = makeOutput();
   if (!chosen.length) {
     if (flags.json) process.stdout.write(JSON.stringify({ builders: [] }) + '\n');
@@ -59,7 +64,10 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
       last = result;
       rounds++;
       const at = new Date();
-      if (flags.json) process.stdout.write(JSON.stringify({ time: at.toISOString(), builders: last }, null, flags.watch ? 0 : 2) + '\n');
+      if (flags.json)
+        process.stdout.write(
+          JSON.stringify({ time: at.toISOString(), builders: last }, null, flags.watch ? 0 : 2) + '\n',
+        );
       else {
         if (redraw) process.stdout.write('\x1b[H\x1b[2J');
         if (flags.watch) out.info(out.dim(`${at.toLocaleTimeString()}  every ${interval} s, Ctrl-C stops`));

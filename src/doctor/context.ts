@@ -148,7 +148,12 @@ function findDaemon(): DaemonInfo | null | 'unseen' {
       const startedMs = now - uptimeMs + (Number(fields[19]) / ticks) * 1000;
       let envPath: string | null = null;
       try {
-        envPath = fs.readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').find((e) => e.startsWith('PATH='))?.slice(5) ?? null;
+        envPath =
+          fs
+            .readFileSync(`/proc/${d}/environ`, 'utf8')
+            .split('\0')
+            .find((e) => e.startsWith('PATH='))
+            ?.slice(5) ?? null;
       } catch {
         envPath = null;
       }

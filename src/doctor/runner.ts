@@ -15,13 +15,25 @@ export async function runChecks<S>(checks: Check<S>[], state: S): Promise<CheckR
       c.id,
       Promise.all(deps).then(async (done) => {
         const blocked = done.find((r) => r.status !== 'pass' && r.status !== 'warn');
-        if (blocked) return { id: c.id, title: c.title, status: 'skip', summary: `skipped: needs ${blocked.id}`, ms: 0 } satisfies CheckReport;
+        if (blocked)
+          return {
+            id: c.id,
+            title: c.title,
+            status: 'skip',
+            summary: `skipped: needs ${blocked.id}`,
+            ms: 0,
+          } satisfies CheckReport;
         const t0 = Date.now();
         let r: Result;
         try {
           r = await withTimeout(c.run(state), c.timeoutMs ?? 60_000, c.title);
         } catch (e) {
-          r = { status: 'fail', summary: `${c.title}: the check itself failed`, cause: (e as Error).message, fix: 'run with --verbose and report this' };
+          r = {
+            status: 'fail',
+            summary: `${c.title}: the check itself failed`,
+            cause: (e as Error).message,
+            fix: 'run with --verbose and report this',
+          };
         }
         return { id: c.id, title: c.title, ms: Date.now() - t0, ...r };
       }),

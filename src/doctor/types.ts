@@ -43,4 +43,10 @@ export interface CheckReport extends Result {
 
 export const pass = (summary: string, extra: Partial<Result> = {}): Result => ({ status: 'pass', summary, ...extra });
 export const warn = (summary: string, extra: Partial<Result> = {}): Result => ({ status: 'warn', summary, ...extra });
-export const fail = (summary: string, cause: string, fix: string, extra: Partial<Result> = {}): Result => ({ status: 'fail', summary, cause, fix, ...extra });
+export const fail = (summary: string, cause: string, fix: string, extra: Partial<Result> = {}): Result => ({
+  status: 'fail',
+  summary,
+  cause,
+  fix,
+  ...extra,
+});

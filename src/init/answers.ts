@@ -65,11 +65,18 @@ export class Answers {
     return v;
   }
 
-  async choose<T extends string>(q: { flag: string; value: string | undefined; message: string; choices: Choice<T>[]; default: T }): Promise<T> {
+  async choose<T extends string>(q: {
+    flag: string;
+    value: string | undefined;
+    message: string;
+    choices: Choice<T>[];
+    default: T;
+  }): Promise<T> {
     const allowed = q.choices.map((c) => c.value);
     let v: T;
     if (q.value !== undefined) {
-      if (!allowed.includes(q.value as T)) throw new UsageError(`${q.flag}: '${q.value}' is not one of ${allowed.join(', ')}`);
+      if (!allowed.includes(q.value as T))
+        throw new UsageError(`${q.flag}: '${q.value}' is not one of ${allowed.join(', ')}`);
       v = q.value as T;
     } else if (this.src.yes) v = q.default;
     else v = await (await this.prompter(q.flag, q.message)).select(q.message, q.choices, q.default);
@@ -81,7 +88,13 @@ export class Answers {
    * A yes/no question. `flag` is the flag that forces yes (or null when there is none);
    * under --yes the default is taken.
    */
-  async confirm(q: { flag: string | null; value: boolean | undefined; message: string; default: boolean; record?: boolean }): Promise<boolean> {
+  async confirm(q: {
+    flag: string | null;
+    value: boolean | undefined;
+    message: string;
+    default: boolean;
+    record?: boolean;
+  }): Promise<boolean> {
     let v: boolean;
     if (q.value !== undefined) v = q.value;
     else if (this.src.yes) v = q.default;
@@ -96,7 +109,8 @@ export class Answers {
       return s;
     }
     const p = await this.src.prompter();
-    if (!p) throw new UsageError(`a password for the builder is needed: pipe it to ${q.flag}, or use --copy-key ssh|manual`);
+    if (!p)
+      throw new UsageError(`a password for the builder is needed: pipe it to ${q.flag}, or use --copy-key ssh|manual`);
     const pw = await p.password(q.message);
     // Unattended, the same run reads it from standard input.
     this.record(q.flag, true);

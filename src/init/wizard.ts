@@ -58,7 +58,8 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
       checks.verify,
       ...nix.steps,
     ];
-    if (checks.proof) steps.push(checks.proof); // 10. prove it
+    if (checks.proof)
+      steps.push(checks.proof); // 10. prove it
     else answers.note('--no-test-build', true);
 
     out.info('');
@@ -69,7 +70,10 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
       out.ok('Dry run: nothing was changed, locally or on the builder.');
       return;
     }
-    if (!answers.yes && !(await answers.confirm({ flag: '--yes', value: undefined, message: 'Apply this plan?', default: true }))) {
+    if (
+      !answers.yes &&
+      !(await answers.confirm({ flag: '--yes', value: undefined, message: 'Apply this plan?', default: true }))
+    ) {
       out.info('Nothing was changed.');
       return;
     }
@@ -84,12 +88,15 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
     out.info('');
     out.ok(out.bold(`${b.name} is set up${flags.testBuild ? ' and a build ran on it' : ''}.`));
     out.info(`  machine line: ${nix.machineLine}`);
-    if (nix.confChanged && c.install.daemon && !c.install.daemon.restart) out.warn(`restart the nix-daemon: ${c.install.daemon.how}`);
+    if (nix.confChanged && c.install.daemon && !c.install.daemon.restart)
+      out.warn(`restart the nix-daemon: ${c.install.daemon.how}`);
     out.info(`  when builds stop offloading: nixremote doctor ${b.name}`);
     if (!answers.yes) {
       out.info('');
       out.info('To do the same again without questions:');
-      out.info(`  ${repeatCommand(answers.given)}${answers.given.some(([f]) => f === '--password-stdin') ? ' < password-file' : ''}`);
+      out.info(
+        `  ${repeatCommand(answers.given)}${answers.given.some(([f]) => f === '--password-stdin') ? ' < password-file' : ''}`,
+      );
     }
   } finally {
     access.session?.close();

@@ -71,7 +71,16 @@ export function parseBackupPath(b: string): BackupName | null {
   const time = Date.UTC(y, mo - 1, d, h, mi, s, ms);
   // Date.UTC rolls 20261331 over into the next year; a stamp nixremote wrote never does.
   const back = new Date(time);
-  if (Number.isNaN(time) || back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || back.getUTCHours() !== h || back.getUTCMinutes() !== mi || back.getUTCSeconds() !== s) return null;
+  if (
+    Number.isNaN(time) ||
+    back.getUTCFullYear() !== y ||
+    back.getUTCMonth() !== mo - 1 ||
+    back.getUTCDate() !== d ||
+    back.getUTCHours() !== h ||
+    back.getUTCMinutes() !== mi ||
+    back.getUTCSeconds() !== s
+  )
+    return null;
   return { file: path.join(path.dirname(b), base.slice(0, at)), time, n: m[8] === undefined ? 0 : Number(m[8]) };
 }
 

@@ -31,7 +31,11 @@ function readOwner(p: string): Owner | null {
 
 /** Take the lock, waiting up to `waitMs`; returns the function that releases it. */
 export async function acquireLock(p: string, waitMs: number, onWait: (o: Owner) => void): Promise<() => void> {
-  const me: Owner = { pid: process.pid, started: new Date().toISOString(), command: process.argv.slice(2, 3).join(' ') };
+  const me: Owner = {
+    pid: process.pid,
+    started: new Date().toISOString(),
+    command: process.argv.slice(2, 3).join(' '),
+  };
   const deadline = Date.now() + waitMs;
   let told = false;
   for (;;) {
@@ -55,8 +59,12 @@ export async function acquireLock(p: string, waitMs: number, onWait: (o: Owner) 
       continue;
     }
     if (Date.now() >= deadline) {
-      const who = owner ? `pid ${owner.pid}, nixremote ${owner.command}, since ${owner.started}` : 'a process that is still starting';
-      throw new LockBusy(`another nixremote is changing these files (${who}; lock ${p}); wait for it to finish, then re-run`);
+      const who = owner
+        ? `pid ${owner.pid}, nixremote ${owner.command}, since ${owner.started}`
+        : 'a process that is still starting';
+      throw new LockBusy(
+        `another nixremote is changing these files (${who}; lock ${p}); wait for it to finish, then re-run`,
+      );
     }
     if (owner && !told) {
       onWait(owner);

@@ -36,16 +36,34 @@ export class SshError extends Error {
 }
 
 // Offer modern host key types first, ed25519 foremost, as OpenSSH does.
-const HOST_KEY_ORDER = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256'];
+const HOST_KEY_ORDER = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+];
 
 function describe(err: Error & { code?: string; level?: string }, t: Target): SshError {
   const where = `${t.host}:${t.port}`;
-  if (err.level === 'client-authentication') return new SshError(`${t.user}@${where} refused the login (wrong password or key, or the account is locked)`, 'auth');
-  if (err.code === 'ECONNRESET') return new SshError(`${where} reset the connection before the SSH banner: ${DROPPED_CAUSE}`, 'dropped');
-  if (err.code === 'ECONNREFUSED') return new SshError(`connection to ${where} refused: nothing listens there (is sshd running, is the port right?)`, 'connect');
+  if (err.level === 'client-authentication')
+    return new SshError(
+      `${t.user}@${where} refused the login (wrong password or key, or the account is locked)`,
+      'auth',
+    );
+  if (err.code === 'ECONNRESET')
+    return new SshError(`${where} reset the connection before the SSH banner: ${DROPPED_CAUSE}`, 'dropped');
+  if (err.code === 'ECONNREFUSED')
+    return new SshError(
+      `connection to ${where} refused: nothing listens there (is sshd running, is the port right?)`,
+      'connect',
+    );
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new SshError(`cannot resolve ${t.host}`, 'connect');
-  if (err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') return new SshError(`${where} is unreachable`, 'connect');
-  if (err.level === 'client-timeout' || err.code === 'ETIMEDOUT') return new SshError(`connection to ${where} timed out`, 'connect');
+  if (err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH')
+    return new SshError(`${where} is unreachable`, 'connect');
+  if (err.level === 'client-timeout' || err.code === 'ETIMEDOUT')
+    return new SshError(`connection to ${where} timed out`, 'connect');
   if (err.level === 'protocol' || /handshake|identification|protocol/i.test(err.message)) {
     return new SshError(`${where} did not answer as an SSH server (${err.message})`, 'protocol');
   }
@@ -61,10 +79,23 @@ export function closedBeforeHostKey(where: string, received: Buffer): SshError {
   const text = received.toString('latin1');
   // What sshd 9.8+ writes before it closes a connection it will not serve (sshd.c,
   // drop_connection): the penalty box, or too many unauthenticated connections at once.
-  if (/^Not allowed at this time/m.test(text)) return new SshError(`${where} refused this address ("Not allowed at this time"): ${PENALTY_CAUSE}`, 'dropped');
-  if (/^Exceeded MaxStartups/m.test(text)) return new SshError(`${where} refused the connection ("Exceeded MaxStartups"): too many logins to it are under way at once`, 'dropped');
-  if (received.length === 0) return new SshError(`${where} accepted the connection and closed it before the SSH banner: ${DROPPED_CAUSE}`, 'dropped');
-  if (!/^SSH-/m.test(text)) return new SshError(`${where} did not answer as an SSH server (it said ${JSON.stringify(text.split(/\r?\n/)[0]!.slice(0, 60))})`, 'protocol');
+  if (/^Not allowed at this time/m.test(text))
+    return new SshError(`${where} refused this address ("Not allowed at this time"): ${PENALTY_CAUSE}`, 'dropped');
+  if (/^Exceeded MaxStartups/m.test(text))
+    return new SshError(
+      `${where} refused the connection ("Exceeded MaxStartups"): too many logins to it are under way at once`,
+      'dropped',
+    );
+  if (received.length === 0)
+    return new SshError(
+      `${where} accepted the connection and closed it before the SSH banner: ${DROPPED_CAUSE}`,
+      'dropped',
+    );
+  if (!/^SSH-/m.test(text))
+    return new SshError(
+      `${where} did not answer as an SSH server (it said ${JSON.stringify(text.split(/\r?\n/)[0]!.slice(0, 60))})`,
+      'protocol',
+    );
   return new SshError(`${where} closed the connection before showing a host key`, 'protocol');
 }
 
@@ -91,7 +122,13 @@ export function fetchHostKey(t: Omit<Target, 'user'>, timeoutMs = 10_000): Promi
       if (key) resolve(key);
       else reject(e ?? closedBeforeHostKey(`${t.host}:${t.port}`, received));
     };
-    c.on('error', (e) => done(/before handshake/i.test(e.message) ? closedBeforeHostKey(`${t.host}:${t.port}`, received) : describe(e, { ...t, user: '' })));
+    c.on('error', (e) =>
+      done(
+        /before handshake/i.test(e.message)
+          ? closedBeforeHostKey(`${t.host}:${t.port}`, received)
+          : describe(e, { ...t, user: '' }),
+      ),
+    );
     c.on('close', () => done());
     c.connect({
       sock,
@@ -147,7 +184,9 @@ export function openSession(t: Target, auth: Auth, expected: HostKey, timeoutMs 
         hostKeyWrong = `the host key of ${t.host}:${t.port} is ${fingerprint(got)}, not the pinned ${fingerprint(expected)}`;
         return false;
       },
-      ...(password !== undefined ? { password, tryKeyboard: true } : { privateKey: (auth as { privateKey: string }).privateKey }),
+      ...(password !== undefined
+        ? { password, tryKeyboard: true }
+        : { privateKey: (auth as { privateKey: string }).privateKey }),
     });
   });
 }
@@ -183,7 +222,11 @@ function wrap(c: InstanceType<typeof Client>): Session {
           });
           stream.on('close', () => {
             pending.delete(reject);
-            resolve({ exitCode: code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') });
+            resolve({
+              exitCode: code,
+              stdout: Buffer.concat(out).toString('utf8'),
+              stderr: Buffer.concat(errOut).toString('utf8'),
+            });
           });
           if (stdin !== undefined) stream.end(stdin);
           else stream.end();

@@ -32,7 +32,9 @@ export function readNixConfig(read: Reader, env: NodeJS.ProcessEnv, home: string
     const { settings, includes } = parseNixConf(text);
     // Nix applies lines in order, includes where they stand; settings and includes are
     // merged back into line order here.
-    const items = [...settings.map((s) => ({ line: s.line, s })), ...includes.map((i) => ({ line: i.line, i }))].sort((a, b) => a.line - b.line);
+    const items = [...settings.map((s) => ({ line: s.line, s })), ...includes.map((i) => ({ line: i.line, i }))].sort(
+      (a, b) => a.line - b.line,
+    );
     for (const it of items) {
       if ('s' in it) {
         const list = cfg.settings.get(it.s.name) ?? [];
@@ -42,7 +44,10 @@ export function readNixConfig(read: Reader, env: NodeJS.ProcessEnv, home: string
         const p = path.isAbsolute(it.i.path) ? it.i.path : path.join(path.dirname(file), it.i.path);
         const sub = depth < 8 ? read(p) : null;
         if (sub === null) {
-          if (!it.i.optional) cfg.errors.push(`${file}:${it.line}: include ${p} does not exist (Nix fails on this; use !include for optional files)`);
+          if (!it.i.optional)
+            cfg.errors.push(
+              `${file}:${it.line}: include ${p} does not exist (Nix fails on this; use !include for optional files)`,
+            );
         } else apply(sub, p, scope, depth + 1);
       }
     }
@@ -63,12 +68,19 @@ export function readNixConfig(read: Reader, env: NodeJS.ProcessEnv, home: string
 
 export function userConfFiles(env: NodeJS.ProcessEnv, home: string): string[] {
   if (env.NIX_USER_CONF_FILES) return env.NIX_USER_CONF_FILES.split(':').filter(Boolean);
-  const dirs = [env.XDG_CONFIG_HOME || path.join(home, '.config'), ...(env.XDG_CONFIG_DIRS || '/etc/xdg').split(':').filter(Boolean)];
+  const dirs = [
+    env.XDG_CONFIG_HOME || path.join(home, '.config'),
+    ...(env.XDG_CONFIG_DIRS || '/etc/xdg').split(':').filter(Boolean),
+  ];
   // Nix applies them lowest priority first: XDG_CONFIG_DIRS in reverse, then XDG_CONFIG_HOME.
   return dirs.reverse().map((d) => path.join(d, 'nix', 'nix.conf'));
 }
 
-export function effective(cfg: NixConfig, name: string, scopes: Scope[] = ['system', 'user', 'env']): SettingSource | null {
+export function effective(
+  cfg: NixConfig,
+  name: string,
+  scopes: Scope[] = ['system', 'user', 'env'],
+): SettingSource | null {
   const list = (cfg.settings.get(name) ?? []).filter((s) => scopes.includes(s.scope));
   return list.length ? list[list.length - 1]! : null;
 }
@@ -81,11 +93,19 @@ export interface Builders {
   errors: MachinesParseError[];
 }
 
-export function readBuilders(cfg: NixConfig, read: Reader, env: NodeJS.ProcessEnv, scopes: Scope[], rules?: MachineRules): Builders {
+export function readBuilders(
+  cfg: NixConfig,
+  read: Reader,
+  env: NodeJS.ProcessEnv,
+  scopes: Scope[],
+  rules?: MachineRules,
+): Builders {
   const source = effective(cfg, 'builders', scopes);
   const value = source ? source.value : `@${path.join(env.NIX_CONF_DIR || '/etc/nix', 'machines')}`;
   // An inline machine is defined on the setting's own line of its nix.conf.
-  const r = source ? parseMachines(value, source.file, read, 0, source.line, rules) : parseMachines(value, 'builders (default)', read, 0, 1, rules);
+  const r = source
+    ? parseMachines(value, source.file, read, 0, source.line, rules)
+    : parseMachines(value, 'builders (default)', read, 0, 1, rules);
   return { source, value, ...r };
 }
 
@@ -94,7 +114,11 @@ export function readBuilders(cfg: NixConfig, read: Reader, env: NodeJS.ProcessEn
  * the system files (a client's `builders` is a restricted setting it ignores unless the
  * client is trusted); a single-user Nix reads the user's files and NIX_CONFIG too.
  */
-export function daemonBuilders(read: Reader, env: NodeJS.ProcessEnv, who: { multiUser: boolean; home: string }): { cfg: NixConfig; builders: Builders } {
+export function daemonBuilders(
+  read: Reader,
+  env: NodeJS.ProcessEnv,
+  who: { multiUser: boolean; home: string },
+): { cfg: NixConfig; builders: Builders } {
   const cfg = readNixConfig(read, env, who.home, !who.multiUser);
   return { cfg, builders: readBuilders(cfg, read, env, daemonScopes(who.multiUser)) };
 }

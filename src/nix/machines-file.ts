@@ -162,7 +162,11 @@ export function parseMachines(
       // the parser untrimmed, with no store URI (machines.cc ignored trim's result). A
       // nix.conf value has had its blanks squeezed by then; a machines file has not.
       if (entry === '' && rules.rawBlanksFail && depth > 0 && uncommented !== '' && uncommented !== '\r') {
-        errors.push({ ...source, column: entryColumn, message: `an entry of blanks only${hash >= 0 ? ' (an indented comment)' : ''}; ${nixSays(`bad machine specification: store URL was not found at the first column of a row: '${uncommented}'`)}` });
+        errors.push({
+          ...source,
+          column: entryColumn,
+          message: `an entry of blanks only${hash >= 0 ? ' (an indented comment)' : ''}; ${nixSays(`bad machine specification: store URL was not found at the first column of a row: '${uncommented}'`)}`,
+        });
         continue;
       }
       if (entry === '') continue;
@@ -183,7 +187,7 @@ export function parseMachines(
       }
       const tokens = entry.split(/\s+/);
       const offsets: number[] = [];
-        for (const m of rawEntry.matchAll(/\S+/g)) offsets.push(entryColumn + m.index);
+      for (const m of rawEntry.matchAll(/\S+/g)) offsets.push(entryColumn + m.index);
       const isSet = (n: number) => tokens.length > n && tokens[n] !== '' && tokens[n] !== '-';
       const num = (n: number, float: boolean): number => {
         if (!isSet(n)) return 1;
@@ -191,11 +195,19 @@ export function parseMachines(
         // factor is a float from 2.20 (negative: "speed factor must be >= 0"), an unsigned int before.
         if (!(float ? /^-?\d+(\.\d+)?$/ : /^\d+$/).test(tokens[n]!)) {
           const type = float ? 'float' : 'unsigned int';
-          errors.push({ ...source, column: offsets[n]!, message: `field ${n + 1} '${tokens[n]}' is not ${float ? 'a number' : 'a whole number'}; ${nixSays(`bad machine specification: failed to convert column #${n} in a row: '${entry}' to '${type}'`)}` });
+          errors.push({
+            ...source,
+            column: offsets[n]!,
+            message: `field ${n + 1} '${tokens[n]}' is not ${float ? 'a number' : 'a whole number'}; ${nixSays(`bad machine specification: failed to convert column #${n} in a row: '${entry}' to '${type}'`)}`,
+          });
           return NaN;
         }
         if (Number(tokens[n]) < 0) {
-          errors.push({ ...source, column: offsets[n]!, message: `field ${n + 1} '${tokens[n]}' is negative; ${nixSays('speed factor must be >= 0')}` });
+          errors.push({
+            ...source,
+            column: offsets[n]!,
+            message: `field ${n + 1} '${tokens[n]}' is negative; ${nixSays('speed factor must be >= 0')}`,
+          });
           return NaN;
         }
         return Number(tokens[n]);
@@ -206,7 +218,12 @@ export function parseMachines(
       const speedFactor = num(4, rules.floatSpeed);
       // Every version base64-decodes the 8th field as it reads the line.
       const badChar = isSet(7) ? /[^A-Za-z0-9+/=\n]/.exec(tokens[7]!.split('=')[0]!) : null;
-      if (badChar) errors.push({ ...source, column: offsets[7]!, message: `field 8 is not base64; ${nixSays(`invalid character in Base64 string: '${badChar[0]}'`)}` });
+      if (badChar)
+        errors.push({
+          ...source,
+          column: offsets[7]!,
+          message: `field 8 is not base64; ${nixSays(`invalid character in Base64 string: '${badChar[0]}'`)}`,
+        });
       // Fields past the 8th are ignored by Nix (2.8 to 2.35), so they are here too.
       if (errors.length > before) continue;
       machines.push({
@@ -250,7 +267,8 @@ export function upsertMachine(text: string, name: string, m: Machine): BlockEdit
 function editManagedLine(text: string, lineNo: number, edit: (fields: string[]) => string[]): string | null {
   const lines = text.split('\n');
   const line = lines[lineNo - 1];
-  if (!nixremoteLines(text).has(lineNo) || line === undefined || line.trim() === '' || line.trim().startsWith('#')) return null;
+  if (!nixremoteLines(text).has(lineNo) || line === undefined || line.trim() === '' || line.trim().startsWith('#'))
+    return null;
   const fields = line.trim().split(/\s+/);
   while (fields.length < 8) fields.push('-');
   lines[lineNo - 1] = edit(fields).join(' ');
@@ -283,7 +301,12 @@ export function adoptMachineLines(text: string, lineNos: number[], name: string,
   const { begin, end } = machineMarkers(name);
   const out: Line[] = [];
   lines.forEach((l, i) => {
-    if (i + 1 === lineNos[0]) out.push({ text: begin, eol: l.eol || '\n' }, { text: formatMachineLine(m), eol: l.eol || '\n' }, { text: end, eol: l.eol });
+    if (i + 1 === lineNos[0])
+      out.push(
+        { text: begin, eol: l.eol || '\n' },
+        { text: formatMachineLine(m), eol: l.eol || '\n' },
+        { text: end, eol: l.eol },
+      );
     else if (!lineNos.includes(i + 1)) out.push(l);
   });
   const result = joinLines(out);

@@ -18,7 +18,10 @@ export interface NixSetting {
   value: string;
 }
 
-export function parseNixConf(text: string): { settings: NixSetting[]; includes: { line: number; path: string; optional: boolean }[] } {
+export function parseNixConf(text: string): {
+  settings: NixSetting[];
+  includes: { line: number; path: string; optional: boolean }[];
+} {
   const settings: NixSetting[] = [];
   const includes: { line: number; path: string; optional: boolean }[] = [];
   splitLines(text).forEach((l, i) => {
@@ -69,21 +72,31 @@ export function upsertNixConf(
   const own = userSetting(text, 'builders');
   const existing = inherited ? { value: inherited.value, line: inherited.where } : own;
   if (existing && existing.value !== '' && existing.value !== '-') {
-    const all = existing.value.split(';').map((e) => e.trim()).filter(Boolean);
+    const all = existing.value
+      .split(';')
+      .map((e) => e.trim())
+      .filter(Boolean);
     const entries = without ? all.filter((e) => !inlineEntryNames(e, without)) : all;
     const value = entries.join(' ; ');
     const where = typeof existing.line === 'number' ? `nix.conf line ${existing.line}` : existing.line;
-    if (entries.length < all.length) notes.push(`${where} lists ${without} inline; nixremote's builders leave that entry out, since the machines file now has ${without}`);
+    if (entries.length < all.length)
+      notes.push(
+        `${where} lists ${without} inline; nixremote's builders leave that entry out, since the machines file now has ${without}`,
+      );
     if (entries.includes(include)) {
       builders = value;
     } else if (entries.length) {
       builders = `${value} ; ${include}`;
-      notes.push(`${where} already sets builders = ${existing.value}; nixremote keeps those builders and adds ${include}`);
+      notes.push(
+        `${where} already sets builders = ${existing.value}; nixremote keeps those builders and adds ${include}`,
+      );
     }
   }
   const subst = userSetting(text, 'builders-use-substitutes');
   if (subst && subst.value !== 'true') {
-    notes.push(`nix.conf line ${subst.line} sets builders-use-substitutes = ${subst.value}; nixremote's setting below it takes effect`);
+    notes.push(
+      `nix.conf line ${subst.line} sets builders-use-substitutes = ${subst.value}; nixremote's setting below it takes effect`,
+    );
   }
   const edit = upsertBlock(text, nixConfMarkers, [`builders = ${builders}`, 'builders-use-substitutes = true']);
   return { edit, notes };

@@ -24,7 +24,9 @@ export type ModuleSystem = 'nixos' | 'nix-darwin' | 'nix-darwin-determinate';
 
 /** The option path prefix for builders and the attribute for nix.conf settings. */
 export function nixOptions(system: ModuleSystem): { prefix: string; settings: string } {
-  return system === 'nix-darwin-determinate' ? { prefix: 'determinateNix', settings: 'customSettings' } : { prefix: 'nix', settings: 'settings' };
+  return system === 'nix-darwin-determinate'
+    ? { prefix: 'determinateNix', settings: 'customSettings' }
+    : { prefix: 'nix', settings: 'settings' };
 }
 
 /** Which system a module nixremote wrote was written for, from its own top lines. */
@@ -101,7 +103,9 @@ export function moduleBlockBody(b: ModuleBuilder, system: ModuleSystem = 'nixos'
     `        hostNames = [ ${nixString(b.name)} ];`,
     `        publicKey = ${nixString(keyLine(b.hostKey))};`,
     '      };',
-    ...(b.hostBlock ? ["      programs.ssh.extraConfig = ''", ...hostBlockBody(b.hostBlock).map((l) => `        ${l}`), "      '';"] : []),
+    ...(b.hostBlock
+      ? ["      programs.ssh.extraConfig = ''", ...hostBlockBody(b.hostBlock).map((l) => `        ${l}`), "      '';"]
+      : []),
     '    }',
   ];
 }
@@ -109,7 +113,12 @@ export function moduleBlockBody(b: ModuleBuilder, system: ModuleSystem = 'nixos'
 export class ModuleError extends Error {}
 
 /** Add or replace one builder in the module; `existing` null means the file is new. */
-export function upsertModule(existing: string | null, fileName: string, b: ModuleBuilder, system: ModuleSystem = 'nixos'): BlockEdit {
+export function upsertModule(
+  existing: string | null,
+  fileName: string,
+  b: ModuleBuilder,
+  system: ModuleSystem = 'nixos',
+): BlockEdit {
   const text = existing ?? moduleSkeleton(fileName, system);
   if (!text.startsWith(MODULE_HEADER)) {
     throw new ModuleError('the file exists and was not written by nixremote; pass another --output');
@@ -117,7 +126,9 @@ export function upsertModule(existing: string | null, fileName: string, b: Modul
   const was = moduleSystemOf(text);
   if (existing !== null && (was === 'nix-darwin-determinate') !== (system === 'nix-darwin-determinate')) {
     const opts = (x: ModuleSystem) => `${nixOptions(x).prefix}.buildMachines`;
-    throw new ModuleError(`the file uses ${opts(was)}, and this machine needs ${opts(system)}; pass another --output, or remove the file`);
+    throw new ModuleError(
+      `the file uses ${opts(was)}, and this machine needs ${opts(system)}; pass another --output, or remove the file`,
+    );
   }
   const closeImports = (lines: { text: string }[]) => {
     for (let i = lines.length - 1; i >= 0; i--) if (lines[i]!.text.trim() === '];') return i;
@@ -126,7 +137,6 @@ export function upsertModule(existing: string | null, fileName: string, b: Modul
   const edit = upsertBlock(text, machineMarkers(b.name), moduleBlockBody(b, system), closeImports);
   return existing === null ? { text: edit.text, changed: true } : edit;
 }
-
 
 export interface ModuleEntry extends Omit<ModuleBuilder, 'hostKey' | 'hostBlock'> {
   /** The line of the block's BEGIN marker. */

@@ -26,13 +26,29 @@ export interface ProbeBuild {
  * Build the probe for `system` with `builders` (one machine line) as the only builders, so
  * the build can go to that machine and no other.
  */
-export async function buildProbe(exec: Exec, opts: { system: string; builders: string; exec?: ExecOptions }): Promise<ProbeBuild> {
+export async function buildProbe(
+  exec: Exec,
+  opts: { system: string; builders: string; exec?: ExecOptions },
+): Promise<ProbeBuild> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-probe-'));
   try {
     const file = path.join(dir, 'probe.nix');
     fs.writeFileSync(file, PROBE_NIX);
     const nonce = `${Date.now()}-${randomBytes(6).toString('hex')}`;
-    const args = [file, '--argstr', 'nonce', nonce, '--argstr', 'system', opts.system, '--max-jobs', '0', '--no-out-link', '--builders', opts.builders];
+    const args = [
+      file,
+      '--argstr',
+      'nonce',
+      nonce,
+      '--argstr',
+      'system',
+      opts.system,
+      '--max-jobs',
+      '0',
+      '--no-out-link',
+      '--builders',
+      opts.builders,
+    ];
     const result = await exec('nix-build', args, { timeoutMs: 580_000, ...opts.exec });
     const last = result.stdout.trim().split('\n').pop() ?? '';
     return { result, outPath: result.exitCode === 0 && last.startsWith('/nix/store/') ? last : null };

@@ -35,7 +35,13 @@ export interface NoteStep {
 export type Step = WriteStep | RunStep | NoteStep;
 
 /** An edit of a file as a step: `before` as read when planning (null: no such file yet). */
-export function editFile(title: string, path: string, before: string | null, after: string, opts: { mode?: number; dirMode?: number } = {}): WriteStep {
+export function editFile(
+  title: string,
+  path: string,
+  before: string | null,
+  after: string,
+  opts: { mode?: number; dirMode?: number } = {},
+): WriteStep {
   return { kind: 'write', title, path, before, after, mode: opts.mode ?? 0o644, dirMode: opts.dirMode };
 }
 
@@ -78,7 +84,10 @@ export function renderPlan(steps: Step[]): string {
     if (s.kind === 'write' && s.before === s.after) {
       out.push(`${n} ${s.title}: ${s.path} is already as planned`);
     } else if (s.kind === 'write') {
-      const how = s.before === null ? `create (mode ${s.mode.toString(8).padStart(4, '0')})` : 'edit (mode and owner kept, backup beside it)';
+      const how =
+        s.before === null
+          ? `create (mode ${s.mode.toString(8).padStart(4, '0')})`
+          : 'edit (mode and owner kept, backup beside it)';
       out.push(`${n} ${s.title}: ${how} ${s.path}`);
       out.push(indent(diffOf(s).trimEnd()));
     } else {
@@ -122,7 +131,10 @@ export async function applyPlan(steps: Step[], opts: ApplyOptions): Promise<void
         }
         // The plan was made from what the file held then; never write over an edit made since.
         if (readText(s.path) !== s.before) {
-          throw new StepFailed('write', `${s.path} changed while nixremote was running; nothing of it was overwritten. Re-run to plan again from its new content`);
+          throw new StepFailed(
+            'write',
+            `${s.path} changed while nixremote was running; nothing of it was overwritten. Re-run to plan again from its new content`,
+          );
         }
         const backup = writeAtomic(s.path, s.after, { mode: s.mode, dirMode: s.dirMode, uid: s.uid, gid: s.gid });
         written.push(s);

@@ -6,7 +6,8 @@ export function planReporter(out: Output): ApplyReporter {
   return {
     start: (s) => out.step(s.title),
     done: (s, r, backup) => {
-      if (s.kind === 'write') out.ok(r === 'unchanged' ? `${s.path} unchanged` : `wrote ${s.path}${backup ? ` (backup: ${backup})` : ''}`);
+      if (s.kind === 'write')
+        out.ok(r === 'unchanged' ? `${s.path} unchanged` : `wrote ${s.path}${backup ? ` (backup: ${backup})` : ''}`);
       else if (s.kind !== 'note' && r) out.ok(r);
     },
   };

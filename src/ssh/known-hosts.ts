@@ -44,7 +44,8 @@ export function pinHostKey(text: string, alias: string, key: HostKey): { text: s
   const eol = detectEol(text);
   const lines = splitLines(text).filter((_, i) => !drop.has(i + 1));
   if (!has) {
-    if (lines.length > 0 && lines[lines.length - 1]!.eol === '') lines[lines.length - 1] = { ...lines[lines.length - 1]!, eol };
+    if (lines.length > 0 && lines[lines.length - 1]!.eol === '')
+      lines[lines.length - 1] = { ...lines[lines.length - 1]!, eol };
     lines.push({ text: `${alias} ${keyLine(key)}`, eol });
   }
   const out = joinLines(lines);
@@ -67,7 +68,8 @@ export function findKnownHost(text: string, names: string[]): { line: number; na
     if (!key) continue;
     const hosts = t.slice(0, sp).split(',');
     for (const name of names) {
-      if (hosts.some((h) => (h.startsWith('|1|') ? hashedMatches(h, name) : h === name))) return { line: i + 1, name, key };
+      if (hosts.some((h) => (h.startsWith('|1|') ? hashedMatches(h, name) : h === name)))
+        return { line: i + 1, name, key };
     }
   }
   return null;
@@ -81,7 +83,11 @@ function hashedMatches(entry: string, name: string): boolean {
 
 /** known_hosts without the lines that pin a key for `alias` alone (what nixremote wrote). */
 export function unpinHostKey(text: string, alias: string): { text: string; changed: boolean } {
-  const drop = new Set(knownEntries(text, alias).filter((e) => e.hosts.length === 1).map((e) => e.line));
+  const drop = new Set(
+    knownEntries(text, alias)
+      .filter((e) => e.hosts.length === 1)
+      .map((e) => e.line),
+  );
   if (drop.size === 0) return { text, changed: false };
   const kept = splitLines(text).filter((_, i) => !drop.has(i + 1));
   const out = joinLines(kept);

@@ -90,7 +90,12 @@ function insertionPoint(lines: Line[]): number {
     return ANY_BEGIN.test(t) || /^(host|match)(\s|=|$)/i.test(t);
   });
   if (i < 0) return lines.length;
-  while (i > 0 && lines[i - 1]!.text.trim().startsWith('#') && !lines[i - 1]!.text.trim().startsWith('# END nixremote ')) i--;
+  while (
+    i > 0 &&
+    lines[i - 1]!.text.trim().startsWith('#') &&
+    !lines[i - 1]!.text.trim().startsWith('# END nixremote ')
+  )
+    i--;
   return i;
 }
 
@@ -144,7 +149,8 @@ export function addHostKeyAlias(text: string, alias: string): string | null {
   const host = entries.find((e) => e.keyword === 'host' && e.args.includes(alias));
   if (!host) return null;
   const next = entries.find((e) => e.line > host.line && (e.keyword === 'host' || e.keyword === 'match'));
-  if (entries.some((e) => e.line > host.line && (!next || e.line < next.line) && e.keyword === 'hostkeyalias')) return null;
+  if (entries.some((e) => e.line > host.line && (!next || e.line < next.line) && e.keyword === 'hostkeyalias'))
+    return null;
   const lines = splitLines(text);
   const eol = lines[host.line - 1]!.eol || detectEol(text);
   if (lines[host.line - 1]!.eol === '') lines[host.line - 1] = { ...lines[host.line - 1]!, eol };
@@ -162,7 +168,13 @@ export function matchPattern(name: string, pattern: string): boolean {
 
 /** A glob with '*' and '?' (ssh_config patterns, Include file names) as a whole-string RegExp. */
 export function globRegExp(glob: string, flags = ''): RegExp {
-  return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, flags);
+  return new RegExp(
+    `^${glob
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    flags,
+  );
 }
 
 /** A Host line's patterns match `name`: one positive pattern matches and no negated one does. */
@@ -195,8 +207,12 @@ export function hostSectionsFor(text: string, name: string): HostSection[] {
   let current: HostSection | null = null;
   for (const e of parseSshConfig(text)) {
     if (e.keyword === 'host' || e.keyword === 'match') {
-      const specific = e.keyword === 'host' && e.args.some((p) => !p.startsWith('!') && p !== '*' && matchPattern(name, p));
-      current = specific && hostLineMatches(e.args, name) ? { line: e.line, patterns: e.args, managed: managed.has(e.line), options: new Map() } : null;
+      const specific =
+        e.keyword === 'host' && e.args.some((p) => !p.startsWith('!') && p !== '*' && matchPattern(name, p));
+      current =
+        specific && hostLineMatches(e.args, name)
+          ? { line: e.line, patterns: e.args, managed: managed.has(e.line), options: new Map() }
+          : null;
       if (current) out.push(current);
     } else if (current && !current.options.has(e.keyword)) current.options.set(e.keyword, e.args);
   }
@@ -218,7 +234,8 @@ export function restoreHostKeyChecking(text: string, name: string): { text: stri
   const entries = parseSshConfig(text);
   const removed: number[] = [];
   for (const sec of sections) {
-    const next = entries.find((e) => e.line > sec.line && (e.keyword === 'host' || e.keyword === 'match'))?.line ?? Infinity;
+    const next =
+      entries.find((e) => e.line > sec.line && (e.keyword === 'host' || e.keyword === 'match'))?.line ?? Infinity;
     for (const e of entries) {
       if (e.line <= sec.line || e.line >= next) continue;
       const off = e.keyword === 'stricthostkeychecking' && CHECKING_OFF.has((e.args[0] ?? '').toLowerCase());
@@ -245,8 +262,20 @@ export function multiplexing(g: Map<string, string[]>): string | null {
 
 /** What init's Host block sets, and what it replaces with a pinned key: in an adopted block these give way. */
 const MANAGED_KEYWORDS = new Set([
-  'hostname', 'port', 'user', 'identityfile', 'identitiesonly', 'hostkeyalias', 'connecttimeout', 'serveraliveinterval',
-  'serveralivecountmax', 'controlmaster', 'controlpath', 'controlpersist', 'stricthostkeychecking', 'userknownhostsfile',
+  'hostname',
+  'port',
+  'user',
+  'identityfile',
+  'identitiesonly',
+  'hostkeyalias',
+  'connecttimeout',
+  'serveraliveinterval',
+  'serveralivecountmax',
+  'controlmaster',
+  'controlpath',
+  'controlpersist',
+  'stricthostkeychecking',
+  'userknownhostsfile',
 ]);
 
 export interface Adoption {
@@ -269,10 +298,14 @@ export interface Adoption {
 export function adoptHostBlock(text: string, b: HostBlock): Adoption | null {
   const managed = nixremoteLines(text);
   const entries = parseSshConfig(text);
-  const host = entries.find((e) => e.keyword === 'host' && !managed.has(e.line) && e.args.length === 1 && e.args[0] === b.name);
+  const host = entries.find(
+    (e) => e.keyword === 'host' && !managed.has(e.line) && e.args.length === 1 && e.args[0] === b.name,
+  );
   if (!host) return null;
   const lines = splitLines(text);
-  let end = entries.find((e) => e.line > host.line && (e.keyword === 'host' || e.keyword === 'match'))?.line ?? lines.length + 1;
+  let end =
+    entries.find((e) => e.line > host.line && (e.keyword === 'host' || e.keyword === 'match'))?.line ??
+    lines.length + 1;
   // Comments and blank lines right above the next section belong to it.
   while (end - 1 > host.line && /^\s*(#.*)?$/.test(lines[end - 2]!.text)) end--;
   const kept: string[] = [];

@@ -42,7 +42,13 @@ export function pinnedKnownHosts(dir: string, name: string, key: HostKey): strin
   return f;
 }
 
-export function sshAsNix(exec: Exec, name: string, command: string[], timeoutMs = 30_000, input?: string): Promise<ExecResult> {
+export function sshAsNix(
+  exec: Exec,
+  name: string,
+  command: string[],
+  timeoutMs = 30_000,
+  input?: string,
+): Promise<ExecResult> {
   return exec('ssh', nixSshArgs(name, command), { env: envWithoutAgent(), timeoutMs, input });
 }
 

@@ -11,7 +11,8 @@ export const DETERMINATE_HEADER = '# DETERMINATE NIX CONFIG';
 export const determinate: Target = {
   name: 'determinate',
   detect: (ctx) => {
-    if ((ctx.read(path.join(ctx.confDir, 'nix.conf')) ?? '').startsWith(DETERMINATE_HEADER)) return `${path.join(ctx.confDir, 'nix.conf')} begins "${DETERMINATE_HEADER}"`;
+    if ((ctx.read(path.join(ctx.confDir, 'nix.conf')) ?? '').startsWith(DETERMINATE_HEADER))
+      return `${path.join(ctx.confDir, 'nix.conf')} begins "${DETERMINATE_HEADER}"`;
     if (ctx.exists('/usr/local/bin/determinate-nixd')) return '/usr/local/bin/determinate-nixd exists';
     return null;
   },
@@ -23,8 +24,12 @@ export const determinate: Target = {
         ? ['systemctl', 'restart', 'nix-daemon.service']
         : null,
   restartHow: () => 'restart the nix-daemon with your service manager (no systemd is running here)',
-  buildersHome: (ctx) => `${path.join(ctx.confDir, 'nix.custom.conf')} (Determinate replaces nix.conf) or the machines file`,
+  buildersHome: (ctx) =>
+    `${path.join(ctx.confDir, 'nix.custom.conf')} (Determinate replaces nix.conf) or the machines file`,
   // Determinate's installer puts its own shell hook back (DeterminateSystems/nix-installer#672),
   // so only /nix and the launchd job are checked, as with Nix's installer.
-  upkeep: (ctx) => (ctx.platform === 'darwin' ? macosUpkeep(ctx, '/Library/LaunchDaemons/systems.determinate.nix-daemon.plist', []) : []),
+  upkeep: (ctx) =>
+    ctx.platform === 'darwin'
+      ? macosUpkeep(ctx, '/Library/LaunchDaemons/systems.determinate.nix-daemon.plist', [])
+      : [],
 };

@@ -17,7 +17,8 @@ export function macosUpkeep(ctx: TargetCtx, plist: string, rcFiles: string[]): F
     if (text !== null && !text.includes('nix-daemon.sh')) {
       out.push({
         summary: `${rc} no longer sources Nix's nix-daemon.sh`,
-        cause: 'macOS updates put back the stock /etc/zshrc and /etc/bashrc (NixOS/nix#3616), so new shells lose nix and nixremote from PATH; the nix-daemon keeps running',
+        cause:
+          'macOS updates put back the stock /etc/zshrc and /etc/bashrc (NixOS/nix#3616), so new shells lose nix and nixremote from PATH; the nix-daemon keeps running',
         fix: `add to ${rc}: if [ -e '${HOOK}' ]; then . '${HOOK}'; fi`,
       });
     }
@@ -26,14 +27,16 @@ export function macosUpkeep(ctx: TargetCtx, plist: string, rcFiles: string[]): F
   if (!(synthetic ?? '').split('\n').some((l) => l.split(/\s+/)[0] === 'nix')) {
     out.push({
       summary: `/etc/synthetic.conf ${synthetic === null ? 'is missing' : 'has no "nix" line'}`,
-      cause: 'macOS makes /nix at boot only from a "nix" line in /etc/synthetic.conf; without it /nix is gone after the next restart',
-      fix: "add the line: echo nix | sudo tee -a /etc/synthetic.conf",
+      cause:
+        'macOS makes /nix at boot only from a "nix" line in /etc/synthetic.conf; without it /nix is gone after the next restart',
+      fix: 'add the line: echo nix | sudo tee -a /etc/synthetic.conf',
     });
   }
   if (!ctx.exists(plist)) {
     out.push({
       summary: `${plist} is missing`,
-      cause: 'launchd starts the nix-daemon at boot from that file; without it no daemon runs after a restart, and no build offloads',
+      cause:
+        'launchd starts the nix-daemon at boot from that file; without it no daemon runs after a restart, and no build offloads',
       fix: 'reinstall Nix with the same installer; it puts the launchd job back',
     });
   }

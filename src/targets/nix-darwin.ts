@@ -6,7 +6,10 @@ import type { Target } from './types.js';
 
 export const nixDarwin: Target = {
   name: 'nix-darwin',
-  detect: (ctx) => (ctx.platform === 'darwin' && ctx.exists('/run/current-system/darwin-version') ? '/run/current-system/darwin-version exists (nix-darwin)' : null),
+  detect: (ctx) =>
+    ctx.platform === 'darwin' && ctx.exists('/run/current-system/darwin-version')
+      ? '/run/current-system/darwin-version exists (nix-darwin)'
+      : null,
   settingsFile: () => null,
   restart: () => null,
   restartHow: () => 'add the builder to your nix-darwin configuration and run: darwin-rebuild switch',

@@ -4,5 +4,10 @@ export function formatTable(rows: string[][]): string[] {
   for (const r of rows) {
     for (const [i, cell] of r.entries()) widths[i] = Math.max(widths[i] ?? 0, [...cell].length);
   }
-  return rows.map((r) => r.map((cell, i) => cell + ' '.repeat(widths[i]! - [...cell].length)).join('  ').trimEnd());
+  return rows.map((r) =>
+    r
+      .map((cell, i) => cell + ' '.repeat(widths[i]! - [...cell].length))
+      .join('  ')
+      .trimEnd(),
+  );
 }

@@ -15,10 +15,17 @@ let env: NodeJS.ProcessEnv;
 before(() => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-completion-'));
   fs.mkdirSync(path.join(dir, 'bin'));
-  fs.writeFileSync(path.join(dir, 'bin/nixremote'), `#!/bin/sh\nexec ${process.execPath} ${REPO}/bin/nixremote "$@"\n`, { mode: 0o755 });
+  fs.writeFileSync(
+    path.join(dir, 'bin/nixremote'),
+    `#!/bin/sh\nexec ${process.execPath} ${REPO}/bin/nixremote "$@"\n`,
+    { mode: 0o755 },
+  );
   fs.mkdirSync(path.join(dir, 'etc'));
   fs.writeFileSync(path.join(dir, 'etc/nix.conf'), `builders = @${dir}/etc/machines\n`);
-  fs.writeFileSync(path.join(dir, 'etc/machines'), 'ssh://fastbox x86_64-linux\nssh-ng://nix@bigbox aarch64-linux - 4\n');
+  fs.writeFileSync(
+    path.join(dir, 'etc/machines'),
+    'ssh://fastbox x86_64-linux\nssh-ng://nix@bigbox aarch64-linux - 4\n',
+  );
   env = { ...process.env, PATH: `${dir}/bin:${process.env.PATH}`, NIX_CONF_DIR: path.join(dir, 'etc') };
 });
 
@@ -34,7 +41,8 @@ describe('bash', () => {
     assert.deepEqual(await complete('nixremote', 'd'), ['doctor']);
   });
   test('builder names after `doctor `, `status ` and `remove `, from the machines file', async () => {
-    for (const cmd of ['doctor', 'status', 'remove']) assert.deepEqual(await complete('nixremote', cmd, ''), ['fastbox', 'bigbox'], cmd);
+    for (const cmd of ['doctor', 'status', 'remove'])
+      assert.deepEqual(await complete('nixremote', cmd, ''), ['fastbox', 'bigbox'], cmd);
     assert.deepEqual(await complete('nixremote', 'doctor', '--no-build', 'b'), ['bigbox']);
   });
   test("flags, and a flag's choices", async () => {
@@ -52,7 +60,7 @@ describe('zsh', () => {
     const script = [
       'compadd() { local a; for a; do [[ $a == -- ]] && continue; print -r -- $a; done }',
       // biome-ignore lint/suspicious/noTemplateCurlyInString: zsh's own ${(@P)4}, not a template
-      "_describe() { local -a d; d=(\"${(@P)4}\"); print -rl -- ${d%%:*} }",
+      '_describe() { local -a d; d=("${(@P)4}"); print -rl -- ${d%%:*} }',
       '_files() { print -r -- FILES }',
       'compdef() { print -r -- "compdef $*" >&2 }',
       'source <(nixremote completion zsh)',
@@ -74,7 +82,11 @@ describe('zsh', () => {
 
 describe('fish', () => {
   const complete = async (line: string) => {
-    const r = await execa('fish', ['--no-config', '-c', `nixremote completion fish | source; complete -C ${JSON.stringify(line)}`], { env });
+    const r = await execa(
+      'fish',
+      ['--no-config', '-c', `nixremote completion fish | source; complete -C ${JSON.stringify(line)}`],
+      { env },
+    );
     return lines(r.stdout).map((l) => l.split('\t')[0]!);
   };
   test('`nixremote d` completes to doctor, and builder names after `doctor `', async () => {

@@ -6,9 +6,29 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Builder, type Client, CLI, q, Terminal, withRig, type BuilderOptions } from './harness.js';
 
-async function initialized(opts: BuilderOptions, fn: (b: Builder, c: Client) => Promise<void>, extra: string[] = []): Promise<void> {
+async function initialized(
+  opts: BuilderOptions,
+  fn: (b: Builder, c: Client) => Promise<void>,
+  extra: string[] = [],
+): Promise<void> {
   await withRig(opts, async (b, c) => {
-    const r = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'box', '--yes', '--password-stdin', ...extra], { input: b.password + '\n' });
+    const r = await c.nixremote(
+      [
+        'init',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(b.port),
+        '--user',
+        b.user,
+        '--name',
+        'box',
+        '--yes',
+        '--password-stdin',
+        ...extra,
+      ],
+      { input: b.password + '\n' },
+    );
     assert.equal(r.exitCode, 0, `init failed:\n${r.stdout}\n${r.stderr}`);
     await fn(b, c);
   });
@@ -57,8 +77,14 @@ describe('doctor on a healthy builder', () => {
       const { code, report } = await doctorJson(c, ['box']);
       assert.equal(code, 0);
       assert.equal(report.status, 'pass');
-      assert.deepEqual(report.builders.map((x) => x.name), ['box']);
-      assert.ok(report.builders[0]!.checks.every((x) => x.status === 'pass'), JSON.stringify(report.builders[0]!.checks));
+      assert.deepEqual(
+        report.builders.map((x) => x.name),
+        ['box'],
+      );
+      assert.ok(
+        report.builders[0]!.checks.every((x) => x.status === 'pass'),
+        JSON.stringify(report.builders[0]!.checks),
+      );
       const out = String(check(report, 'build').summary).split(' ')[0]!;
       assert.ok(b.storeHas(out), `${out} is not in the builder's store`);
     });
@@ -67,7 +93,9 @@ describe('doctor on a healthy builder', () => {
   test('--drv says whether a derivation can go to the builder, and why not', async () => {
     await initialized({}, async (_b, c) => {
       const inst = (features: string) =>
-        c.run(`nix-instantiate -E ${q(`derivation { name = "needs"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; requiredSystemFeatures = [ ${features} ]; }`)}`);
+        c.run(
+          `nix-instantiate -E ${q(`derivation { name = "needs"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; requiredSystemFeatures = [ ${features} ]; }`)}`,
+        );
       const good = String((await inst('"big-parallel"')).stdout).trim();
       const bad = String((await inst('"cuda"')).stdout).trim();
       assert.match(bad, /^\/nix\/store\/.*\.drv$/);
@@ -76,7 +104,10 @@ describe('doctor on a healthy builder', () => {
       assert.match(check(yes.report, 'derivation').summary, /with big-parallel\) can go to box/);
       const no = await doctorJson(c, ['box', '--no-build', '--drv', bad]);
       assert.equal(no.code, 1);
-      assert.match(check(no.report, 'derivation').summary, /cannot go to box: it requires feature cuda, which the builder does not offer/);
+      assert.match(
+        check(no.report, 'derivation').summary,
+        /cannot go to box: it requires feature cuda, which the builder does not offer/,
+      );
       const usage = await c.nixremote(['doctor', '--drv', bad]);
       assert.equal(usage.exitCode, 2);
     });
@@ -131,18 +162,38 @@ describe('doctor names each fault', () => {
       assert.match(f.fix!, /\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store/);
       const fix = await c.nixremote(['doctor', '--fix', '--yes']);
       assert.equal(fix.exitCode, 0, `${fix.stdout}\n${fix.stderr}`);
-      assert.match(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), /^ssh:\/\/box\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store /m);
+      assert.match(
+        fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'),
+        /^ssh:\/\/box\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store /m,
+      );
       assert.match(String(fix.stdout), /a real build: \S+ was built on box/);
     });
   });
 
-  test('a builder user that the builder\'s nix-daemon does not trust', async () => {
+  test("a builder user that the builder's nix-daemon does not trust", async () => {
     await withRig({ untrusted: true }, async (b, c) => {
-      const args = ['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'box', '--yes', '--password-stdin'];
+      const args = [
+        'init',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(b.port),
+        '--user',
+        b.user,
+        '--name',
+        'box',
+        '--yes',
+        '--password-stdin',
+      ];
       // init runs doctor's checks before it writes Nix's side: it refuses, and puts back what it wrote.
       const refused = await c.nixremote(args, { input: b.password + '\n' });
       assert.equal(refused.exitCode, 1);
-      assert.match(String(refused.stderr), new RegExp(`${b.user} is not in the builder's trusted-users \\(root\\).*trusted-users = root ${b.user}.*Nothing was changed`));
+      assert.match(
+        String(refused.stderr),
+        new RegExp(
+          `${b.user} is not in the builder's trusted-users \\(root\\).*trusted-users = root ${b.user}.*Nothing was changed`,
+        ),
+      );
       assert.ok(!fs.existsSync(path.join(c.etcNix, 'machines')), 'init left a machine line behind');
       assert.ok(!fs.existsSync(path.join(b.dir, 'home/.ssh/authorized_keys')), 'init added its key on the builder');
       // Set up while trusted, then the builder's admin takes the trust away.
@@ -167,13 +218,28 @@ describe('doctor names each fault', () => {
     });
   });
 
-  test('the same over ssh-ng: an untrusted user of the builder\'s own nix-daemon', async () => {
+  test("the same over ssh-ng: an untrusted user of the builder's own nix-daemon", async () => {
     await withRig({ untrusted: true }, async (b, c) => {
       const conf = path.join(b.dir, 'etcnix/nix.conf');
       const untrusting = fs.readFileSync(conf, 'utf8');
       fs.writeFileSync(conf, untrusting.replace('trusted-users = root', `trusted-users = root ${b.user}`));
       await b.restart();
-      const ok = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'ngbox', '--yes', '--password-stdin'], { input: b.password + '\n' });
+      const ok = await c.nixremote(
+        [
+          'init',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(b.port),
+          '--user',
+          b.user,
+          '--name',
+          'ngbox',
+          '--yes',
+          '--password-stdin',
+        ],
+        { input: b.password + '\n' },
+      );
       assert.equal(ok.exitCode, 0, `${ok.stdout}\n${ok.stderr}`);
       // Switched to ssh-ng by hand, then the trust taken away.
       const machines = path.join(c.etcNix, 'machines');
@@ -200,7 +266,10 @@ describe('doctor names each fault', () => {
       assert.equal(code, 1);
       const f = firstFailure(report);
       assert.equal(f.id, 'host-key');
-      assert.match(f.summary, new RegExp(`the builder shows ${(await b.hostKeyFingerprint()).replace(/[+/]/g, '\\$&')}`));
+      assert.match(
+        f.summary,
+        new RegExp(`the builder shows ${(await b.hostKeyFingerprint()).replace(/[+/]/g, '\\$&')}`),
+      );
       assert.match(f.cause!, /reinstalled|changed/);
 
       // --fix never replaces a host key without asking; with no terminal it cannot ask.
@@ -255,7 +324,11 @@ describe('doctor names each fault', () => {
       assert.equal(f.id, 'key');
       assert.match(f.summary, /mode 0644/);
       assert.equal(f.fix, 'chmod 600 /root/.ssh/nix_remote');
-      assert.equal(check(report, 'login').status, 'skip', 'a check whose prerequisite failed is skipped, not failed again');
+      assert.equal(
+        check(report, 'login').status,
+        'skip',
+        'a check whose prerequisite failed is skipped, not failed again',
+      );
       const fix = await c.nixremote(['doctor', '--no-build', '--fix', '--yes']);
       assert.equal(fix.exitCode, 0, `${fix.stdout}\n${fix.stderr}`);
       assert.match(String(fix.stdout), /applied: chmod 600/);
@@ -278,15 +351,32 @@ describe('doctor names each fault', () => {
 
   test('systems the builder cannot build', async () => {
     await withRig({}, async (b, c) => {
-      const args = ['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'box', '--yes', '--password-stdin'];
-      const refused = await c.nixremote([...args, '--systems', 'x86_64-linux,riscv64-linux'], { input: b.password + '\n' });
+      const args = [
+        'init',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(b.port),
+        '--user',
+        b.user,
+        '--name',
+        'box',
+        '--yes',
+        '--password-stdin',
+      ];
+      const refused = await c.nixremote([...args, '--systems', 'x86_64-linux,riscv64-linux'], {
+        input: b.password + '\n',
+      });
       assert.equal(refused.exitCode, 1);
       assert.match(String(refused.stderr), /claims riscv64-linux, but the builder's Nix builds x86_64-linux/);
       // A line edited by hand afterwards.
       const ok = await c.nixremote(args, { input: b.password + '\n' });
       assert.equal(ok.exitCode, 0, String(ok.stderr));
       const machines = path.join(c.etcNix, 'machines');
-      fs.writeFileSync(machines, fs.readFileSync(machines, 'utf8').replace(/^(ssh:\/\/box )(\S+)/m, '$1x86_64-linux,riscv64-linux'));
+      fs.writeFileSync(
+        machines,
+        fs.readFileSync(machines, 'utf8').replace(/^(ssh:\/\/box )(\S+)/m, '$1x86_64-linux,riscv64-linux'),
+      );
       const { code, report } = await doctorJson(c, ['--no-build']);
       assert.equal(code, 1);
       const f = firstFailure(report);

@@ -9,15 +9,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { Builder, Client } from './harness.js';
-import {
-  DelayProxy,
-  Tarpit,
-  authorize,
-  fleetClientSetup,
-  hostKeyPub,
-  mapLimit,
-  nixSystem,
-} from './fleet.js';
+import { DelayProxy, Tarpit, authorize, fleetClientSetup, hostKeyPub, mapLimit, nixSystem } from './fleet.js';
 
 function connect(port: number): Promise<{ sock: net.Socket; connectedAt: number }> {
   return new Promise((resolve, reject) => {

@@ -36,13 +36,18 @@ interface StatusRow {
 /** The lines between a builder's markers in a file: what must stay byte for byte. */
 function block(file: string, name: string): string {
   const text = fs.readFileSync(file, 'utf8');
-  const m = new RegExp(`# BEGIN nixremote builder ${name}[ \\n][\\s\\S]*?# END nixremote builder ${name}\\n`).exec(text);
+  const m = new RegExp(`# BEGIN nixremote builder ${name}[ \\n][\\s\\S]*?# END nixremote builder ${name}\\n`).exec(
+    text,
+  );
   assert.ok(m, `no block for ${name} in ${file}:\n${text}`);
   return m[0];
 }
 
 function pinLine(c: Client, name: string): string {
-  const line = fs.readFileSync(path.join(c.root, '.ssh/known_hosts'), 'utf8').split('\n').find((l) => l.startsWith(`${name} `));
+  const line = fs
+    .readFileSync(path.join(c.root, '.ssh/known_hosts'), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name} `));
   assert.ok(line, `no pin for ${name}`);
   return line;
 }
@@ -82,13 +87,32 @@ describe('three builders, one after another', () => {
       const name = NAMES[i]!;
       const b = bs[i]!;
       const kept = NAMES.slice(0, i).map((n) => [block(machines(), n), block(sshConfig(), n), pinLine(c, n)]);
-      const r = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', name, '--yes', '--password-stdin'], { input: b.password + '\n' });
+      const r = await c.nixremote(
+        [
+          'init',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(b.port),
+          '--user',
+          b.user,
+          '--name',
+          name,
+          '--yes',
+          '--password-stdin',
+        ],
+        { input: b.password + '\n' },
+      );
       assert.equal(r.exitCode, 0, `init ${name} failed:\n${r.stdout}\n${r.stderr}`);
       const built = new RegExp(`(/nix/store/\\S+-nixremote-probe) was built on ${name}`).exec(String(r.stdout));
       assert.ok(built, `no proof for ${name}:\n${r.stdout}`);
       assert.ok(b.storeHas(built[1]!), `the proof for ${name} is not in its store`);
-      for (const other of bs.filter((x) => x !== b)) assert.ok(!other.storeHas(built[1]!), `the proof for ${name} ran elsewhere`);
-      assert.deepEqual(NAMES.slice(0, i).map((n) => [block(machines(), n), block(sshConfig(), n), pinLine(c, n)]), kept);
+      for (const other of bs.filter((x) => x !== b))
+        assert.ok(!other.storeHas(built[1]!), `the proof for ${name} ran elsewhere`);
+      assert.deepEqual(
+        NAMES.slice(0, i).map((n) => [block(machines(), n), block(sshConfig(), n), pinLine(c, n)]),
+        kept,
+      );
     }
     // One key for all of them, as init's default.
     const keys = new Set(NAMES.map((n) => /^ssh:\/\/\S+ \S+ (\S+)/m.exec(block(machines(), n))![1]));
@@ -100,11 +124,28 @@ describe('three builders, one after another', () => {
     // Re-running init for an existing name updates it in place: still one block, same place.
     const before = fs.readFileSync(machines(), 'utf8');
     const b2 = bs[1]!;
-    const again = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b2.port), '--user', b2.user, '--name', 'w2', '--yes', '--max-jobs', '3', '--no-test-build']);
+    const again = await c.nixremote([
+      'init',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(b2.port),
+      '--user',
+      b2.user,
+      '--name',
+      'w2',
+      '--yes',
+      '--max-jobs',
+      '3',
+      '--no-test-build',
+    ]);
     assert.equal(again.exitCode, 0, `${again.stdout}\n${again.stderr}`);
     const after = fs.readFileSync(machines(), 'utf8');
     assert.equal(after.match(/# BEGIN nixremote builder w2$/gm)?.length, 1);
-    assert.equal(after.replace(/^(ssh:\/\/w2 \S+ \S+) 3 /m, '$1 X '), before.replace(/^(ssh:\/\/w2 \S+ \S+) \d+ /m, '$1 X '));
+    assert.equal(
+      after.replace(/^(ssh:\/\/w2 \S+ \S+) 3 /m, '$1 X '),
+      before.replace(/^(ssh:\/\/w2 \S+ \S+) \d+ /m, '$1 X '),
+    );
   });
 
   test('list shows every builder, a hand-written one beside them', async () => {
@@ -112,7 +153,10 @@ describe('three builders, one after another', () => {
     const handLine = fs.readFileSync(machines(), 'utf8').split('\n').length - 1;
     const { code, rows } = await list();
     assert.equal(code, 0);
-    assert.deepEqual(rows.map((r) => r.name), [...NAMES, 'handmade.example']);
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      [...NAMES, 'handmade.example'],
+    );
     for (const r of rows.slice(0, 3)) {
       assert.equal(r.managed, true);
       assert.equal(r.hostKeyPinned, true);
@@ -123,8 +167,30 @@ describe('three builders, one after another', () => {
     assert.equal(rows[1]!.maxJobs, 3);
     const hand = rows[3]!;
     assert.deepEqual(
-      { uri: hand.uri, systems: hand.systems, maxJobs: hand.maxJobs, speedFactor: hand.speedFactor, supported: hand.supportedFeatures, mandatory: hand.mandatoryFeatures, source: hand.source, managed: hand.managed, pinned: hand.hostKeyPinned, block: hand.hostBlock },
-      { uri: 'ssh://nix@handmade.example', systems: ['x86_64-linux', 'aarch64-linux'], maxJobs: 4, speedFactor: 2, supported: ['big-parallel'], mandatory: ['kvm'], source: `/etc/nix/machines:${handLine}`, managed: false, pinned: false, block: null },
+      {
+        uri: hand.uri,
+        systems: hand.systems,
+        maxJobs: hand.maxJobs,
+        speedFactor: hand.speedFactor,
+        supported: hand.supportedFeatures,
+        mandatory: hand.mandatoryFeatures,
+        source: hand.source,
+        managed: hand.managed,
+        pinned: hand.hostKeyPinned,
+        block: hand.hostBlock,
+      },
+      {
+        uri: 'ssh://nix@handmade.example',
+        systems: ['x86_64-linux', 'aarch64-linux'],
+        maxJobs: 4,
+        speedFactor: 2,
+        supported: ['big-parallel'],
+        mandatory: ['kvm'],
+        source: `/etc/nix/machines:${handLine}`,
+        managed: false,
+        pinned: false,
+        block: null,
+      },
     );
     const text = await c.nixremote(['list']);
     assert.equal(text.exitCode, 0);
@@ -212,7 +278,10 @@ describe('three builders, one after another', () => {
     assert.match(String(unknown.stderr), /no builder named nosuch \(configured: w1, w2, w3, handmade\.example\)/);
     const hand = await c.nixremote(['remove', 'handmade.example', '--yes']);
     assert.equal(hand.exitCode, 2);
-    assert.match(String(hand.stderr), /handmade\.example was not set up by nixremote; it is defined by hand at \/etc\/nix\/machines:\d+/);
+    assert.match(
+      String(hand.stderr),
+      /handmade\.example was not set up by nixremote; it is defined by hand at \/etc\/nix\/machines:\d+/,
+    );
     const dry = await c.nixremote(['remove', 'w2', '--on-builder', '--dry-run']);
     assert.equal(dry.exitCode, 0, String(dry.stderr));
     assert.match(String(dry.stdout), /-# BEGIN nixremote builder w2/);
@@ -230,13 +299,19 @@ describe('three builders, one after another', () => {
     racing.stdout!.on('data', (d: Buffer) => {
       if (!edited && /wrote \/root\/\.ssh\/config/.test(String(d))) {
         edited = true;
-        fs.appendFileSync(known, 'someone-else ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINH5oCf1+utmWwIxA1e4/pDspOuCUPEOh10Z3z0t5j5s\n');
+        fs.appendFileSync(
+          known,
+          'someone-else ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINH5oCf1+utmWwIxA1e4/pDspOuCUPEOh10Z3z0t5j5s\n',
+        );
       }
     });
     const raced = await racing;
     assert.ok(edited, String(raced.stdout));
     assert.equal(raced.exitCode, 1, String(raced.stdout));
-    assert.match(String(raced.stderr), /known_hosts changed while nixremote was running; nothing of it was overwritten/);
+    assert.match(
+      String(raced.stderr),
+      /known_hosts changed while nixremote was running; nothing of it was overwritten/,
+    );
     assert.match(String(raced.stderr), /put back as they were: \/root\/\.ssh\/config, \/etc\/nix\/machines$/m);
     assert.match(fs.readFileSync(known, 'utf8'), /^someone-else /m);
     fs.writeFileSync(known, fs.readFileSync(known, 'utf8').replace(/^someone-else .*\n/m, ''));
@@ -252,8 +327,14 @@ describe('three builders, one after another', () => {
     assert.doesNotMatch(fs.readFileSync(sshConfig(), 'utf8'), /\bw2\b/);
     assert.doesNotMatch(fs.readFileSync(path.join(c.root, '.ssh/known_hosts'), 'utf8'), /^w2 /m);
     assert.ok(!bs[1]!.authorizedKeys().includes(keyBlob), "the key is still in w2's authorized_keys");
-    assert.deepEqual(['w1', 'w3'].map((n) => [block(machines(), n), block(sshConfig(), n), pinLine(c, n)]), kept);
-    assert.deepEqual((await list()).rows.map((x) => x.name), ['w1', 'w3', 'handmade.example']);
+    assert.deepEqual(
+      ['w1', 'w3'].map((n) => [block(machines(), n), block(sshConfig(), n), pinLine(c, n)]),
+      kept,
+    );
+    assert.deepEqual(
+      (await list()).rows.map((x) => x.name),
+      ['w1', 'w3', 'handmade.example'],
+    );
   });
 
   test('after the removal the other two pass doctor and builds offload to them', async () => {
@@ -262,7 +343,13 @@ describe('three builders, one after another', () => {
     const doc = await c.nixremote(['doctor', '--json']);
     const report = JSON.parse(String(doc.stdout)) as { status: string; builders: { name: string; status: string }[] };
     assert.equal(doc.exitCode, 0, String(doc.stdout));
-    assert.deepEqual(report.builders.map((b) => [b.name, b.status]), [['w1', 'pass'], ['w3', 'pass']]);
+    assert.deepEqual(
+      report.builders.map((b) => [b.name, b.status]),
+      [
+        ['w1', 'pass'],
+        ['w3', 'pass'],
+      ],
+    );
     for (let i = 0; i < 2; i++) {
       const build = await c.run(`nix-build --no-out-link -j0 -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))}`);
       assert.equal(build.exitCode, 0, String(build.stderr));

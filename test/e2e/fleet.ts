@@ -207,9 +207,7 @@ export async function fleetClientSetup(
   );
   writeFileMode(path.join(sshDir, 'config'), config.join('\n'), 0o600);
 
-  const known = builders
-    .filter((b) => b.hostKeyPub !== null)
-    .map((b) => `${b.name} ${typeAndBase64(b.hostKeyPub!)}\n`);
+  const known = builders.filter((b) => b.hostKeyPub !== null).map((b) => `${b.name} ${typeAndBase64(b.hostKeyPub!)}\n`);
   writeFileMode(path.join(sshDir, 'known_hosts'), known.join(''), 0o600);
 
   const system = nixSystem();

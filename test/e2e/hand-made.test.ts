@@ -22,13 +22,24 @@ async function wikiSetup(b: Builder, c: Client): Promise<void> {
   assert.equal(key.exitCode, 0, String(key.stderr));
   fs.writeFileSync(
     path.join(c.root, '.ssh/config'),
-    ['Host builder', '  HostName 127.0.0.1', `  Port ${b.port}`, `  User ${b.user}`, '  IdentityFile /root/.ssh/id_ed25519', '  StrictHostKeyChecking=no', '  UserKnownHostsFile=/dev/null', ''].join('\n'),
+    [
+      'Host builder',
+      '  HostName 127.0.0.1',
+      `  Port ${b.port}`,
+      `  User ${b.user}`,
+      '  IdentityFile /root/.ssh/id_ed25519',
+      '  StrictHostKeyChecking=no',
+      '  UserKnownHostsFile=/dev/null',
+      '',
+    ].join('\n'),
     { mode: 0o600 },
   );
   // ssh-copy-id asks for the password through SSH_ASKPASS when there is no terminal.
   const askpass = path.join(path.dirname(c.root), 'askpass');
   fs.writeFileSync(askpass, `#!/bin/sh\necho ${q(b.password)}\n`, { mode: 0o700 });
-  const copy = await c.run(`SSH_ASKPASS=${askpass} SSH_ASKPASS_REQUIRE=force DISPLAY=none ssh-copy-id -i /root/.ssh/id_ed25519.pub builder < /dev/null`);
+  const copy = await c.run(
+    `SSH_ASKPASS=${askpass} SSH_ASKPASS_REQUIRE=force DISPLAY=none ssh-copy-id -i /root/.ssh/id_ed25519.pub builder < /dev/null`,
+  );
   assert.equal(copy.exitCode, 0, `ssh-copy-id failed:\n${copy.stdout}\n${copy.stderr}`);
   fs.appendFileSync(path.join(c.etcNix, 'nix.conf'), `builders = ssh://builder ${nixSystem()}\n`);
 }
@@ -47,9 +58,15 @@ describe("the NixOS wiki's hand-made setup", () => {
       assert.equal(r.exitCode, 0, JSON.stringify(checks, null, 1));
       const hk = checks.find((x) => x.id === 'host-key')!;
       assert.equal(hk.status, 'warn');
-      assert.match(hk.summary, /host key checking is off for builder \(StrictHostKeyChecking no, UserKnownHostsFile \/dev\/null\)/);
+      assert.match(
+        hk.summary,
+        /host key checking is off for builder \(StrictHostKeyChecking no, UserKnownHostsFile \/dev\/null\)/,
+      );
       // Every other check ran, the real build among them.
-      assert.deepEqual(checks.filter((x) => x.status !== 'pass' && x.id !== 'host-key').map((x) => [x.id, x.status]), []);
+      assert.deepEqual(
+        checks.filter((x) => x.status !== 'pass' && x.id !== 'host-key').map((x) => [x.id, x.status]),
+        [],
+      );
       assert.match(checks.find((x) => x.id === 'build')!.summary, /was built on builder/);
 
       const fp = await b.hostKeyFingerprint();
@@ -67,24 +84,36 @@ describe("the NixOS wiki's hand-made setup", () => {
       const config = fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8');
       assert.doesNotMatch(config, /StrictHostKeyChecking|UserKnownHostsFile/);
       assert.match(config, /^ {2}IdentityFile \/root\/\.ssh\/id_ed25519$/m);
-      assert.match(fs.readFileSync(path.join(c.root, '.ssh/known_hosts'), 'utf8'), new RegExp(`^\\[127\\.0\\.0\\.1\\]:${b.port} ssh-ed25519 `, 'm'));
+      assert.match(
+        fs.readFileSync(path.join(c.root, '.ssh/known_hosts'), 'utf8'),
+        new RegExp(`^\\[127\\.0\\.0\\.1\\]:${b.port} ssh-ed25519 `, 'm'),
+      );
       const strict = await c.run('ssh -o BatchMode=yes -o StrictHostKeyChecking=yes builder true');
       assert.equal(strict.exitCode, 0, String(strict.stderr));
       const again = await c.nixremote(['doctor', '--json', '--no-build']);
       assert.equal(again.exitCode, 0, String(again.stdout));
-      assert.equal(JSON.parse(String(again.stdout)).builders[0].checks.find((x: Check) => x.id === 'host-key').status, 'pass');
+      assert.equal(
+        JSON.parse(String(again.stdout)).builders[0].checks.find((x: Check) => x.id === 'host-key').status,
+        'pass',
+      );
     });
   });
 
   test('a wider ControlMaster/ControlPersist that applies to the builder is named', async () => {
     await withRig({}, async (b, c) => {
       await wikiSetup(b, c);
-      fs.appendFileSync(path.join(c.root, '.ssh/config'), 'Host *\n  ControlMaster auto\n  ControlPath ~/.ssh/cm-%C\n  ControlPersist 10m\n');
+      fs.appendFileSync(
+        path.join(c.root, '.ssh/config'),
+        'Host *\n  ControlMaster auto\n  ControlPath ~/.ssh/cm-%C\n  ControlPersist 10m\n',
+      );
       const r = await c.nixremote(['doctor', '--json', '--no-build']);
       const checks = JSON.parse(String(r.stdout)).builders[0].checks as (Check & { fix?: string })[];
       const cfg = checks.find((x) => x.id === 'ssh-config')!;
       assert.equal(cfg.status, 'warn', JSON.stringify(cfg));
-      assert.match(cfg.summary, /connection sharing applies to it \(ControlMaster auto, ControlPath \/root\/\.ssh\/cm-[0-9a-f]+, ControlPersist 600\)/);
+      assert.match(
+        cfg.summary,
+        /connection sharing applies to it \(ControlMaster auto, ControlPath \/root\/\.ssh\/cm-[0-9a-f]+, ControlPersist 600\)/,
+      );
       assert.match(cfg.fix ?? '', /"ControlMaster no" and "ControlPath none"/);
       assert.equal(r.exitCode, 0);
     });
@@ -94,7 +123,19 @@ describe("the NixOS wiki's hand-made setup", () => {
     await withRig({}, async (b, c) => {
       await wikiSetup(b, c);
       fs.appendFileSync(path.join(c.root, '.ssh/config'), '  Compression yes\n');
-      const args = ['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'builder', '--yes', '--password-stdin'];
+      const args = [
+        'init',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(b.port),
+        '--user',
+        b.user,
+        '--name',
+        'builder',
+        '--yes',
+        '--password-stdin',
+      ];
       const before = c.snapshot();
       const refused = await c.nixremote(args, { input: b.password + '\n' });
       assert.equal(refused.exitCode, 2);
@@ -107,13 +148,25 @@ describe("the NixOS wiki's hand-made setup", () => {
       assert.match(String(r.stdout), /kept as they are: Compression yes/);
       assert.match(String(r.stdout), /builder is set up and a build ran on it/);
       const config = fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8');
-      assert.match(config, /^# BEGIN nixremote builder builder [^\n]*\nHost builder\n[\s\S]* {2}ControlPath none\n {2}Compression yes\n# END nixremote builder builder\n$/);
+      assert.match(
+        config,
+        /^# BEGIN nixremote builder builder [^\n]*\nHost builder\n[\s\S]* {2}ControlPath none\n {2}Compression yes\n# END nixremote builder builder\n$/,
+      );
       assert.doesNotMatch(config, /StrictHostKeyChecking|UserKnownHostsFile/);
       assert.equal(config.match(/^Host builder$/gm)?.length, 1);
-      assert.ok(fs.readdirSync(path.join(c.root, '.ssh')).some((f) => f.startsWith('config.nixremote-')), 'no backup of the ssh config');
+      assert.ok(
+        fs.readdirSync(path.join(c.root, '.ssh')).some((f) => f.startsWith('config.nixremote-')),
+        'no backup of the ssh config',
+      );
       // Nix now has exactly one builder of that name: nixremote's line; the inline entry is left out.
-      const list = JSON.parse(String((await c.nixremote(['list', '--json'])).stdout)).builders as { name: string; managed: boolean }[];
-      assert.deepEqual(list.map((x) => [x.name, x.managed]), [['builder', true]]);
+      const list = JSON.parse(String((await c.nixremote(['list', '--json'])).stdout)).builders as {
+        name: string;
+        managed: boolean;
+      }[];
+      assert.deepEqual(
+        list.map((x) => [x.name, x.managed]),
+        [['builder', true]],
+      );
       assert.match(fs.readFileSync(path.join(c.etcNix, 'nix.conf'), 'utf8'), /^builders = @\/etc\/nix\/machines$/m);
       const build = await c.run(`nix-build --no-out-link -j0 -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))}`);
       assert.equal(build.exitCode, 0, String(build.stderr));

@@ -73,10 +73,17 @@ async function ensureTreeUser(root: string): Promise<void> {
   if (treeUsers.has(root)) return;
   const { uid } = await ids(BUILDER_USER);
   if ((await execa('chroot', [root, 'id', '-u', BUILDER_USER], { reject: false })).exitCode !== 0) {
-    const r = await execa('chroot', [root, 'useradd', '-o', '-u', String(uid), '-M', '-d', `/home/${BUILDER_USER}`, '-s', '/bin/bash', BUILDER_USER], { reject: false });
+    const r = await execa(
+      'chroot',
+      [root, 'useradd', '-o', '-u', String(uid), '-M', '-d', `/home/${BUILDER_USER}`, '-s', '/bin/bash', BUILDER_USER],
+      { reject: false },
+    );
     if (r.exitCode !== 0) throw new Error(`useradd in ${root}: ${r.stderr}`);
   }
-  const pw = await execa('chroot', [root, 'chpasswd'], { input: `${BUILDER_USER}:${BUILDER_PASSWORD}\n`, reject: false });
+  const pw = await execa('chroot', [root, 'chpasswd'], {
+    input: `${BUILDER_USER}:${BUILDER_PASSWORD}\n`,
+    reject: false,
+  });
   if (pw.exitCode !== 0) throw new Error(`chpasswd in ${root}: ${pw.stderr}`);
   fs.mkdirSync(path.join(root, 'home', BUILDER_USER), { recursive: true });
   fs.mkdirSync(path.join(root, 'run/sshd'), { recursive: true });
@@ -180,12 +187,17 @@ export class Builder {
     // A single-user store owned by the builder user, so nix-store works without a daemon.
     if (!opts.untrusted) fs.chownSync(path.join(dir, 'nix'), uid, gid);
     fs.chownSync(path.join(dir, 'home'), uid, gid);
-    fs.writeFileSync(path.join(dir, 'etcnix/nix.conf'), opts.untrusted ? `${NIX_CONF}trusted-users = root\nbuild-users-group =\n` : NIX_CONF);
+    fs.writeFileSync(
+      path.join(dir, 'etcnix/nix.conf'),
+      opts.untrusted ? `${NIX_CONF}trusted-users = root\nbuild-users-group =\n` : NIX_CONF,
+    );
     if (opts.bashrc) {
       fs.writeFileSync(path.join(dir, 'home/.bashrc'), opts.bashrc + '\n');
       fs.chownSync(path.join(dir, 'home/.bashrc'), uid, gid);
     }
-    const r = await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'hostkey')], { reject: false });
+    const r = await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'hostkey')], {
+      reject: false,
+    });
     if (r.exitCode !== 0) throw new Error(`ssh-keygen: ${r.stderr}`);
     fs.writeFileSync(
       path.join(dir, 'sshd_config'),
@@ -194,7 +206,9 @@ export class Builder {
         'ListenAddress 127.0.0.1',
         `HostKey ${dir}/hostkey`,
         `PidFile ${dir}/sshd.pid`,
-        ...(opts.pamOnly ? ['UsePAM yes', 'PasswordAuthentication no', 'KbdInteractiveAuthentication yes'] : ['UsePAM no', 'PasswordAuthentication yes', 'KbdInteractiveAuthentication no']),
+        ...(opts.pamOnly
+          ? ['UsePAM yes', 'PasswordAuthentication no', 'KbdInteractiveAuthentication yes']
+          : ['UsePAM no', 'PasswordAuthentication yes', 'KbdInteractiveAuthentication no']),
         `AllowUsers ${BUILDER_USER}`,
         '',
       ].join('\n'),
@@ -205,7 +219,11 @@ export class Builder {
 
   async start(): Promise<void> {
     const d = this.dir;
-    const binds = [`mount --bind ${d}/nix /nix`, `mount --bind ${d}/home /home/${BUILDER_USER}`, `mount --bind ${d}/etcnix /etc/nix`];
+    const binds = [
+      `mount --bind ${d}/nix /nix`,
+      `mount --bind ${d}/home /home/${BUILDER_USER}`,
+      `mount --bind ${d}/etcnix /etc/nix`,
+    ];
     if (this.opts.nixStoreInProfile) {
       // Debian's nix-store is a link to the multi-call `nix`, which looks at its own name.
       // A copy, because hiding /usr/bin/nix-store binds over the link's target, /usr/bin/nix.
@@ -220,7 +238,9 @@ export class Builder {
     }
     if (this.opts.hideNixStore) {
       if (!fs.existsSync(`${d}/no-nix-store`)) {
-        fs.writeFileSync(`${d}/no-nix-store`, '#!/bin/sh\necho "bash: nix-store: command not found" >&2\nexit 127\n', { mode: 0o755 });
+        fs.writeFileSync(`${d}/no-nix-store`, '#!/bin/sh\necho "bash: nix-store: command not found" >&2\nexit 127\n', {
+          mode: 0o755,
+        });
       }
       binds.push(`mount --bind ${d}/no-nix-store /usr/bin/nix-store`);
     }
@@ -238,12 +258,14 @@ export class Builder {
       script = `${inTree.join(' && ')} && exec chroot ${root} /usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`;
     }
     const r = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { reject: false });
-    if (r.exitCode !== 0) throw new Error(`sshd did not start: ${r.stderr}\n${fs.readFileSync(`${d}/sshd.log`, 'utf8')}`);
+    if (r.exitCode !== 0)
+      throw new Error(`sshd did not start: ${r.stderr}\n${fs.readFileSync(`${d}/sshd.log`, 'utf8')}`);
     await waitForPort(this.port);
     if (this.opts.untrusted) {
       const sock = `${d}/nix/var/nix/daemon-socket/socket`;
       for (let i = 0; i < 200 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 25));
-      if (!fs.existsSync(sock)) throw new Error(`the builder's nix-daemon did not start: ${fs.readFileSync(`${d}/daemon.log`, 'utf8')}`);
+      if (!fs.existsSync(sock))
+        throw new Error(`the builder's nix-daemon did not start: ${fs.readFileSync(`${d}/daemon.log`, 'utf8')}`);
     }
   }
 
@@ -337,7 +359,9 @@ export class Builder {
   }
 
   hostKeyFingerprint(): Promise<string> {
-    return execa('ssh-keygen', ['-lf', path.join(this.dir, 'hostkey.pub')]).then((r) => String(r.stdout).split(/\s+/)[1]!);
+    return execa('ssh-keygen', ['-lf', path.join(this.dir, 'hostkey.pub')]).then(
+      (r) => String(r.stdout).split(/\s+/)[1]!,
+    );
   }
 }
 
@@ -374,7 +398,10 @@ export class Client {
     fs.mkdirSync(this.root, { mode: 0o700 });
     fs.mkdirSync(this.etcNix);
     // No build users here: the test daemon builds as root.
-    fs.writeFileSync(path.join(this.etcNix, 'nix.conf'), opts.multiUser ? `${NIX_CONF}build-users-group =\n` : NIX_CONF);
+    fs.writeFileSync(
+      path.join(this.etcNix, 'nix.conf'),
+      opts.multiUser ? `${NIX_CONF}build-users-group =\n` : NIX_CONF,
+    );
     if (this.socketDir) fs.mkdirSync(this.socketDir);
   }
 
@@ -386,11 +413,32 @@ export class Client {
     if (this.tree) {
       // The tree's own programs, with the project and /tmp at the same paths inside it.
       const t = this.tree;
-      const binds = [...treeBinds(t, [REPO, os.tmpdir()]), `mount --bind ${this.root} ${t}/root`, `mount --bind ${this.etcNix} ${t}/etc/nix`, `mount --bind ${this.store} ${t}/nix`].join(' && ');
-      return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }; exec chroot ${t} /bin/sh -c ${q(`unset NODE_EXTRA_CA_CERTS; cd ${REPO} && ${cmd}`)}`];
+      const binds = [
+        ...treeBinds(t, [REPO, os.tmpdir()]),
+        `mount --bind ${this.root} ${t}/root`,
+        `mount --bind ${this.etcNix} ${t}/etc/nix`,
+        `mount --bind ${this.store} ${t}/nix`,
+      ].join(' && ');
+      return [
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }; exec chroot ${t} /bin/sh -c ${q(`unset NODE_EXTRA_CA_CERTS; cd ${REPO} && ${cmd}`)}`,
+      ];
     }
     const binds = `mount --bind ${this.root} /root && mount --bind ${this.etcNix} /etc/nix${socket}`;
-    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }; ${cmd}`];
+    return [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      `${binds} || { echo 'the client namespace could not bind its files' >&2; exit 97; }; ${cmd}`,
+    ];
   }
 
   /** `cmd` with a nix-daemon running beside it in the same namespace, stopped after. */
@@ -403,7 +451,13 @@ export class Client {
 
   run(cmd: string, opts: Options = {}) {
     const [file, ...args] = this.wrap(cmd);
-    return execa(file!, args, { reject: false, cwd: REPO, timeout: 600_000, env: { NO_COLOR: '1', ...(opts.env ?? {}) }, ...opts });
+    return execa(file!, args, {
+      reject: false,
+      cwd: REPO,
+      timeout: 600_000,
+      env: { NO_COLOR: '1', ...(opts.env ?? {}) },
+      ...opts,
+    });
   }
 
   /** nixremote with these arguments, as root in the namespace. */
@@ -422,7 +476,11 @@ export class Client {
         if (e.isDirectory()) {
           m.set(`${base}:${r}/`, `${st.mode.toString(8)} ${st.uid}`);
           walk(base, r);
-        } else m.set(`${base}:${r}`, `${createHash('sha256').update(fs.readFileSync(full)).digest('hex')} ${st.mode.toString(8)} ${st.uid}`);
+        } else
+          m.set(
+            `${base}:${r}`,
+            `${createHash('sha256').update(fs.readFileSync(full)).digest('hex')} ${st.mode.toString(8)} ${st.uid}`,
+          );
       }
     };
     walk(this.root, '');
@@ -466,13 +524,19 @@ export class Terminal {
   static async start(c: Client, cmd: string): Promise<Terminal> {
     const t = new Terminal(path.dirname(c.root));
     const wrapped = c.wrap(`${cmd}; echo $? > ${t.exitFile}; sleep 600`).map(q).join(' ');
-    const r = await execa('tmux', ['new-session', '-d', '-s', t.session, '-x', '200', '-y', '50', `env NO_COLOR=1 ${wrapped}`], { reject: false });
+    const r = await execa(
+      'tmux',
+      ['new-session', '-d', '-s', t.session, '-x', '200', '-y', '50', `env NO_COLOR=1 ${wrapped}`],
+      { reject: false },
+    );
     if (r.exitCode !== 0) throw new Error(`tmux: ${r.stderr}`);
     return t;
   }
 
   async screen(): Promise<string> {
-    return String((await execa('tmux', ['capture-pane', '-p', '-J', '-S', '-200', '-t', this.session], { reject: false })).stdout);
+    return String(
+      (await execa('tmux', ['capture-pane', '-p', '-J', '-S', '-200', '-t', this.session], { reject: false })).stdout,
+    );
   }
 
   /** Only what is on the screen now, without the scrollback. */

@@ -8,7 +8,18 @@ import * as path from 'node:path';
 import { Builder, Client, PROBE_EXPR, q, withRig } from './harness.js';
 
 const initArgs = (b: Builder, name: string, extra: string[] = []) => [
-  'init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', name, '--yes', '--password-stdin', ...extra,
+  'init',
+  '--host',
+  '127.0.0.1',
+  '--port',
+  String(b.port),
+  '--user',
+  b.user,
+  '--name',
+  name,
+  '--yes',
+  '--password-stdin',
+  ...extra,
 ];
 
 describe('init --yes against a builder reachable only by password', () => {
@@ -27,7 +38,10 @@ describe('init --yes against a builder reachable only by password', () => {
     const r = await c.nixremote(initArgs(b, 'fastbox'), { input: b.password + '\n' });
     assert.equal(r.exitCode, 0, `init failed:\n${r.stdout}\n${r.stderr}`);
     assert.match(String(r.stdout), /fastbox is set up and a build ran on it/);
-    assert.ok(!String(r.stdout).includes(b.password) && !String(r.stderr).includes(b.password), 'the password was printed');
+    assert.ok(
+      !String(r.stdout).includes(b.password) && !String(r.stderr).includes(b.password),
+      'the password was printed',
+    );
 
     // root's ssh, strict about the host key and with no way to ask: works as the daemon's would.
     const ssh = await c.run('ssh -o BatchMode=yes -o StrictHostKeyChecking=yes fastbox nix-store --version');
@@ -75,7 +89,10 @@ describe('init --yes against a builder reachable only by password', () => {
       assert.match(String(r.stdout), /\+builders = @\/etc\/nix\/machines/);
       assert.match(String(r.stdout), /nothing was changed/);
       assert.deepEqual(c2.snapshot(), before);
-      assert.ok(!fs.existsSync(path.join(b2.dir, 'home/.ssh/authorized_keys')), 'dry run wrote authorized_keys on the builder');
+      assert.ok(
+        !fs.existsSync(path.join(b2.dir, 'home/.ssh/authorized_keys')),
+        'dry run wrote authorized_keys on the builder',
+      );
     } finally {
       c2.destroy();
       await b2.destroy();
@@ -88,9 +105,14 @@ describe('init refuses before touching anything', () => {
     await withRig({}, async (b, c) => {
       const before = c.snapshot();
       const wrong = 'SHA256:' + 'A'.repeat(43);
-      const r = await c.nixremote(initArgs(b, 'pinned', ['--host-key-fingerprint', wrong]), { input: b.password + '\n' });
+      const r = await c.nixremote(initArgs(b, 'pinned', ['--host-key-fingerprint', wrong]), {
+        input: b.password + '\n',
+      });
       assert.equal(r.exitCode, 2, `${r.stdout}\n${r.stderr}`);
-      assert.match(String(r.stderr), new RegExp(`shows ${(await b.hostKeyFingerprint()).replace(/[+/]/g, '\\$&')}, not ${wrong}`));
+      assert.match(
+        String(r.stderr),
+        new RegExp(`shows ${(await b.hostKeyFingerprint()).replace(/[+/]/g, '\\$&')}, not ${wrong}`),
+      );
       assert.deepEqual(c.snapshot(), before);
     });
   });
@@ -131,9 +153,15 @@ describe('init finds what a builder needs', () => {
     await withRig({ hideNixStore: true, nixStoreInProfile: true }, async (b, c) => {
       const r = await c.nixremote(initArgs(b, 'profilebox'), { input: b.password + '\n' });
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
-      assert.match(String(r.stdout), /nix-store is not on profilebox's non-interactive PATH, but is at \/nix\/var\/nix\/profiles\/default\/bin\/nix-store/);
+      assert.match(
+        String(r.stdout),
+        /nix-store is not on profilebox's non-interactive PATH, but is at \/nix\/var\/nix\/profiles\/default\/bin\/nix-store/,
+      );
       const machines = fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8');
-      assert.match(machines, /^ssh:\/\/profilebox\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store /m);
+      assert.match(
+        machines,
+        /^ssh:\/\/profilebox\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store /m,
+      );
       const nonce = randomBytes(8).toString('hex');
       const build = await c.run(`nix-build --no-out-link -j0 -E ${q(PROBE_EXPR(nonce))}`);
       assert.equal(build.exitCode, 0, String(build.stderr));
@@ -143,7 +171,9 @@ describe('init finds what a builder needs', () => {
 
   test('a key with a passphrase is refused with the reason, exit 2', async () => {
     await withRig({}, async (b, c) => {
-      const gen = await c.run('mkdir -p -m 700 /root/.ssh && ssh-keygen -q -t ed25519 -N secret-phrase -f /root/.ssh/locked');
+      const gen = await c.run(
+        'mkdir -p -m 700 /root/.ssh && ssh-keygen -q -t ed25519 -N secret-phrase -f /root/.ssh/locked',
+      );
       assert.equal(gen.exitCode, 0, String(gen.stderr));
       const before = c.snapshot();
       const r = await c.nixremote(initArgs(b, 'locked', ['--key', '/root/.ssh/locked']), { input: b.password + '\n' });
@@ -162,9 +192,26 @@ describe('init with other ways in', () => {
       assert.equal(gen.exitCode, 0, String(gen.stderr));
       const sshDir = path.join(b.dir, 'home/.ssh');
       fs.mkdirSync(sshDir, { mode: 0o700 });
-      fs.writeFileSync(path.join(sshDir, 'authorized_keys'), fs.readFileSync(path.join(c.root, '.ssh/id_ed25519.pub')), { mode: 0o600 });
+      fs.writeFileSync(
+        path.join(sshDir, 'authorized_keys'),
+        fs.readFileSync(path.join(c.root, '.ssh/id_ed25519.pub')),
+        { mode: 0o600 },
+      );
       await c.run(`chown -R ${b.user}: ${q(sshDir)}`);
-      const r = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'viassh', '--yes', '--copy-key', 'ssh']);
+      const r = await c.nixremote([
+        'init',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(b.port),
+        '--user',
+        b.user,
+        '--name',
+        'viassh',
+        '--yes',
+        '--copy-key',
+        'ssh',
+      ]);
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
       const keys = b.authorizedKeys().trim().split('\n');
       assert.equal(keys.length, 2, 'the old line is kept and one new line added');
@@ -189,10 +236,15 @@ describe('init --target nixos', () => {
   test('writes a module that evaluates without nixpkgs and proves the builder with --builders', async () => {
     await withRig({}, async (b, c) => {
       const out = path.join(c.root, 'nixremote.nix');
-      const r = await c.nixremote(initArgs(b, 'nixosbox', ['--target', 'nixos', '--output', '/root/nixremote.nix']), { input: b.password + '\n' });
+      const r = await c.nixremote(initArgs(b, 'nixosbox', ['--target', 'nixos', '--output', '/root/nixremote.nix']), {
+        input: b.password + '\n',
+      });
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
       assert.match(String(r.stdout), /nixos-rebuild switch/);
-      assert.ok(!fs.readFileSync(path.join(c.etcNix, 'nix.conf'), 'utf8').includes('builders'), 'nix.conf was edited for --target nixos');
+      assert.ok(
+        !fs.readFileSync(path.join(c.etcNix, 'nix.conf'), 'utf8').includes('builders'),
+        'nix.conf was edited for --target nixos',
+      );
       const ev = await c.run(
         `nix-instantiate --eval --strict --json -E ${q('let m = import /root/nixremote.nix; in { d = m.nix.distributedBuilds; b = builtins.head (builtins.head m.imports).nix.buildMachines; }')}`,
       );
@@ -209,7 +261,10 @@ describe('init --target nixos', () => {
         `nix-instantiate --eval --strict --json -E ${q('let ms = (import /root/nixremote.nix).imports; in { config = builtins.concatStringsSep "\n" (map (m: m.programs.ssh.extraConfig) ms); known = map (m: m.programs.ssh.knownHosts) ms; }')}`,
       );
       assert.equal(ssh.exitCode, 0, String(ssh.stderr));
-      const m = JSON.parse(String(ssh.stdout)) as { config: string; known: Record<string, { hostNames: string[]; publicKey: string }>[] };
+      const m = JSON.parse(String(ssh.stdout)) as {
+        config: string;
+        known: Record<string, { hostNames: string[]; publicKey: string }>[];
+      };
       assert.deepEqual(m.known[0]!.nixosbox!.hostNames, ['nixosbox']);
       assert.match(m.known[0]!.nixosbox!.publicKey, /^ssh-ed25519 /);
       // The Host block in it, read by ssh itself, as /etc/ssh/ssh_config would be.
@@ -217,15 +272,27 @@ describe('init --target nixos', () => {
       fs.writeFileSync(sshConfig, m.config);
       const g = await execa('ssh', ['-G', '-F', sshConfig, 'nixosbox'], { reject: false });
       assert.equal(g.exitCode, 0, String(g.stderr));
-      for (const want of ['hostname 127.0.0.1', `port ${b.port}`, `user ${b.user}`, 'hostkeyalias nixosbox', 'identitiesonly yes', 'controlmaster false']) {
+      for (const want of [
+        'hostname 127.0.0.1',
+        `port ${b.port}`,
+        `user ${b.user}`,
+        'hostkeyalias nixosbox',
+        'identitiesonly yes',
+        'controlmaster false',
+      ]) {
         assert.match(String(g.stdout), new RegExp(`^${want}$`, 'm'));
       }
 
       // Nothing depends on root's own ssh files: with them gone, the files the module
       // renders once merged with a user's configuration (test/fixtures/modules/eval.nix)
       // are all the build hook has, and a build still offloads.
-      fs.writeFileSync(path.join(c.root, 'configuration.nix'), '{ imports = [ ./nixremote.nix ]; nix.buildMachines = [ { hostName = "arm.example.org"; systems = [ "aarch64-linux" ]; } ]; }\n');
-      const rendered = await c.run(`nix-instantiate --eval --strict --json -E ${q(`(import ${path.resolve('test/fixtures/modules/eval.nix')} { modules = [ /root/configuration.nix ]; }).files`)}`);
+      fs.writeFileSync(
+        path.join(c.root, 'configuration.nix'),
+        '{ imports = [ ./nixremote.nix ]; nix.buildMachines = [ { hostName = "arm.example.org"; systems = [ "aarch64-linux" ]; } ]; }\n',
+      );
+      const rendered = await c.run(
+        `nix-instantiate --eval --strict --json -E ${q(`(import ${path.resolve('test/fixtures/modules/eval.nix')} { modules = [ /root/configuration.nix ]; }).files`)}`,
+      );
       assert.equal(rendered.exitCode, 0, String(rendered.stderr));
       const files = JSON.parse(String(rendered.stdout)) as Record<string, string>;
       fs.rmSync(path.join(c.root, '.ssh/config'));
@@ -243,15 +310,22 @@ describe('init --target nixos', () => {
 });
 
 describe('init --target nix-darwin', () => {
-  test("writes the same options as a nix-darwin module, to apply with darwin-rebuild", async () => {
+  test('writes the same options as a nix-darwin module, to apply with darwin-rebuild', async () => {
     await withRig({}, async (b, c) => {
-      const r = await c.nixremote(initArgs(b, 'macbox', ['--target', 'nix-darwin', '--output', '/root/darwin.nix']), { input: b.password + '\n' });
+      const r = await c.nixremote(initArgs(b, 'macbox', ['--target', 'nix-darwin', '--output', '/root/darwin.nix']), {
+        input: b.password + '\n',
+      });
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
-      assert.match(String(r.stdout), /add \.\/darwin\.nix to imports in your nix-darwin configuration and run darwin-rebuild switch/);
+      assert.match(
+        String(r.stdout),
+        /add \.\/darwin\.nix to imports in your nix-darwin configuration and run darwin-rebuild switch/,
+      );
       assert.match(String(r.stdout), /macbox is set up and a build ran on it/);
       const text = fs.readFileSync(path.join(c.root, 'darwin.nix'), 'utf8');
       assert.match(text, /^# Add it to your nix-darwin configuration, then run darwin-rebuild switch:$/m);
-      const ev = await c.run(`nix-instantiate --eval --strict --json -E ${q('let m = import /root/darwin.nix; i = builtins.head m.imports; in { d = m.nix.distributedBuilds; b = builtins.head i.nix.buildMachines; k = i.programs.ssh.knownHosts.macbox.hostNames; }')}`);
+      const ev = await c.run(
+        `nix-instantiate --eval --strict --json -E ${q('let m = import /root/darwin.nix; i = builtins.head m.imports; in { d = m.nix.distributedBuilds; b = builtins.head i.nix.buildMachines; k = i.programs.ssh.knownHosts.macbox.hostNames; }')}`,
+      );
       assert.equal(ev.exitCode, 0, String(ev.stderr));
       const v = JSON.parse(String(ev.stdout));
       assert.deepEqual([v.d, v.b.hostName, v.b.sshUser, v.k], [true, 'macbox', b.user, ['macbox']]);
@@ -287,7 +361,10 @@ describe('init --protocol ssh-ng', () => {
       const before = c.snapshot();
       const r = await c.nixremote(initArgs(b, 'ngbox', ['--protocol', 'ssh-ng']), { input: b.password + '\n' });
       assert.equal(r.exitCode, 1);
-      assert.match(String(r.stderr), /is not in the builder's trusted-users \(root\).*add "trusted-users = root nixremote-e2e"/);
+      assert.match(
+        String(r.stderr),
+        /is not in the builder's trusted-users \(root\).*add "trusted-users = root nixremote-e2e"/,
+      );
       assert.deepEqual(c.snapshot(), before);
       assert.ok(!fs.existsSync(path.join(b.dir, 'home/.ssh/authorized_keys')), 'the key went onto the builder');
     });
@@ -303,14 +380,26 @@ describe('init on Determinate Nix', () => {
       fs.writeFileSync(nixConf, determinate);
       const r = await c.nixremote(initArgs(b, 'detbox'), { input: b.password + '\n' });
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
-      assert.match(String(r.stdout), /Nix config: determinate \(\/etc\/nix\/nix\.conf begins "# DETERMINATE NIX CONFIG"\)/);
+      assert.match(
+        String(r.stdout),
+        /Nix config: determinate \(\/etc\/nix\/nix\.conf begins "# DETERMINATE NIX CONFIG"\)/,
+      );
       assert.equal(fs.readFileSync(nixConf, 'utf8'), determinate);
-      assert.match(fs.readFileSync(path.join(c.etcNix, 'nix.custom.conf'), 'utf8'), /^builders = @\/etc\/nix\/machines$/m);
+      assert.match(
+        fs.readFileSync(path.join(c.etcNix, 'nix.custom.conf'), 'utf8'),
+        /^builders = @\/etc\/nix\/machines$/m,
+      );
       const build = await c.run(`nix-build --no-out-link -j0 -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))}`);
       assert.equal(build.exitCode, 0, String(build.stderr));
       assert.ok(b.storeHas(String(build.stdout).trim()));
-      const list = JSON.parse(String((await c.nixremote(['list', '--json'])).stdout)).builders as { name: string; source: string }[];
-      assert.deepEqual(list.map((x) => [x.name, x.source]), [['detbox', '/etc/nix/machines:2']]);
+      const list = JSON.parse(String((await c.nixremote(['list', '--json'])).stdout)).builders as {
+        name: string;
+        source: string;
+      }[];
+      assert.deepEqual(
+        list.map((x) => [x.name, x.source]),
+        [['detbox', '/etc/nix/machines:2']],
+      );
     });
   });
 });

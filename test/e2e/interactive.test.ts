@@ -25,7 +25,10 @@ test('the interactive wizard asks each question and ends with the command that r
       await answer(/Speed factor/, '');
       await answer(/Where should the builder be configured/, '');
       await answer(/Apply this plan\?/, '');
-      const end = await t.waitFor(/To do the same again without questions:\s*\n\s*nixremote init --yes [^\n]*/, 180_000);
+      const end = await t.waitFor(
+        /To do the same again without questions:\s*\n\s*nixremote init --yes [^\n]*/,
+        180_000,
+      );
       const repeat = /nixremote init --yes [^\n]*/.exec(end)![0];
       assert.match(repeat, new RegExp(`--host 127\\.0\\.0\\.1 --port ${b.port} --user ${b.user} --name tty-box`));
       assert.match(repeat, /--copy-key password --password-stdin/);
@@ -52,7 +55,9 @@ test('a wrong port and a wrong password are asked again, and the wizard goes on'
       assert.ok(named);
       await t.type('');
       await answer(/SSH key for the builder/, '');
-      const wrong = await t.waitFor(/Check the address and port, and answer again:[\s\S]*Builder address[^\n]*\(127\.0\.0\.1\)/);
+      const wrong = await t.waitFor(
+        /Check the address and port, and answer again:[\s\S]*Builder address[^\n]*\(127\.0\.0\.1\)/,
+      );
       assert.match(wrong, new RegExp(`connection to 127\\.0\\.0\\.1:${nothingThere} refused`));
       await t.type('');
       await answer(/answer again:[\s\S]*SSH port[^\n]*\(\d+\)/, String(b.port));
@@ -62,11 +67,23 @@ test('a wrong port and a wrong password are asked again, and the wizard goes on'
       await answer(/How should the key get onto/, '');
       await answer(/Password for/, 'not-the-password');
       await answer(/refused the login[^\n]*; try again[\s\S]*Password for/, b.password);
-      for (const q of [/How should Nix talk to it/, /Systems it builds for/, /Supported features/, /Jobs at once/, /Speed factor/, /Where should the builder be configured/, /Apply this plan\?/]) await answer(q, '');
+      for (const q of [
+        /How should Nix talk to it/,
+        /Systems it builds for/,
+        /Supported features/,
+        /Jobs at once/,
+        /Speed factor/,
+        /Where should the builder be configured/,
+        /Apply this plan\?/,
+      ])
+        await answer(q, '');
       const end = await t.waitFor(/nix-127-0-0-1 is set up and a build ran on it/, 180_000);
       assert.ok(!end.includes(b.password) && !end.includes('not-the-password'), 'a password is on the screen');
       assert.equal(await t.exitCode(), 0, end);
-      assert.match(fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8'), new RegExp(`Host nix-127-0-0-1\n  HostName 127\\.0\\.0\\.1\n  Port ${b.port}\n`));
+      assert.match(
+        fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8'),
+        new RegExp(`Host nix-127-0-0-1\n  HostName 127\\.0\\.0\\.1\n  Port ${b.port}\n`),
+      );
     } finally {
       await t.close();
     }
@@ -75,7 +92,20 @@ test('a wrong port and a wrong password are asked again, and the wizard goes on'
 
 test('unattended, a wrong port is still exit 1 at once, naming the cause', async () => {
   await withRig({}, async (b, c) => {
-    const r = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(await freePort()), '--user', b.user, '--yes', '--password-stdin'], { input: b.password + '\n' });
+    const r = await c.nixremote(
+      [
+        'init',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(await freePort()),
+        '--user',
+        b.user,
+        '--yes',
+        '--password-stdin',
+      ],
+      { input: b.password + '\n' },
+    );
     assert.equal(r.exitCode, 1);
     assert.match(String(r.stderr), /connection to 127\.0\.0\.1:\d+ refused: nothing listens there/);
   });

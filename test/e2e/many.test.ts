@@ -19,7 +19,8 @@ const STATUS_BOUND_MS = 30_000;
 const DOCTOR_BOUND_MS = 120_000;
 
 type Kind = 'direct' | 'delayed' | 'stopped' | 'tarpit';
-const kindOf = (i: number): Kind => (i < DIRECT ? 'direct' : i < DIRECT + DELAYED ? 'delayed' : i < DIRECT + DELAYED + STOPPED ? 'stopped' : 'tarpit');
+const kindOf = (i: number): Kind =>
+  i < DIRECT ? 'direct' : i < DIRECT + DELAYED ? 'delayed' : i < DIRECT + DELAYED + STOPPED ? 'stopped' : 'tarpit';
 // Kinds interleaved in the file, so that no kind is favoured by its place in the order.
 const order = Array.from({ length: TOTAL }, (_, i) => i).sort((a, b) => (a % 8) - (b % 8) || a - b);
 const name = (i: number) => `m${String(i).padStart(2, '0')}-${kindOf(i)}`;
@@ -75,8 +76,16 @@ describe('32 builders at once', () => {
   test('list shows all 32 from the machines file', async () => {
     const r = await c.nixremote(['list', '--json']);
     assert.equal(r.exitCode, 0, String(r.stderr));
-    const rows = JSON.parse(String(r.stdout)).builders as { name: string; managed: boolean; hostKeyPinned: boolean; hostBlock: string | null }[];
-    assert.deepEqual(rows.map((x) => x.name), order.map(name));
+    const rows = JSON.parse(String(r.stdout)).builders as {
+      name: string;
+      managed: boolean;
+      hostKeyPinned: boolean;
+      hostBlock: string | null;
+    }[];
+    assert.deepEqual(
+      rows.map((x) => x.name),
+      order.map(name),
+    );
     for (const x of rows) {
       assert.equal(x.managed, false);
       assert.match(x.hostBlock ?? '', /^\/root\/\.ssh\/config:\d+$/);
@@ -90,7 +99,10 @@ describe('32 builders at once', () => {
     const ms = Date.now() - t0;
     assert.equal(r.exitCode, 1, 'some builders are down, so status exits 1');
     const rows = JSON.parse(String(r.stdout)).builders as StatusRow[];
-    assert.deepEqual(rows.map((x) => x.name), order.map(name));
+    assert.deepEqual(
+      rows.map((x) => x.name),
+      order.map(name),
+    );
     for (const x of rows) {
       const kind = x.name.split('-')[1] as Kind;
       if (kind === 'direct' || kind === 'delayed') {
@@ -111,8 +123,13 @@ describe('32 builders at once', () => {
     const r = await c.nixremote(['doctor', '--json', '--no-build']);
     const ms = Date.now() - t0;
     assert.equal(r.exitCode, 1);
-    const report = JSON.parse(String(r.stdout)) as { builders: { name: string; status: string; checks: { id: string; status: string }[] }[] };
-    assert.deepEqual(report.builders.map((b) => b.name), order.map(name));
+    const report = JSON.parse(String(r.stdout)) as {
+      builders: { name: string; status: string; checks: { id: string; status: string }[] }[];
+    };
+    assert.deepEqual(
+      report.builders.map((b) => b.name),
+      order.map(name),
+    );
     for (const b of report.builders) {
       const kind = b.name.split('-')[1] as Kind;
       const failed = b.checks.find((x) => x.status === 'fail')?.id ?? null;

@@ -6,7 +6,19 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Builder, Client, CLI, q, withRig } from './harness.js';
 
-const initArgs = (b: Builder, name: string) => ['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', name, '--yes', '--password-stdin'];
+const initArgs = (b: Builder, name: string) => [
+  'init',
+  '--host',
+  '127.0.0.1',
+  '--port',
+  String(b.port),
+  '--user',
+  b.user,
+  '--name',
+  name,
+  '--yes',
+  '--password-stdin',
+];
 const cli = (args: string[]) => `${CLI} ${args.map(q).join(' ')}`;
 
 describe('a builder that offers only keyboard-interactive (PAM)', () => {
@@ -14,7 +26,10 @@ describe('a builder that offers only keyboard-interactive (PAM)', () => {
     await withRig({ pamOnly: true }, async (b, c) => {
       const r = await c.nixremote(initArgs(b, 'pambox'), { input: b.password + '\n' });
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
-      assert.match(fs.readFileSync(path.join(b.dir, 'sshd.log'), 'utf8'), /Accepted keyboard-interactive\/pam for nixremote-e2e/);
+      assert.match(
+        fs.readFileSync(path.join(b.dir, 'sshd.log'), 'utf8'),
+        /Accepted keyboard-interactive\/pam for nixremote-e2e/,
+      );
     });
   });
 });
@@ -26,7 +41,10 @@ describe('a multi-user install', () => {
     try {
       const r = await c.withDaemon(cli(initArgs(b, 'multi')), { input: b.password + '\n' });
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
-      assert.match(String(r.stdout), /Nix install: multi-user \(the daemon socket \/nix\/var\/nix\/daemon-socket\/socket exists\); builds run as root/);
+      assert.match(
+        String(r.stdout),
+        /Nix install: multi-user \(the daemon socket \/nix\/var\/nix\/daemon-socket\/socket exists\); builds run as root/,
+      );
       assert.match(String(r.stdout), /Restart the nix-daemon yourself: restart nix-daemon with your service manager/);
       assert.match(String(r.stdout), /--builders '<multi's line>'/);
 

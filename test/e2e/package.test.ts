@@ -39,7 +39,11 @@ describe('npm package', () => {
   test('installed from the tarball into a fresh prefix, it runs from any directory', async () => {
     const prefix = path.join(dir, 'prefix');
     const away = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-elsewhere-'));
-    const i = await execa('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: away, reject: false });
+    const i = await execa(
+      'npm',
+      ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball],
+      { cwd: away, reject: false },
+    );
     assert.equal(i.exitCode, 0, i.stderr);
     const bin = path.join(prefix, 'bin', 'nixremote');
     const v = await execa(bin, ['--version'], { cwd: away });
@@ -53,7 +57,11 @@ describe('npm package', () => {
 
   test('npx runs it from the tarball', async () => {
     const away = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-npx-'));
-    const r = await execa('npx', ['--yes', '--prefer-offline', '--package', tarball, '--', 'nixremote', '--version'], { cwd: away, reject: false, env: { ...process.env, npm_config_cache: undefined } });
+    const r = await execa('npx', ['--yes', '--prefer-offline', '--package', tarball, '--', 'nixremote', '--version'], {
+      cwd: away,
+      reject: false,
+      env: { ...process.env, npm_config_cache: undefined },
+    });
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(r.stdout.trim(), pkg.version);
   });

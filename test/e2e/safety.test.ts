@@ -9,7 +9,19 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { type Builder, Client, freePort, withRig } from './harness.js';
 
-const base = (b: Builder, name = 'safe') => ['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', name, '--yes', '--password-stdin'];
+const base = (b: Builder, name = 'safe') => [
+  'init',
+  '--host',
+  '127.0.0.1',
+  '--port',
+  String(b.port),
+  '--user',
+  b.user,
+  '--name',
+  name,
+  '--yes',
+  '--password-stdin',
+];
 const withFlag = (args: string[], flag: string, value: string) => {
   const i = args.indexOf(flag);
   const out = [...args];
@@ -32,7 +44,11 @@ describe('bad input: exit 2, a clear message, and nothing changed', () => {
         ['host with a quote', withFlag(args, '--host', "a'b"), /contains "'"/],
         ['host with #', withFlag(args, '--host', 'a#b'), /contains "#"/],
         ['host with a % token', withFlag(args, '--host', '%h'), /contains "%"/],
-        ['host as an ssh option', withFlag(args, '--host', `-oProxyCommand=touch ${pwned}`), /starts with '-', which ssh would read as an option/],
+        [
+          'host as an ssh option',
+          withFlag(args, '--host', `-oProxyCommand=touch ${pwned}`),
+          /starts with '-', which ssh would read as an option/,
+        ],
         ['user with a space', withFlag(args, '--user', 'a b'), /--user: .* contains " "/],
         ['user as an option', withFlag(args, '--user', '-lroot'), /--user: .*starts with '-'/],
         ['alias with a quote', withFlag(args, '--name', 'a"b'), /--name: .* contains/],
@@ -43,7 +59,11 @@ describe('bad input: exit 2, a clear message, and nothing changed', () => {
         ['port 22abc', withFlag(args, '--port', '22abc'), /--port: '22abc' is not a port number/],
         ['key in the Nix store', [...args, '--key', '/nix/store/abc-key'], /is in \/nix\/store/],
         ['key path with a quote', [...args, '--key', '/root/.ssh/a"b'], /--key: .* contains a quote/],
-        ['a fingerprint that does not match', [...args, '--host-key-fingerprint', `SHA256:${'A'.repeat(43)}`], /--host-key-fingerprint: 127\.0\.0\.1:\d+ shows SHA256:/],
+        [
+          'a fingerprint that does not match',
+          [...args, '--host-key-fingerprint', `SHA256:${'A'.repeat(43)}`],
+          /--host-key-fingerprint: 127\.0\.0\.1:\d+ shows SHA256:/,
+        ],
         ['a malformed fingerprint', [...args, '--host-key-fingerprint', 'MD5:00'], /not a SHA256 fingerprint/],
         ['something other than sshd', withFlag(args, '--port', String(notSshPort)), /did not answer as an SSH server/],
       ];
@@ -79,11 +99,20 @@ describe('bad input: exit 2, a clear message, and nothing changed', () => {
         snap = c.snapshot();
         r = await c.nixremote(args, { input: b.password + '\n' });
         assert.equal(r.exitCode, 2);
-        assert.match(String(r.stderr), /\/root\/\.ssh is owned by uid 12345, not the build user \(uid 0\); ssh refuses its files/);
+        assert.match(
+          String(r.stderr),
+          /\/root\/\.ssh is owned by uid 12345, not the build user \(uid 0\); ssh refuses its files/,
+        );
         assert.deepEqual(c.snapshot(), snap);
         fs.chownSync(path.join(c.root, '.ssh'), 0, 0);
         // nix.conf managed declaratively: a link into the Nix store (as NixOS makes it).
-        const stored = String((await c.run('printf "sandbox = false\\nsubstituters =\\n" > /tmp/nixremote-conf-$$ && nix-store --add /tmp/nixremote-conf-$$; rm -f /tmp/nixremote-conf-$$')).stdout).trim();
+        const stored = String(
+          (
+            await c.run(
+              'printf "sandbox = false\\nsubstituters =\\n" > /tmp/nixremote-conf-$$ && nix-store --add /tmp/nixremote-conf-$$; rm -f /tmp/nixremote-conf-$$',
+            )
+          ).stdout,
+        ).trim();
         assert.match(stored, /^\/nix\/store\//);
         fs.rmSync(path.join(c.etcNix, 'nix.conf'));
         fs.symlinkSync(stored, path.join(c.etcNix, 'nix.conf'));
@@ -101,9 +130,14 @@ describe('bad input: exit 2, a clear message, and nothing changed', () => {
 
   test('a key path with spaces is quoted in ssh_config and left out of the machine line', async () => {
     await withRig({}, async (b, c) => {
-      const r = await c.nixremote([...base(b, 'spaced'), '--key', '/root/my keys/nix remote'], { input: b.password + '\n' });
+      const r = await c.nixremote([...base(b, 'spaced'), '--key', '/root/my keys/nix remote'], {
+        input: b.password + '\n',
+      });
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
-      assert.match(fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8'), /IdentityFile "\/root\/my keys\/nix remote"/);
+      assert.match(
+        fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8'),
+        /IdentityFile "\/root\/my keys\/nix remote"/,
+      );
       assert.match(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), /^ssh:\/\/spaced \S+ - /m);
       const d = await c.nixremote(['doctor', 'spaced']);
       assert.equal(d.exitCode, 0, `${d.stdout}\n${d.stderr}`);
@@ -138,26 +172,47 @@ describe('faults lose nothing', () => {
       const done = await ref.nixremote(base(b, 'killme'), { input: b.password + '\n' });
       assert.equal(done.exitCode, 0, String(done.stderr));
       const planned = files(ref);
-      const steps = ['Make the key', 'Pin killme', 'Host block', 'Add the key', 'Check: ssh', 'Machine line', 'builders in nix.conf', 'Prove it'];
+      const steps = [
+        'Make the key',
+        'Pin killme',
+        'Host block',
+        'Add the key',
+        'Check: ssh',
+        'Machine line',
+        'builders in nix.conf',
+        'Prove it',
+      ];
       for (const step of steps) {
         const c = new Client();
         try {
           const before = files(c);
           const chunks: string[] = [];
-          const p = c.nixremote(base(b, 'killme'), { input: b.password + '\n', env: { NO_COLOR: '1', NIXREMOTE_TEST_STEP_DELAY_MS: '400' } });
+          const p = c.nixremote(base(b, 'killme'), {
+            input: b.password + '\n',
+            env: { NO_COLOR: '1', NIXREMOTE_TEST_STEP_DELAY_MS: '400' },
+          });
           p.stdout?.on('data', (d: Buffer) => chunks.push(d.toString()));
-          assert.ok(await waitForOutput(chunks, new RegExp(`\\n- ${step}`), 60_000), `never reached "${step}":\n${chunks.join('')}`);
+          assert.ok(
+            await waitForOutput(chunks, new RegExp(`\\n- ${step}`), 60_000),
+            `never reached "${step}":\n${chunks.join('')}`,
+          );
           p.kill('SIGKILL');
           await p;
           const now = files(c);
           for (const [f, text] of Object.entries(now)) {
-            assert.ok(text === before[f] || text === planned[f], `killed at "${step}": ${f} is neither as before nor as planned:\n${text}`);
+            assert.ok(
+              text === before[f] || text === planned[f],
+              `killed at "${step}": ${f} is neither as before nor as planned:\n${text}`,
+            );
           }
           const key = path.join(c.root, '.ssh/nix_remote');
           if (fs.existsSync(key)) {
             const check = await c.run('ssh-keygen -y -P "" -f /root/.ssh/nix_remote');
             assert.equal(check.exitCode, 0, `killed at "${step}": the key is not whole`);
-            assert.equal(String(check.stdout).trim().split(' ').slice(0, 2).join(' '), fs.readFileSync(`${key}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' '));
+            assert.equal(
+              String(check.stdout).trim().split(' ').slice(0, 2).join(' '),
+              fs.readFileSync(`${key}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' '),
+            );
           }
           // The killed run's lock is stale; the next run takes it over and finishes.
           if (step === 'Machine line') {
@@ -176,7 +231,10 @@ describe('faults lose nothing', () => {
     await withRig({}, async (b, c) => {
       const before = c.snapshot();
       const chunks: string[] = [];
-      const p = c.nixremote(base(b), { input: b.password + '\n', env: { NO_COLOR: '1', NIXREMOTE_TEST_STEP_DELAY_MS: '500' } });
+      const p = c.nixremote(base(b), {
+        input: b.password + '\n',
+        env: { NO_COLOR: '1', NIXREMOTE_TEST_STEP_DELAY_MS: '500' },
+      });
       p.stdout?.on('data', (d: Buffer) => chunks.push(d.toString()));
       assert.ok(await waitForOutput(chunks, /\n- Make the key/, 60_000), chunks.join(''));
       await b.kill();
@@ -195,7 +253,10 @@ describe('faults lose nothing', () => {
 describe('runs at once', () => {
   test('two inits at once on one machine: the second waits for the first, both succeed, nothing doubled', async () => {
     await withRig({}, async (b, c) => {
-      const [r1, r2] = await Promise.all([c.nixremote(base(b, 'twice'), { input: b.password + '\n' }), c.nixremote(base(b, 'twice'), { input: b.password + '\n' })]);
+      const [r1, r2] = await Promise.all([
+        c.nixremote(base(b, 'twice'), { input: b.password + '\n' }),
+        c.nixremote(base(b, 'twice'), { input: b.password + '\n' }),
+      ]);
       assert.equal(r1.exitCode, 0, `${r1.stdout}\n${r1.stderr}`);
       assert.equal(r2.exitCode, 0, `${r2.stdout}\n${r2.stderr}`);
       assert.match(String(r1.stdout) + String(r2.stdout), /Waiting for another nixremote \(pid \d+\) to finish/);
@@ -208,11 +269,20 @@ describe('runs at once', () => {
 
   test('a second run that cannot wait says who holds the lock', async () => {
     await withRig({}, async (b, c) => {
-      const first = c.nixremote(base(b, 'held'), { input: b.password + '\n', env: { NO_COLOR: '1', NIXREMOTE_TEST_STEP_DELAY_MS: '300' } });
+      const first = c.nixremote(base(b, 'held'), {
+        input: b.password + '\n',
+        env: { NO_COLOR: '1', NIXREMOTE_TEST_STEP_DELAY_MS: '300' },
+      });
       await new Promise((r) => setTimeout(r, 1500));
-      const second = await c.nixremote(base(b, 'held'), { input: b.password + '\n', env: { NO_COLOR: '1', NIXREMOTE_LOCK_WAIT_MS: '200' } });
+      const second = await c.nixremote(base(b, 'held'), {
+        input: b.password + '\n',
+        env: { NO_COLOR: '1', NIXREMOTE_LOCK_WAIT_MS: '200' },
+      });
       assert.equal(second.exitCode, 1, `${second.stdout}\n${second.stderr}`);
-      assert.match(String(second.stderr), /another nixremote is changing these files \(pid \d+, nixremote init, since /);
+      assert.match(
+        String(second.stderr),
+        /another nixremote is changing these files \(pid \d+, nixremote init, since /,
+      );
       assert.equal((await first).exitCode, 0);
     });
   });
@@ -222,9 +292,16 @@ describe('runs at once', () => {
       const c2 = new Client();
       try {
         fs.mkdirSync(path.join(b.dir, 'home/.ssh'), { mode: 0o700 });
-        fs.writeFileSync(path.join(b.dir, 'home/.ssh/authorized_keys'), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS existing', { mode: 0o600 });
+        fs.writeFileSync(
+          path.join(b.dir, 'home/.ssh/authorized_keys'),
+          'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS existing',
+          { mode: 0o600 },
+        );
         await c1.run(`chown -R --reference=${b.dir}/home ${b.dir}/home/.ssh`);
-        const [r1, r2] = await Promise.all([c1.nixremote(base(b, 'one'), { input: b.password + '\n' }), c2.nixremote(base(b, 'two'), { input: b.password + '\n' })]);
+        const [r1, r2] = await Promise.all([
+          c1.nixremote(base(b, 'one'), { input: b.password + '\n' }),
+          c2.nixremote(base(b, 'two'), { input: b.password + '\n' }),
+        ]);
         assert.equal(r1.exitCode, 0, String(r1.stderr));
         assert.equal(r2.exitCode, 0, String(r2.stderr));
         const lines = b.authorizedKeys().split('\n').filter(Boolean);
@@ -266,11 +343,16 @@ describe('secrets', () => {
       assert.equal(r.exitCode, 0, String(r.stderr));
       assert.equal(d.exitCode, 0, String(d.stdout));
       assert.deepEqual(seen, []);
-      for (const out of [r.stdout, r.stderr, d.stdout, d.stderr]) assert.ok(!String(out).includes(b.password), 'printed');
-      const grep = await c.run(`grep -rlF -- ${JSON.stringify(b.password)} /root /etc/nix ${b.dir}/home ${b.dir}/sshd.log || true`);
+      for (const out of [r.stdout, r.stderr, d.stdout, d.stderr])
+        assert.ok(!String(out).includes(b.password), 'printed');
+      const grep = await c.run(
+        `grep -rlF -- ${JSON.stringify(b.password)} /root /etc/nix ${b.dir}/home ${b.dir}/sshd.log || true`,
+      );
       assert.equal(String(grep.stdout).trim(), '', 'written to a file');
       // And a wrong password in an error message is not echoed either.
-      const wrong = await c.nixremote([...base(b, 'secret2'), '--key', '/root/.ssh/another'], { input: 'Wrong-Secret-77\n' });
+      const wrong = await c.nixremote([...base(b, 'secret2'), '--key', '/root/.ssh/another'], {
+        input: 'Wrong-Secret-77\n',
+      });
       assert.equal(wrong.exitCode, 1);
       assert.match(String(wrong.stderr), /refused the login/);
       assert.ok(!(String(wrong.stdout) + String(wrong.stderr)).includes('Wrong-Secret-77'));

@@ -13,7 +13,8 @@ const KINDS: (string | null)[] = [null, 'trixie', 'sid'];
 const label = (k: string | null) => k ?? 'bookworm';
 
 for (const k of KINDS) {
-  if (k && !treeRoot(k)) throw new Error(`the ${k} tree is missing from ${TREES}: run scripts/make-trees.sh (npm test does, as root)`);
+  if (k && !treeRoot(k))
+    throw new Error(`the ${k} tree is missing from ${TREES}: run scripts/make-trees.sh (npm test does, as root)`);
 }
 
 interface Check {
@@ -38,21 +39,46 @@ describe('every client × builder pair, Nix 2.8 to 2.34, OpenSSH 9.2 to 10.6', (
       try {
         for (const [k, b] of builders) {
           const name = `v-${label(k)}`;
-          const r = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', name, '--yes', '--password-stdin'], { input: b.password + '\n' });
+          const r = await c.nixremote(
+            [
+              'init',
+              '--host',
+              '127.0.0.1',
+              '--port',
+              String(b.port),
+              '--user',
+              b.user,
+              '--name',
+              name,
+              '--yes',
+              '--password-stdin',
+            ],
+            { input: b.password + '\n' },
+          );
           assert.equal(r.exitCode, 0, `init ${name} from ${label(client)}:\n${r.stdout}\n${r.stderr}`);
           const built = new RegExp(`(/nix/store/\\S+-nixremote-probe) was built on ${name}`).exec(String(r.stdout));
           assert.ok(built && b.storeHas(built[1]!), `the proof for ${name} is not in its store:\n${r.stdout}`);
         }
         const d = await c.nixremote(['doctor', '--json']);
-        const report = JSON.parse(String(d.stdout)) as { builders: { name: string; status: string; checks: Check[] }[] };
-        const bad = report.builders.flatMap((b) => b.checks.filter((x) => x.status !== 'pass').map((x) => `${b.name} ${x.id}: ${x.status} ${x.summary}`));
+        const report = JSON.parse(String(d.stdout)) as {
+          builders: { name: string; status: string; checks: Check[] }[];
+        };
+        const bad = report.builders.flatMap((b) =>
+          b.checks.filter((x) => x.status !== 'pass').map((x) => `${b.name} ${x.id}: ${x.status} ${x.summary}`),
+        );
         assert.deepEqual(bad, []);
         assert.equal(d.exitCode, 0);
-        assert.deepEqual(report.builders.map((b) => b.name), KINDS.map((k) => `v-${label(k)}`));
+        assert.deepEqual(
+          report.builders.map((b) => b.name),
+          KINDS.map((k) => `v-${label(k)}`),
+        );
         const s = await c.nixremote(['status', '--json']);
         assert.equal(s.exitCode, 0, String(s.stdout));
         const versions = (JSON.parse(String(s.stdout)).builders as { nixVersion: string }[]).map((x) => x.nixVersion);
-        assert.deepEqual(versions.map((v) => v.split('.').slice(0, 2).join('.')), ['2.8', '2.26', '2.34']);
+        assert.deepEqual(
+          versions.map((v) => v.split('.').slice(0, 2).join('.')),
+          ['2.8', '2.26', '2.34'],
+        );
       } finally {
         c.destroy();
       }
@@ -64,12 +90,31 @@ describe("sshd's PerSourcePenalties (OpenSSH 9.8 and later)", () => {
   for (const tree of ['trixie', 'sid']) {
     test(`${tree}: after failed logins doctor and status name the penalty, not a wrong port`, async () => {
       await withRig({ tree }, async (b, c) => {
-        const init = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'pen', '--yes', '--password-stdin', '--no-test-build'], { input: b.password + '\n' });
+        const init = await c.nixremote(
+          [
+            'init',
+            '--host',
+            '127.0.0.1',
+            '--port',
+            String(b.port),
+            '--user',
+            b.user,
+            '--name',
+            'pen',
+            '--yes',
+            '--password-stdin',
+            '--no-test-build',
+          ],
+          { input: b.password + '\n' },
+        );
         assert.equal(init.exitCode, 0, String(init.stderr));
         // The key revoked on the builder, then a few logins that fail, as a broken setup makes.
         fs.writeFileSync(path.join(b.dir, 'home/.ssh/authorized_keys'), '');
         for (let i = 0; i < 5; i++) await c.run('ssh -o BatchMode=yes pen true');
-        assert.match(fs.readFileSync(path.join(b.dir, "sshd.log"), "utf8"), /penalty: failed authentication|srclimit_penalise/);
+        assert.match(
+          fs.readFileSync(path.join(b.dir, 'sshd.log'), 'utf8'),
+          /penalty: failed authentication|srclimit_penalise/,
+        );
 
         const d = await c.nixremote(['doctor', '--json', '--no-build']);
         assert.equal(d.exitCode, 1);
@@ -89,7 +134,23 @@ describe("sshd's PerSourcePenalties (OpenSSH 9.8 and later)", () => {
 
   test('doctor costs a builder at most one failed authentication per run', async () => {
     await withRig({ tree: 'sid' }, async (b, c) => {
-      const init = await c.nixremote(['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', 'once', '--yes', '--password-stdin', '--no-test-build'], { input: b.password + '\n' });
+      const init = await c.nixremote(
+        [
+          'init',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(b.port),
+          '--user',
+          b.user,
+          '--name',
+          'once',
+          '--yes',
+          '--password-stdin',
+          '--no-test-build',
+        ],
+        { input: b.password + '\n' },
+      );
       assert.equal(init.exitCode, 0, String(init.stderr));
       fs.writeFileSync(path.join(b.dir, 'home/.ssh/authorized_keys'), '');
       const log = path.join(b.dir, 'sshd.log');
@@ -99,8 +160,15 @@ describe("sshd's PerSourcePenalties (OpenSSH 9.8 and later)", () => {
       const login = (JSON.parse(String(d.stdout)).builders[0].checks as Check[]).find((x) => x.id === 'login')!;
       assert.equal(login.status, 'fail');
       assert.match(login.cause ?? '', /refused the key/);
-      const failures = fs.readFileSync(log, 'utf8').slice(before).match(/Connection closed by authenticating user|Failed publickey/g) ?? [];
-      assert.ok(failures.length <= 1, `doctor failed ${failures.length} authentications:\n${fs.readFileSync(log, 'utf8').slice(before)}`);
+      const failures =
+        fs
+          .readFileSync(log, 'utf8')
+          .slice(before)
+          .match(/Connection closed by authenticating user|Failed publickey/g) ?? [];
+      assert.ok(
+        failures.length <= 1,
+        `doctor failed ${failures.length} authentications:\n${fs.readFileSync(log, 'utf8').slice(before)}`,
+      );
       assert.doesNotMatch(fs.readFileSync(log, 'utf8').slice(before), /srclimit_penalise/);
     });
   });

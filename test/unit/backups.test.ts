@@ -5,7 +5,14 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { backupPathFor, KEEP_BACKUPS, listBackups, parseBackupPath, pruneBackups, writeAtomic } from '../../src/io/files.js';
+import {
+  backupPathFor,
+  KEEP_BACKUPS,
+  listBackups,
+  parseBackupPath,
+  pruneBackups,
+  writeAtomic,
+} from '../../src/io/files.js';
 import { backupsCommand, defaultBackupFiles, restoreCommand, type BackupsIo } from '../../src/commands/backups.js';
 import { UsageError } from '../../src/validate.js';
 
@@ -21,7 +28,13 @@ function snapshot(d: string): Record<string, string> {
 /** An output stream that keeps what is written; never a terminal. */
 function capture(): { io: BackupsIo; text: () => string } {
   const chunks: string[] = [];
-  const stream = { isTTY: false, write: (s: string) => { chunks.push(String(s)); return true; } } as unknown as NodeJS.WriteStream;
+  const stream = {
+    isTTY: false,
+    write: (s: string) => {
+      chunks.push(String(s));
+      return true;
+    },
+  } as unknown as NodeJS.WriteStream;
   return { io: { stream, interactive: false, lockPath: path.join(tmp(), 'lock') }, text: () => chunks.join('') };
 }
 
@@ -32,10 +45,21 @@ describe('backup names', () => {
     assert.equal(b, '/etc/nix/nix.conf.nixremote-20261126T063000123Z.bak');
     assert.deepEqual(parseBackupPath(b), { file: '/etc/nix/nix.conf', time: d.getTime(), n: 0 });
     assert.equal(backupPathFor('/x/f', d, 2), '/x/f.nixremote-20261126T063000123Z-2.bak');
-    assert.deepEqual(parseBackupPath('/x/f.nixremote-20261126T063000Z.bak'), { file: '/x/f', time: Date.UTC(2026, 10, 26, 6, 30, 0), n: 0 });
+    assert.deepEqual(parseBackupPath('/x/f.nixremote-20261126T063000Z.bak'), {
+      file: '/x/f',
+      time: Date.UTC(2026, 10, 26, 6, 30, 0),
+      n: 0,
+    });
   });
   test('names that are not backups are refused', () => {
-    for (const b of ['/x/f.nixremote-notastamp.bak', '/x/f.nixremote-20261326T063000Z.bak', '/x/f.nixremote-20261126T063000Z.bak.orig', '/x/f.nixremote-20261126T0630Z.bak', '/x/.nixremote-20261126T063000Z.bak', '/x/f.nixremote-20261126T063000Z-0.bak']) {
+    for (const b of [
+      '/x/f.nixremote-notastamp.bak',
+      '/x/f.nixremote-20261326T063000Z.bak',
+      '/x/f.nixremote-20261126T063000Z.bak.orig',
+      '/x/f.nixremote-20261126T0630Z.bak',
+      '/x/.nixremote-20261126T063000Z.bak',
+      '/x/f.nixremote-20261126T063000Z-0.bak',
+    ]) {
       assert.equal(parseBackupPath(b), null, b);
     }
   });
@@ -53,9 +77,19 @@ describe('pruning', () => {
     const left = listBackups(f);
     assert.equal(left.length, KEEP_BACKUPS);
     assert.deepEqual(left, made.slice(3), 'the last three made are the ones kept, oldest first');
-    assert.deepEqual(left.map((b) => fs.readFileSync(b, 'utf8')), ['v3\n', 'v4\n', 'v5\n']);
+    assert.deepEqual(
+      left.map((b) => fs.readFileSync(b, 'utf8')),
+      ['v3\n', 'v4\n', 'v5\n'],
+    );
     assert.equal(fs.statSync(left[0]!).mode & 0o777, 0o600, 'a backup has the mode of the file it copies');
-    assert.deepEqual(fs.readdirSync(d).filter((n) => n.endsWith('.bak')).sort(), left.map((b) => path.basename(b)).sort(), 'no other backup is left');
+    assert.deepEqual(
+      fs
+        .readdirSync(d)
+        .filter((n) => n.endsWith('.bak'))
+        .sort(),
+      left.map((b) => path.basename(b)).sort(),
+      'no other backup is left',
+    );
   });
 
   test('writes in the same millisecond get a counter and never overwrite a backup', () => {
@@ -65,8 +99,15 @@ describe('pruning', () => {
     mock.timers.enable({ apis: ['Date'], now: Date.UTC(2026, 10, 26, 6, 30, 0, 123) });
     try {
       const made = [1, 2, 3].map((i) => path.basename(writeAtomic(f, `v${i}\n`, { mode: 0o644 })!));
-      assert.deepEqual(made, ['config.nixremote-20261126T063000123Z.bak', 'config.nixremote-20261126T063000123Z-1.bak', 'config.nixremote-20261126T063000123Z-2.bak']);
-      assert.deepEqual(listBackups(f).map((b) => fs.readFileSync(b, 'utf8')), ['v0\n', 'v1\n', 'v2\n']);
+      assert.deepEqual(made, [
+        'config.nixremote-20261126T063000123Z.bak',
+        'config.nixremote-20261126T063000123Z-1.bak',
+        'config.nixremote-20261126T063000123Z-2.bak',
+      ]);
+      assert.deepEqual(
+        listBackups(f).map((b) => fs.readFileSync(b, 'utf8')),
+        ['v0\n', 'v1\n', 'v2\n'],
+      );
     } finally {
       mock.timers.reset();
     }
@@ -115,7 +156,8 @@ describe('pruning', () => {
     const d = tmp();
     const f = path.join(d, 'm');
     fs.writeFileSync(f, 'a');
-    for (const s of ['20200101T000000Z', '20200101T000001Z', '20200101T000002Z', '20200101T000003Z']) fs.writeFileSync(`${f}.nixremote-${s}.bak`, s);
+    for (const s of ['20200101T000000Z', '20200101T000001Z', '20200101T000002Z', '20200101T000003Z'])
+      fs.writeFileSync(`${f}.nixremote-${s}.bak`, s);
     assert.equal(writeAtomic(f, 'b', { mode: 0o644, backup: false }), null);
     assert.equal(listBackups(f).length, 4);
   });
@@ -148,7 +190,13 @@ describe('nixremote backups', () => {
   });
   test('the default files follow NIX_CONF_DIR', () => {
     const files = defaultBackupFiles({ NIX_CONF_DIR: '/opt/nix' }, '/home/u');
-    assert.deepEqual(files, ['/home/u/.ssh/config', '/home/u/.ssh/known_hosts', '/opt/nix/machines', '/opt/nix/nix.conf', '/etc/nixos/nixremote.nix']);
+    assert.deepEqual(files, [
+      '/home/u/.ssh/config',
+      '/home/u/.ssh/known_hosts',
+      '/opt/nix/machines',
+      '/opt/nix/nix.conf',
+      '/etc/nixos/nixremote.nix',
+    ]);
   });
 });
 
@@ -186,8 +234,17 @@ describe('nixremote restore', () => {
     fs.writeFileSync(path.join(d, 'config.nixremote-notastamp.bak'), 'x\n');
     fs.writeFileSync(path.join(d, 'config.bak'), 'y\n');
     const before = snapshot(d);
-    for (const p of [f, path.join(d, 'config.bak'), path.join(d, 'config.nixremote-notastamp.bak'), path.join(d, 'config.nixremote-20260101T000000Z.bak')]) {
-      await assert.rejects(restoreCommand(p, { yes: true }, capture().io), (e: unknown) => e instanceof UsageError && e.exitCode === 2 && (e as Error).message.includes(p), p);
+    for (const p of [
+      f,
+      path.join(d, 'config.bak'),
+      path.join(d, 'config.nixremote-notastamp.bak'),
+      path.join(d, 'config.nixremote-20260101T000000Z.bak'),
+    ]) {
+      await assert.rejects(
+        restoreCommand(p, { yes: true }, capture().io),
+        (e: unknown) => e instanceof UsageError && e.exitCode === 2 && (e as Error).message.includes(p),
+        p,
+      );
     }
     assert.deepEqual(snapshot(d), before);
   });
@@ -208,9 +265,19 @@ describe('nixremote restore', () => {
     fs.writeFileSync(f, 'old\n');
     const b = writeAtomic(f, 'new\n', { mode: 0o644 })!;
     const before = snapshot(d);
-    await assert.rejects(restoreCommand(b, {}, capture().io), (e: unknown) => e instanceof UsageError && /pass --yes/.test((e as Error).message));
+    await assert.rejects(
+      restoreCommand(b, {}, capture().io),
+      (e: unknown) => e instanceof UsageError && /pass --yes/.test((e as Error).message),
+    );
     const asked: string[] = [];
-    const io = { ...capture().io, interactive: true, confirm: async (m: string) => { asked.push(m); return false; } };
+    const io = {
+      ...capture().io,
+      interactive: true,
+      confirm: async (m: string) => {
+        asked.push(m);
+        return false;
+      },
+    };
     assert.equal(await restoreCommand(b, {}, io), 0);
     assert.equal(asked.length, 1);
     assert.deepEqual(snapshot(d), before);

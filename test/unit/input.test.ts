@@ -5,7 +5,16 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UsageError, validateHost, validateName, validatePort, validateUser, validateKeyPath, validateFingerprint, validateList } from '../../src/validate.js';
+import {
+  UsageError,
+  validateHost,
+  validateName,
+  validatePort,
+  validateUser,
+  validateKeyPath,
+  validateFingerprint,
+  validateList,
+} from '../../src/validate.js';
 import { Answers, repeatCommand } from '../../src/init/answers.js';
 import type { Prompter } from '../../src/io/prompts.js';
 import { parseNixVersion, storePingArgs, parseStorePing } from '../../src/nix/version.js';
@@ -35,7 +44,10 @@ describe('validation', () => {
   ];
   for (const [fn, v, re] of bad) {
     test(`${fn.name}(${JSON.stringify(v)}) is refused`, () => {
-      assert.throws(() => fn(v), (e: unknown) => e instanceof UsageError && re.test((e as Error).message));
+      assert.throws(
+        () => fn(v),
+        (e: unknown) => e instanceof UsageError && re.test((e as Error).message),
+      );
     });
   }
   test('good values pass unchanged', () => {
@@ -43,7 +55,10 @@ describe('validation', () => {
     assert.equal(validateHost('fe80::1'), 'fe80::1');
     assert.equal(validatePort('2222'), 2222);
     assert.equal(validateName('fast-box.1'), 'fast-box.1');
-    assert.deepEqual(validateList('x86_64-linux, aarch64-linux,x86_64-linux', '--systems', false), ['x86_64-linux', 'aarch64-linux']);
+    assert.deepEqual(validateList('x86_64-linux, aarch64-linux,x86_64-linux', '--systems', false), [
+      'x86_64-linux',
+      'aarch64-linux',
+    ]);
     assert.deepEqual(validateList('-', '--features', true), []);
   });
 });
@@ -65,7 +80,13 @@ function fakePrompter(replies: string[]): Prompter & { asked: string[] } {
 }
 
 describe('answer precedence: flag, then --yes default, then prompt', () => {
-  const q = (value: string | undefined, def?: string) => ({ flag: '--port', value, message: 'Port:', default: def, parse: validatePort });
+  const q = (value: string | undefined, def?: string) => ({
+    flag: '--port',
+    value,
+    message: 'Port:',
+    default: def,
+    parse: validatePort,
+  });
   test('a flag wins over everything and is validated', async () => {
     const p = fakePrompter([]);
     const a = new Answers({ yes: false, prompter: async () => p });
@@ -81,10 +102,20 @@ describe('answer precedence: flag, then --yes default, then prompt', () => {
   test('otherwise it prompts; without a terminal it names the flag', async () => {
     const p = fakePrompter(['2200']);
     assert.equal(await new Answers({ yes: false, prompter: async () => p }).text(q(undefined, '22')), 2200);
-    await assert.rejects(new Answers({ yes: false, prompter: async () => null }).text(q(undefined, '22')), (e: unknown) => e instanceof UsageError && /pass --port/.test((e as Error).message));
+    await assert.rejects(
+      new Answers({ yes: false, prompter: async () => null }).text(q(undefined, '22')),
+      (e: unknown) => e instanceof UsageError && /pass --port/.test((e as Error).message),
+    );
   });
   test('the repeat command quotes what needs it', () => {
-    assert.equal(repeatCommand([['--host', 'h'], ['--features', ''], ['--no-test-build', true]]), "nixremote init --yes --host h --features '' --no-test-build");
+    assert.equal(
+      repeatCommand([
+        ['--host', 'h'],
+        ['--features', ''],
+        ['--no-test-build', true],
+      ]),
+      "nixremote init --yes --host h --features '' --no-test-build",
+    );
   });
 });
 
@@ -96,16 +127,35 @@ describe('Nix versions', () => {
   });
   test('the store ping command of each era', () => {
     assert.deepEqual(storePingArgs([2, 3, 16], 'ssh://b'), ['ping-store', '--store', 'ssh://b']);
-    assert.deepEqual(storePingArgs([2, 8, 0], 'ssh://b'), ['--extra-experimental-features', 'nix-command', 'store', 'ping', '--store', 'ssh://b']);
-    assert.deepEqual(storePingArgs([2, 19, 0], 'ssh://b'), ['--extra-experimental-features', 'nix-command', 'store', 'info', '--store', 'ssh://b']);
-    assert.deepEqual(parseStorePing('Store URL: ssh://b\nVersion: 2.24.1\nTrusted: 1\n'), { version: '2.24.1', trusted: true });
+    assert.deepEqual(storePingArgs([2, 8, 0], 'ssh://b'), [
+      '--extra-experimental-features',
+      'nix-command',
+      'store',
+      'ping',
+      '--store',
+      'ssh://b',
+    ]);
+    assert.deepEqual(storePingArgs([2, 19, 0], 'ssh://b'), [
+      '--extra-experimental-features',
+      'nix-command',
+      'store',
+      'info',
+      '--store',
+      'ssh://b',
+    ]);
+    assert.deepEqual(parseStorePing('Store URL: ssh://b\nVersion: 2.24.1\nTrusted: 1\n'), {
+      version: '2.24.1',
+      trusted: true,
+    });
     assert.deepEqual(parseStorePing('Store URL: ssh://b\n'), { version: null, trusted: null });
   });
 });
 
 describe('remote probe', () => {
   test('parses only NIXREMOTE lines, so a chatty shell cannot fake answers', () => {
-    const p = parseProbe('Welcome\nNIXREMOTE:path=/usr/bin/nix-store\nNIXREMOTE:version=nix-store (Nix) 2.8.0\nNIXREMOTE:system=x86_64-linux\nNIXREMOTE:extra-platforms=i686-linux\nNIXREMOTE:system-features=benchmark big-parallel kvm\nNIXREMOTE:cores=16\nsystem=evil\n');
+    const p = parseProbe(
+      'Welcome\nNIXREMOTE:path=/usr/bin/nix-store\nNIXREMOTE:version=nix-store (Nix) 2.8.0\nNIXREMOTE:system=x86_64-linux\nNIXREMOTE:extra-platforms=i686-linux\nNIXREMOTE:system-features=benchmark big-parallel kvm\nNIXREMOTE:cores=16\nsystem=evil\n',
+    );
     assert.equal(p.nixStorePath, '/usr/bin/nix-store');
     assert.equal(p.system, 'x86_64-linux');
     assert.deepEqual(p.extraPlatforms, ['i686-linux']);
@@ -130,9 +180,18 @@ describe('plan apply', () => {
     const steps: Step[] = [
       { kind: 'write', title: 'a', path: a, before: 'old\n', after: 'new\n', mode: 0o644 },
       { kind: 'write', title: 'b', path: b, before: null, after: 'b\n', mode: 0o600 },
-      { kind: 'check', title: 'fails', run: async () => { throw new StepFailed('x', 'boom'); } },
+      {
+        kind: 'check',
+        title: 'fails',
+        run: async () => {
+          throw new StepFailed('x', 'boom');
+        },
+      },
     ];
-    await assert.rejects(applyPlan(steps, { reporter: quiet }), (e: Error & { rolledBack?: string[] }) => e.message === 'boom' && e.rolledBack?.length === 2);
+    await assert.rejects(
+      applyPlan(steps, { reporter: quiet }),
+      (e: Error & { rolledBack?: string[] }) => e.message === 'boom' && e.rolledBack?.length === 2,
+    );
     assert.equal(fs.readFileSync(a, 'utf8'), 'old\n');
     assert.equal(fs.statSync(a).mode & 0o777, 0o640);
     assert.ok(!fs.existsSync(b));

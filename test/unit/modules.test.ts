@@ -41,7 +41,8 @@ function configuration(dir: string, system: ModuleSystem, builders: ModuleBuilde
 }
 
 async function evaluate(file: string, system: ModuleSystem): Promise<Record<string, string>> {
-  const args = system === 'nix-darwin-determinate' ? '{ prefix = "determinateNix"; settings = "customSettings"; }' : '{ }';
+  const args =
+    system === 'nix-darwin-determinate' ? '{ prefix = "determinateNix"; settings = "customSettings"; }' : '{ }';
   const expr = `(import ${EVAL} (${args} // { modules = [ ${file} ]; })).files`;
   const r = await execa('nix-instantiate', ['--eval', '--strict', '--json', '-E', expr], { reject: false });
   if (r.exitCode !== 0) throw new Error(r.stderr);
@@ -62,25 +63,58 @@ const USER = `{ config, lib, pkgs, ... }: {
 `;
 
 describe('modules merged as the module system merges them', () => {
-  test('NixOS: every builder reaches the machines file, ssh_config and ssh_known_hosts, next to the user\'s own', async () => {
+  test("NixOS: every builder reaches the machines file, ssh_config and ssh_known_hosts, next to the user's own", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
-    const files = await evaluate(configuration(dir, 'nixos', [builder('fast', 2201), builder('big', 2202, { protocol: 'ssh-ng', features: [] })], USER), 'nixos');
+    const files = await evaluate(
+      configuration(
+        dir,
+        'nixos',
+        [builder('fast', 2201), builder('big', 2202, { protocol: 'ssh-ng', features: [] })],
+        USER,
+      ),
+      'nixos',
+    );
     const machines = parseMachines(files.machines!, 'machines', () => null);
     assert.deepEqual(machines.errors, []);
     assert.deepEqual(
-      machines.machines.map((m) => [m.uri, m.systems, m.sshKey, m.maxJobs, m.speedFactor, m.supportedFeatures, m.hostKey]),
+      machines.machines.map((m) => [
+        m.uri,
+        m.systems,
+        m.sshKey,
+        m.maxJobs,
+        m.speedFactor,
+        m.supportedFeatures,
+        m.hostKey,
+      ]),
       [
         ['ssh://me@arm.example.org', ['aarch64-linux'], null, 1, 1, [], null],
-        ['ssh://nixbuild@fast', ['x86_64-linux'], '/root/.ssh/nix_remote', 4, 2, ['big-parallel'], machinesHostKeyField(KEY)],
+        [
+          'ssh://nixbuild@fast',
+          ['x86_64-linux'],
+          '/root/.ssh/nix_remote',
+          4,
+          2,
+          ['big-parallel'],
+          machinesHostKeyField(KEY),
+        ],
         ['ssh-ng://nixbuild@big', ['x86_64-linux'], '/root/.ssh/nix_remote', 4, 2, [], machinesHostKeyField(KEY)],
       ],
     );
     assert.equal(files['nix.conf'], 'builders-use-substitutes = true\n');
     // ssh reads the rendered ssh_config the way root's ssh will read /etc/ssh/ssh_config.
     fs.writeFileSync(path.join(dir, 'ssh_config'), files.ssh_config!);
-    for (const [name, port] of [['fast', 2201], ['big', 2202]] as const) {
+    for (const [name, port] of [
+      ['fast', 2201],
+      ['big', 2202],
+    ] as const) {
       const g = await execa('ssh', ['-G', '-F', path.join(dir, 'ssh_config'), name]);
-      for (const want of ['hostname 10.1.2.3', `port ${port}`, 'user nixbuild', `hostkeyalias ${name}`, 'identitiesonly yes']) {
+      for (const want of [
+        'hostname 10.1.2.3',
+        `port ${port}`,
+        'user nixbuild',
+        `hostkeyalias ${name}`,
+        'identitiesonly yes',
+      ]) {
         assert.match(g.stdout, new RegExp(`^${want}$`, 'm'), `${name}: ${want}`);
       }
     }
@@ -94,21 +128,40 @@ describe('modules merged as the module system merges them', () => {
     }
   });
 
-  test('a user who turned distributed builds off gets the module system\'s conflict, not a silent merge', async () => {
+  test("a user who turned distributed builds off gets the module system's conflict, not a silent merge", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
-    const file = configuration(dir, 'nixos', [builder('fast', 2201)], '{ imports = [ ./nixremote.nix ]; nix.distributedBuilds = false; }');
-    await assert.rejects(evaluate(file, 'nixos'), /The option `nix\.distributedBuilds' has conflicting definition values/);
+    const file = configuration(
+      dir,
+      'nixos',
+      [builder('fast', 2201)],
+      '{ imports = [ ./nixremote.nix ]; nix.distributedBuilds = false; }',
+    );
+    await assert.rejects(
+      evaluate(file, 'nixos'),
+      /The option `nix\.distributedBuilds' has conflicting definition values/,
+    );
   });
 
-  test("nix-darwin with Determinate: determinateNix.* options, rendered to /etc/nix/machines and nix.custom.conf", async () => {
+  test('nix-darwin with Determinate: determinateNix.* options, rendered to /etc/nix/machines and nix.custom.conf', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
-    const file = configuration(dir, 'nix-darwin-determinate', [builder('linux', 22)], '{ imports = [ ./nixremote.nix ]; determinateNix.customSettings.trusted-users = [ "root" "@admin" ]; }');
+    const file = configuration(
+      dir,
+      'nix-darwin-determinate',
+      [builder('linux', 22)],
+      '{ imports = [ ./nixremote.nix ]; determinateNix.customSettings.trusted-users = [ "root" "@admin" ]; }',
+    );
     const text = fs.readFileSync(path.join(dir, 'nixremote.nix'), 'utf8');
     assert.doesNotMatch(text, /^\s*nix\./m, 'nix.* options are off under Determinate (nix.enable = false)');
     const files = await evaluate(file, 'nix-darwin-determinate');
-    assert.match(files.machines!, /^ssh:\/\/nixbuild@linux x86_64-linux \/root\/\.ssh\/nix_remote 4 2 big-parallel - \S+$/m);
+    assert.match(
+      files.machines!,
+      /^ssh:\/\/nixbuild@linux x86_64-linux \/root\/\.ssh\/nix_remote 4 2 big-parallel - \S+$/m,
+    );
     assert.equal(files['nix.conf'], 'builders-use-substitutes = true\ntrusted-users = root @admin\n');
     // A module written for plain nix-darwin is not silently mixed with Determinate's options.
-    assert.throws(() => upsertModule(text, 'nixremote.nix', builder('other', 22), 'nix-darwin'), (e: unknown) => e instanceof ModuleError && /uses determinateNix\.buildMachines/.test(e.message));
+    assert.throws(
+      () => upsertModule(text, 'nixremote.nix', builder('other', 22), 'nix-darwin'),
+      (e: unknown) => e instanceof ModuleError && /uses determinateNix\.buildMachines/.test(e.message),
+    );
   });
 });

@@ -9,7 +9,11 @@ import { execa } from 'execa';
 
 const REPO = path.resolve('.');
 const STUB = path.join(REPO, 'test/fixtures/nix/stub-pkgs.nix');
-const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { name: string; version: string; description: string };
+const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as {
+  name: string;
+  version: string;
+  description: string;
+};
 
 // biome-ignore lint/suspicious/noExplicitAny: JSON from nix-instantiate, each field checked by the assertions
 async function evalJson(expr: string): Promise<any> {
@@ -36,7 +40,15 @@ describe('Nix packaging', () => {
     // The source is the repository, with only what the build reads.
     assert.equal(v.src.fileset.root, REPO);
     const inSource = (v.src.fileset.unions as string[]).map((p) => path.relative(REPO, p)).sort();
-    assert.deepEqual(inSource, ['LICENSE', 'README.md', 'bin', 'package-lock.json', 'package.json', 'src', 'tsconfig.json']);
+    assert.deepEqual(inSource, [
+      'LICENSE',
+      'README.md',
+      'bin',
+      'package-lock.json',
+      'package.json',
+      'src',
+      'tsconfig.json',
+    ]);
     // Dependencies from package-lock.json, no hash kept by hand.
     assert.deepEqual(v.npmDeps, { importNpmLock: { npmRoot: REPO } });
     assert.equal(v.npmConfigHook, 'importNpmLock.npmConfigHook');

@@ -5,7 +5,13 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { removeBlock } from '../../src/text/managed-block.js';
-import { hostBlockMarkers, parseSshConfig, unmanagedHostLines, upsertHostBlock, type HostBlock } from '../../src/ssh/ssh-config.js';
+import {
+  hostBlockMarkers,
+  parseSshConfig,
+  unmanagedHostLines,
+  upsertHostBlock,
+  type HostBlock,
+} from '../../src/ssh/ssh-config.js';
 import { knownEntries, pinHostKey } from '../../src/ssh/known-hosts.js';
 import { parseKeyLine } from '../../src/ssh/host-key.js';
 import { nixConfMarkers, parseNixConf, upsertNixConf } from '../../src/nix/nix-conf.js';
@@ -18,7 +24,9 @@ const ED2 = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINH5oCf1+utmWwIxA1
 
 /** A file: lines from `line`, joined with LF or CRLF, with or without a final newline. */
 const file = (line: fc.Arbitrary<string>) =>
-  fc.tuple(fc.array(line, { maxLength: 15 }), fc.constantFrom('\n', '\r\n'), fc.boolean()).map(([ls, eol, fin]) => ls.join(eol) + (fin && ls.length ? eol : ''));
+  fc
+    .tuple(fc.array(line, { maxLength: 15 }), fc.constantFrom('\n', '\r\n'), fc.boolean())
+    .map(([ls, eol, fin]) => ls.join(eol) + (fin && ls.length ? eol : ''));
 
 const word = fc.stringMatching(/^[a-z0-9][a-z0-9.*_-]{0,10}$/);
 const ws = fc.constantFrom('', ' ', '  ', '\t');
@@ -27,12 +35,27 @@ describe('ssh_config editor', () => {
   const line = fc.oneof(
     fc.constant(''),
     word.map((w) => `# ${w}`),
-    fc.tuple(ws, fc.array(word, { minLength: 1, maxLength: 3 })).map(([i, ws2]) => `${i}Host ${ws2.filter((w) => w !== 'fastbox').join(' ') || 'x'}`),
+    fc
+      .tuple(ws, fc.array(word, { minLength: 1, maxLength: 3 }))
+      .map(([i, ws2]) => `${i}Host ${ws2.filter((w) => w !== 'fastbox').join(' ') || 'x'}`),
     fc.tuple(ws, word).map(([i, w]) => `${i}Match host ${w}`),
-    fc.tuple(ws, fc.constantFrom('User', 'Port', 'HostName', 'IdentityFile', 'ForwardAgent'), fc.constantFrom(' ', '=', ' = ', '\t'), word).map(([i, k, sep, v]) => `${i}${k}${sep}${v}`),
+    fc
+      .tuple(
+        ws,
+        fc.constantFrom('User', 'Port', 'HostName', 'IdentityFile', 'ForwardAgent'),
+        fc.constantFrom(' ', '=', ' = ', '\t'),
+        word,
+      )
+      .map(([i, k, sep, v]) => `${i}${k}${sep}${v}`),
     word.map((w) => `Include ${w}/*`),
   );
-  const block: HostBlock = { name: 'fastbox', hostName: '10.0.0.5', port: 2222, user: 'nix', identityFile: '/root/.ssh/my key' };
+  const block: HostBlock = {
+    name: 'fastbox',
+    hostName: '10.0.0.5',
+    port: 2222,
+    user: 'nix',
+    identityFile: '/root/.ssh/my key',
+  };
   test('outside unchanged, idempotent, and our Host is the first section', () => {
     fc.assert(
       fc.property(file(line), (text) => {
@@ -82,13 +105,15 @@ describe('nix.conf editor', () => {
   const line = fc.oneof(
     fc.constant(''),
     word.map((w) => `# ${w}`),
-    fc.tuple(fc.constantFrom('sandbox', 'substituters', 'extra-substituters', 'max-jobs', 'trusted-users'), word).map(([k, v]) => `${k} = ${v}`),
+    fc
+      .tuple(fc.constantFrom('sandbox', 'substituters', 'extra-substituters', 'max-jobs', 'trusted-users'), word)
+      .map(([k, v]) => `${k} = ${v}`),
     word.map((w) => `builders = ssh://${w.replace(/\*/g, '')} x86_64-linux`),
     fc.constant('builders = @/etc/nix/machines'),
     fc.constant('builders-use-substitutes = false # mine'),
     word.map((w) => `!include ${w}.conf`),
   );
-  test('outside unchanged, idempotent, and the last builders line is ours and keeps the user\'s', () => {
+  test("outside unchanged, idempotent, and the last builders line is ours and keeps the user's", () => {
     fc.assert(
       fc.property(file(line), (text) => {
         const { edit } = upsertNixConf(text, '/etc/nix/machines');
@@ -96,10 +121,17 @@ describe('nix.conf editor', () => {
         assert.equal(upsertNixConf(edit.text, '/etc/nix/machines').edit.changed, false);
         const settings = parseNixConf(edit.text).settings;
         const last = (n: string) => settings.filter((s) => s.name === n).pop()!.value;
-        const entries = last('builders').split(';').map((e) => e.trim());
+        const entries = last('builders')
+          .split(';')
+          .map((e) => e.trim());
         assert.ok(entries.includes('@/etc/nix/machines'));
         const users = parseNixConf(text).settings.filter((s) => s.name === 'builders');
-        if (users.length) for (const e of users.pop()!.value.split(';').map((x) => x.trim())) assert.ok(entries.includes(e), `lost ${e}`);
+        if (users.length)
+          for (const e of users
+            .pop()!
+            .value.split(';')
+            .map((x) => x.trim()))
+            assert.ok(entries.includes(e), `lost ${e}`);
         assert.equal(last('builders-use-substitutes'), 'true');
       }),
       RUNS,
@@ -109,8 +141,23 @@ describe('nix.conf editor', () => {
 
 describe('machines file editor', () => {
   const entry = word.map((w) => `ssh://${w.replace(/\*/g, '')}x x86_64-linux - 2 1`);
-  const line = fc.oneof(fc.constant(''), word.map((w) => `# ${w}`), entry, fc.tuple(entry, entry).map(([a, b]) => `${a} ; ${b}`), fc.constant('@/etc/nix/other-machines'));
-  const m: Machine = { uri: 'ssh://fastbox', systems: ['x86_64-linux'], sshKey: '/root/.ssh/nix_remote', maxJobs: 4, speedFactor: 2, supportedFeatures: ['kvm'], mandatoryFeatures: [], hostKey: 'c3NoLWVkMjU1MTk=' };
+  const line = fc.oneof(
+    fc.constant(''),
+    word.map((w) => `# ${w}`),
+    entry,
+    fc.tuple(entry, entry).map(([a, b]) => `${a} ; ${b}`),
+    fc.constant('@/etc/nix/other-machines'),
+  );
+  const m: Machine = {
+    uri: 'ssh://fastbox',
+    systems: ['x86_64-linux'],
+    sshKey: '/root/.ssh/nix_remote',
+    maxJobs: 4,
+    speedFactor: 2,
+    supportedFeatures: ['kvm'],
+    mandatoryFeatures: [],
+    hostKey: 'c3NoLWVkMjU1MTk=',
+  };
   test('outside unchanged, idempotent, and our machine parses back as intended', () => {
     fc.assert(
       fc.property(file(line), (text) => {
@@ -129,19 +176,35 @@ describe('machines file editor', () => {
 
 describe('NixOS module editor', () => {
   test('any sequence of builders: one block each, last values win, idempotent', () => {
-    const b = (name: string, maxJobs: number) => ({ name, sshUser: 'nix', sshKey: '/root/.ssh/nix_remote', systems: ['x86_64-linux'], maxJobs, speedFactor: 1, features: [], mandatoryFeatures: [], hostKey: ED });
+    const b = (name: string, maxJobs: number) => ({
+      name,
+      sshUser: 'nix',
+      sshKey: '/root/.ssh/nix_remote',
+      systems: ['x86_64-linux'],
+      maxJobs,
+      speedFactor: 1,
+      features: [],
+      mandatoryFeatures: [],
+      hostKey: ED,
+    });
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 1, max: 64 })), { minLength: 1, maxLength: 8 }), (ops) => {
-        let text: string | null = null;
-        for (const [n, j] of ops) text = upsertModule(text, 'nixremote.nix', b(n, j)).text;
-        for (const n of new Set(ops.map(([n]) => n))) {
-          assert.equal(text!.split(`hostName = "${n}";`).length - 1, 1);
-          const lastJobs = ops.filter(([x]) => x === n).pop()![1];
-          assert.match(text!, new RegExp(`hostName = "${n}";\\n[^}]*maxJobs = ${lastJobs};`));
-        }
-        const [n, j] = ops[ops.length - 1]!;
-        assert.equal(upsertModule(text, 'nixremote.nix', b(n, j)).changed, false);
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 1, max: 64 })), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        (ops) => {
+          let text: string | null = null;
+          for (const [n, j] of ops) text = upsertModule(text, 'nixremote.nix', b(n, j)).text;
+          for (const n of new Set(ops.map(([n]) => n))) {
+            assert.equal(text!.split(`hostName = "${n}";`).length - 1, 1);
+            const lastJobs = ops.filter(([x]) => x === n).pop()![1];
+            assert.match(text!, new RegExp(`hostName = "${n}";\\n[^}]*maxJobs = ${lastJobs};`));
+          }
+          const [n, j] = ops[ops.length - 1]!;
+          assert.equal(upsertModule(text, 'nixremote.nix', b(n, j)).changed, false);
+        },
+      ),
       { numRuns: 500 },
     );
   });

@@ -8,16 +8,45 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { REPO } from './paths.js';
 import { removeBlock, upsertBlock, readBlock, BlockError } from '../../src/text/managed-block.js';
-import { addHostKeyAlias, hostBlockMarkers, parseSshConfig, unmanagedHostLines, upsertHostBlock, effectiveConfigMismatches, type HostBlock } from '../../src/ssh/ssh-config.js';
+import {
+  addHostKeyAlias,
+  hostBlockMarkers,
+  parseSshConfig,
+  unmanagedHostLines,
+  upsertHostBlock,
+  effectiveConfigMismatches,
+  type HostBlock,
+} from '../../src/ssh/ssh-config.js';
 import { pinHostKey, conflictingKeys } from '../../src/ssh/known-hosts.js';
 import { upsertNixConf, parseNixConf } from '../../src/nix/nix-conf.js';
-import { parseMachines, parseStoreUri, formatMachineLine, upsertMachine, unmanagedMachineLines, machineMarkers, withRemoteProgram, type Machine } from '../../src/nix/machines-file.js';
+import {
+  parseMachines,
+  parseStoreUri,
+  formatMachineLine,
+  upsertMachine,
+  unmanagedMachineLines,
+  machineMarkers,
+  withRemoteProgram,
+  type Machine,
+} from '../../src/nix/machines-file.js';
 import { upsertModule, MODULE_HEADER } from '../../src/nix/nixos-module.js';
-import { fingerprint, hostKeyFromBlob, hostKeyFromMachinesField, machinesHostKeyField, parseKeyLine } from '../../src/ssh/host-key.js';
+import {
+  fingerprint,
+  hostKeyFromBlob,
+  hostKeyFromMachinesField,
+  machinesHostKeyField,
+  parseKeyLine,
+} from '../../src/ssh/host-key.js';
 
 const ED = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS')!;
 const ED2 = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINH5oCf1+utmWwIxA1e4/pDspOuCUPEOh10Z3z0t5j5s')!;
-const block: HostBlock = { name: 'fastbox', hostName: '10.0.0.5', port: 2222, user: 'nix', identityFile: '/root/.ssh/nix_remote' };
+const block: HostBlock = {
+  name: 'fastbox',
+  hostName: '10.0.0.5',
+  port: 2222,
+  user: 'nix',
+  identityFile: '/root/.ssh/nix_remote',
+};
 const fixture = (f: string) => fs.readFileSync(path.join(REPO, 'test/fixtures', f), 'utf8');
 
 describe('managed blocks', () => {
@@ -35,17 +64,26 @@ describe('managed blocks', () => {
     assert.throws(() => upsertBlock('# END x\n# BEGIN x\n', m, ['b']), BlockError);
   });
   test('property: outside text kept, idempotent, removable', () => {
-    const line = fc.stringMatching(/^[^\r\n]{0,30}$/).filter((s) => !s.trim().startsWith('# BEGIN x') && !s.trim().startsWith('# END x'));
+    const line = fc
+      .stringMatching(/^[^\r\n]{0,30}$/)
+      .filter((s) => !s.trim().startsWith('# BEGIN x') && !s.trim().startsWith('# END x'));
     fc.assert(
-      fc.property(fc.array(line, { maxLength: 12 }), fc.constantFrom('\n', '\r\n'), fc.boolean(), fc.array(line, { minLength: 1, maxLength: 4 }), fc.nat(15), (ls, eol, finalNl, body, at) => {
-        const text = ls.join(eol) + (finalNl && ls.length ? eol : '');
-        const once = upsertBlock(text, m, body, (lines) => at % (lines.length + 1));
-        const twice = upsertBlock(once.text, m, body, (lines) => at % (lines.length + 1));
-        assert.equal(twice.text, once.text);
-        assert.equal(twice.changed, false);
-        assert.equal(removeBlock(once.text, m).text, text);
-        assert.deepEqual(readBlock(once.text, m), body);
-      }),
+      fc.property(
+        fc.array(line, { maxLength: 12 }),
+        fc.constantFrom('\n', '\r\n'),
+        fc.boolean(),
+        fc.array(line, { minLength: 1, maxLength: 4 }),
+        fc.nat(15),
+        (ls, eol, finalNl, body, at) => {
+          const text = ls.join(eol) + (finalNl && ls.length ? eol : '');
+          const once = upsertBlock(text, m, body, (lines) => at % (lines.length + 1));
+          const twice = upsertBlock(once.text, m, body, (lines) => at % (lines.length + 1));
+          assert.equal(twice.text, once.text);
+          assert.equal(twice.changed, false);
+          assert.equal(removeBlock(once.text, m).text, text);
+          assert.deepEqual(readBlock(once.text, m), body);
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -72,7 +110,14 @@ describe('ssh_config', () => {
   });
   test('Key=value and Key value forms; quoted arguments', () => {
     const e = parseSshConfig('Host=a b\nIdentityFile "/x y/z"\n  port = 22\n');
-    assert.deepEqual(e.map((x) => [x.keyword, x.args]), [['host', ['a', 'b']], ['identityfile', ['/x y/z']], ['port', ['22']]]);
+    assert.deepEqual(
+      e.map((x) => [x.keyword, x.args]),
+      [
+        ['host', ['a', 'b']],
+        ['identityfile', ['/x y/z']],
+        ['port', ['22']],
+      ],
+    );
   });
   test('an unmanaged Host with the alias is found; our own block is not', () => {
     assert.deepEqual(unmanagedHostLines('Host other fastbox\n  User x\n', 'fastbox'), [1]);
@@ -104,7 +149,10 @@ describe('known_hosts', () => {
   test('a changed key is a conflict, and pinning replaces only the alias line', () => {
     const text = `fastbox ${ED.type} ${ED.base64}\nfastbox,other ${ED.type} ${ED.base64}\n`;
     assert.equal(conflictingKeys(text, 'fastbox', ED2).length, 2);
-    assert.equal(pinHostKey(text, 'fastbox', ED2).text, `fastbox,other ${ED.type} ${ED.base64}\nfastbox ${ED2.type} ${ED2.base64}\n`);
+    assert.equal(
+      pinHostKey(text, 'fastbox', ED2).text,
+      `fastbox,other ${ED.type} ${ED.base64}\nfastbox ${ED2.type} ${ED2.base64}\n`,
+    );
   });
 });
 
@@ -117,43 +165,76 @@ describe('host keys', () => {
   test("the machines file's 8th field round-trips", () => {
     assert.deepEqual(hostKeyFromMachinesField(machinesHostKeyField(ED)), ED);
     assert.equal(parseKeyLine('not a key'), null);
-    assert.equal(parseKeyLine('ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS'), null, 'type must match the blob');
+    assert.equal(
+      parseKeyLine('ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS'),
+      null,
+      'type must match the blob',
+    );
   });
 });
 
 const machine: Machine = {
-  uri: 'ssh://fastbox', systems: ['x86_64-linux', 'i686-linux'], sshKey: '/root/.ssh/nix_remote', maxJobs: 8, speedFactor: 2,
-  supportedFeatures: ['big-parallel', 'kvm'], mandatoryFeatures: [], hostKey: machinesHostKeyField(ED),
+  uri: 'ssh://fastbox',
+  systems: ['x86_64-linux', 'i686-linux'],
+  sshKey: '/root/.ssh/nix_remote',
+  maxJobs: 8,
+  speedFactor: 2,
+  supportedFeatures: ['big-parallel', 'kvm'],
+  mandatoryFeatures: [],
+  hostKey: machinesHostKeyField(ED),
 };
 
 describe('machines file', () => {
   test('formats the 8 fields, "-" for empty', () => {
-    assert.equal(formatMachineLine(machine), `ssh://fastbox x86_64-linux,i686-linux /root/.ssh/nix_remote 8 2 big-parallel,kvm - ${machinesHostKeyField(ED)}`);
+    assert.equal(
+      formatMachineLine(machine),
+      `ssh://fastbox x86_64-linux,i686-linux /root/.ssh/nix_remote 8 2 big-parallel,kvm - ${machinesHostKeyField(ED)}`,
+    );
   });
   test('parses what it formats, with comments, ";" and @ includes', () => {
     const text = `# mine\nssh://a x86_64-linux - 1 1 ; ${formatMachineLine(machine)} # note\n@/inc\n`;
     const r = parseMachines(text, '/etc/nix/machines', (p) => (p === '/inc' ? 'b aarch64-linux' : null));
     assert.deepEqual(r.errors, []);
-    assert.deepEqual(r.machines.map((m) => m.uri), ['ssh://a', 'ssh://fastbox', 'b']);
+    assert.deepEqual(
+      r.machines.map((m) => m.uri),
+      ['ssh://a', 'ssh://fastbox', 'b'],
+    );
     const { source: _s, ...parsed } = r.machines[1]!;
     assert.deepEqual(parsed, machine);
     assert.deepEqual(r.machines[2]!.source, { file: '/inc', line: 1 });
   });
   test('a bad number is reported with line and column', () => {
     const r = parseMachines('\nssh://a x86_64-linux - eight', 'm');
-    assert.deepEqual(r.errors, [{ file: 'm', line: 2, column: 24, message: "field 4 'eight' is not a whole number; Nix rejects it: bad machine specification: failed to convert column #3 in a row: 'ssh://a x86_64-linux - eight' to 'unsigned int'" }]);
+    assert.deepEqual(r.errors, [
+      {
+        file: 'm',
+        line: 2,
+        column: 24,
+        message:
+          "field 4 'eight' is not a whole number; Nix rejects it: bad machine specification: failed to convert column #3 in a row: 'ssh://a x86_64-linux - eight' to 'unsigned int'",
+      },
+    ]);
   });
   test('remote-program is set only on nixremote lines, idempotently', () => {
     const text = upsertMachine('ssh://mine x86_64-linux\n', 'fastbox', machine).text;
     const once = withRemoteProgram(text, 3, '/nix/var/nix/profiles/default/bin/nix-store')!;
-    assert.match(once, /^ssh:\/\/fastbox\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store x86_64-linux,i686-linux /m);
+    assert.match(
+      once,
+      /^ssh:\/\/fastbox\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store x86_64-linux,i686-linux /m,
+    );
     assert.equal(withRemoteProgram(once, 3, '/nix/var/nix/profiles/default/bin/nix-store'), once);
     assert.equal(withRemoteProgram(text, 1, '/x'), null, "a user's own line is not edited");
-    assert.equal(parseMachines(once, 'm').machines[1]!.uri, 'ssh://fastbox?remote-program=/nix/var/nix/profiles/default/bin/nix-store');
+    assert.equal(
+      parseMachines(once, 'm').machines[1]!.uri,
+      'ssh://fastbox?remote-program=/nix/var/nix/profiles/default/bin/nix-store',
+    );
   });
   test('store URIs: user, host, port, IPv6, parameters', () => {
     const a = parseStoreUri('ssh://nix@box:2222?remote-program=/x/nix-store');
-    assert.deepEqual([a.scheme, a.user, a.host, a.port, a.params.get('remote-program')], ['ssh', 'nix', 'box', 2222, '/x/nix-store']);
+    assert.deepEqual(
+      [a.scheme, a.user, a.host, a.port, a.params.get('remote-program')],
+      ['ssh', 'nix', 'box', 2222, '/x/nix-store'],
+    );
     const b = parseStoreUri('ssh-ng://[fe80::1]');
     assert.deepEqual([b.scheme, b.user, b.host, b.port], ['ssh-ng', null, 'fe80::1', null]);
     assert.equal(parseStoreUri('root@legacy').host, 'legacy');
@@ -171,7 +252,10 @@ describe('nix.conf', () => {
   test('adds builders at the end, idempotently', () => {
     const text = 'sandbox = false\n';
     const once = upsertNixConf(text, '/etc/nix/machines');
-    assert.equal(once.edit.text, `${text}# BEGIN nixremote (managed by nixremote; edits inside are replaced)\nbuilders = @/etc/nix/machines\nbuilders-use-substitutes = true\n# END nixremote\n`);
+    assert.equal(
+      once.edit.text,
+      `${text}# BEGIN nixremote (managed by nixremote; edits inside are replaced)\nbuilders = @/etc/nix/machines\nbuilders-use-substitutes = true\n# END nixremote\n`,
+    );
     assert.equal(upsertNixConf(once.edit.text, '/etc/nix/machines').edit.changed, false);
   });
   test("merges the user's builders line instead of overriding it", () => {
@@ -183,7 +267,10 @@ describe('nix.conf', () => {
     assert.equal(upsertNixConf('builders = @/etc/nix/machines\n', '/etc/nix/machines').notes.length, 0);
   });
   test('builders from an included file are merged too', () => {
-    const once = upsertNixConf('include extra.conf\n', '/etc/nix/machines', { value: 'ssh://inc x86_64-linux', where: '/etc/nix/extra.conf:1' });
+    const once = upsertNixConf('include extra.conf\n', '/etc/nix/machines', {
+      value: 'ssh://inc x86_64-linux',
+      where: '/etc/nix/extra.conf:1',
+    });
     assert.match(once.edit.text, /^builders = ssh:\/\/inc x86_64-linux ; @\/etc\/nix\/machines$/m);
     assert.match(once.notes[0]!, /\/etc\/nix\/extra.conf:1 already sets builders/);
   });
@@ -195,7 +282,17 @@ describe('nix.conf', () => {
 });
 
 describe('NixOS module', () => {
-  const b = { name: 'fastbox', sshUser: 'nix', sshKey: '/root/.ssh/nix_remote', systems: ['x86_64-linux'], maxJobs: 4, speedFactor: 1, features: ['kvm'], mandatoryFeatures: [], hostKey: ED };
+  const b = {
+    name: 'fastbox',
+    sshUser: 'nix',
+    sshKey: '/root/.ssh/nix_remote',
+    systems: ['x86_64-linux'],
+    maxJobs: 4,
+    speedFactor: 1,
+    features: ['kvm'],
+    mandatoryFeatures: [],
+    hostKey: ED,
+  };
   test('new file, then idempotent, then a second builder beside the first', () => {
     const once = upsertModule(null, 'nixremote.nix', b);
     assert.ok(once.text.startsWith(MODULE_HEADER));
@@ -204,7 +301,7 @@ describe('NixOS module', () => {
     const two = upsertModule(once.text, 'nixremote.nix', { ...b, name: 'other' });
     assert.match(two.text, /hostName = "fastbox";[\s\S]*hostName = "other";/);
   });
-  test("refuses a file it did not write", () => {
+  test('refuses a file it did not write', () => {
     assert.throws(() => upsertModule('{ }\n', 'x.nix', b), /not written by nixremote/);
   });
 });

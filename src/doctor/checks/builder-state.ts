@@ -61,17 +61,33 @@ export const first = (s: BuilderState, k: string) => s.g.get(k)?.[0];
  * and the build go through Nix's own ssh, unshared.
  */
 function sshArgs(s: BuilderState, command: string[]): string[] {
-  const control = ['-o', 'ControlMaster=auto', '-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-o', 'ControlPersist=120'];
-  return nixSshArgs(s.target, command, { key: s.machine.sshKey, port: s.uriPort, knownHosts: s.pinned ? pinnedKnownHosts(s.tmpDir, s.name, s.pinned) : null, options: control });
+  const control = [
+    '-o',
+    'ControlMaster=auto',
+    '-o',
+    `ControlPath=${path.join(s.tmpDir, 'cm')}`,
+    '-o',
+    'ControlPersist=120',
+  ];
+  return nixSshArgs(s.target, command, {
+    key: s.machine.sshKey,
+    port: s.uriPort,
+    knownHosts: s.pinned ? pinnedKnownHosts(s.tmpDir, s.name, s.pinned) : null,
+    options: control,
+  });
 }
 
 export async function ssh(s: BuilderState, command: string[], timeoutMs = 30_000) {
   const r = await s.ctx.exec('ssh', sshArgs(s, command), { env: envWithoutAgent(), timeoutMs });
-  const ev: Evidence = { command: r.command, output: (r.stdout + r.stderr).trim().slice(0, 2000) || `(no output, exit ${r.exitCode})` };
+  const ev: Evidence = {
+    command: r.command,
+    output: (r.stdout + r.stderr).trim().slice(0, 2000) || `(no output, exit ${r.exitCode})`,
+  };
   return { ...r, ev };
 }
 
-export const remoteCommand = (s: BuilderState) => s.remoteProgram ?? (s.scheme === 'ssh-ng' ? 'nix-daemon' : 'nix-store');
+export const remoteCommand = (s: BuilderState) =>
+  s.remoteProgram ?? (s.scheme === 'ssh-ng' ? 'nix-daemon' : 'nix-store');
 
 // One `nix --version` per doctor run, however many builders.
 const versions = new WeakMap<DoctorCtx, Promise<Version | null>>();
@@ -104,8 +120,13 @@ export function hookStoreUri(s: BuilderState): string {
 }
 
 /** Why Nix would not send a derivation to this machine (build-remote.cc: system, allSupported, mandatoryMet). */
-export function cannotTake(m: { systems: string[]; supportedFeatures: string[]; mandatoryFeatures: string[] }, system: string, required: string[]): string | null {
-  if (system !== 'builtin' && m.systems.length && !m.systems.includes(system)) return `it needs system ${system}; the builder offers ${m.systems.join(', ')}`;
+export function cannotTake(
+  m: { systems: string[]; supportedFeatures: string[]; mandatoryFeatures: string[] },
+  system: string,
+  required: string[],
+): string | null {
+  if (system !== 'builtin' && m.systems.length && !m.systems.includes(system))
+    return `it needs system ${system}; the builder offers ${m.systems.join(', ')}`;
   const offered = new Set([...m.supportedFeatures, ...m.mandatoryFeatures]);
   const missing = required.filter((f) => !offered.has(f));
   if (missing.length) return `it requires feature ${missing.join(', ')}, which the builder does not offer`;
@@ -114,13 +135,12 @@ export function cannotTake(m: { systems: string[]; supportedFeatures: string[]; 
   return null;
 }
 
-
 export async function cleanup(s: BuilderState): Promise<void> {
   if (!s.tmpDir) return;
   if (fs.existsSync(path.join(s.tmpDir, 'cm'))) {
-    await s.ctx.exec('ssh', ['-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-O', 'exit', '--', s.target], { timeoutMs: 5000 });
+    await s.ctx.exec('ssh', ['-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-O', 'exit', '--', s.target], {
+      timeoutMs: 5000,
+    });
   }
   fs.rmSync(s.tmpDir, { recursive: true, force: true });
 }
-
-

@@ -6,7 +6,15 @@ import { targetCtxOf, type DoctorCtx } from '../context.js';
 import { targetByName } from '../../targets/index.js';
 import type { Check } from '../types.js';
 import { fail, pass, warn } from '../types.js';
-import { daemonBuilders, daemonScopes, effective, readBuilders, userConfFiles, type Builders, type NixConfig } from '../../nix/effective-config.js';
+import {
+  daemonBuilders,
+  daemonScopes,
+  effective,
+  readBuilders,
+  userConfFiles,
+  type Builders,
+  type NixConfig,
+} from '../../nix/effective-config.js';
 import { machineRules } from '../../nix/machines-file.js';
 import { formatVersion, parseNixVersion, storePingArgs, type Version } from '../../nix/version.js';
 
@@ -18,7 +26,10 @@ export interface LocalState {
 }
 
 export function localState(ctx: DoctorCtx): LocalState {
-  const { cfg, builders } = daemonBuilders(ctx.read, ctx.env, { multiUser: ctx.install.multiUser, home: ctx.install.user.home });
+  const { cfg, builders } = daemonBuilders(ctx.read, ctx.env, {
+    multiUser: ctx.install.multiUser,
+    home: ctx.install.user.home,
+  });
   return { ctx, cfg, builders, version: null };
 }
 
@@ -39,7 +50,9 @@ export function localChecks(): Check<LocalState>[] {
             'run it as root: sudo nixremote doctor',
           );
         }
-        return pass(`${install.multiUser ? 'multi-user: the daemon builds as root' : `single-user: builds run as ${install.user.name}`} (${install.reason})`);
+        return pass(
+          `${install.multiUser ? 'multi-user: the daemon builds as root' : `single-user: builds run as ${install.user.name}`} (${install.reason})`,
+        );
       },
     },
     {
@@ -52,7 +65,10 @@ export function localChecks(): Check<LocalState>[] {
         const where = `${t.name} (${t.detect(tctx) ?? 'as detected'})`;
         const found = t.upkeep(tctx);
         if (!found.length) return pass(where);
-        return warn(`${where}: ${found.map((f) => f.summary).join('; ')}`, { cause: found.map((f) => f.cause).join('. '), fix: found.map((f) => f.fix).join('; then ') });
+        return warn(`${where}: ${found.map((f) => f.summary).join('; ')}`, {
+          cause: found.map((f) => f.cause).join('. '),
+          fix: found.map((f) => f.fix).join('; then '),
+        });
       },
     },
     {
@@ -62,7 +78,13 @@ export function localChecks(): Check<LocalState>[] {
       run: async (s) => {
         const r = await s.ctx.exec('nix', ['--version']);
         s.version = r.exitCode === 0 ? parseNixVersion(r.stdout) : null;
-        if (!s.version) return fail('`nix --version` failed', r.stderr.trim() || 'nix is not on PATH', 'install Nix, or put it on PATH', { evidence: [{ command: r.command, output: r.stdout + r.stderr }] });
+        if (!s.version)
+          return fail(
+            '`nix --version` failed',
+            r.stderr.trim() || 'nix is not on PATH',
+            'install Nix, or put it on PATH',
+            { evidence: [{ command: r.command, output: r.stdout + r.stderr }] },
+          );
         return pass(`Nix ${formatVersion(s.version)}; store ping: nix ${storePingArgs(s.version, 'URI').join(' ')}`);
       },
     },
@@ -72,15 +94,32 @@ export function localChecks(): Check<LocalState>[] {
       needs: ['access', 'nix'],
       run: async (s) => {
         // Read again the way this Nix version's parser reads it: what 2.8 rejects, 2.34 may take.
-        const b = s.version ? readBuilders(s.cfg, s.ctx.read, s.ctx.env, daemonScopes(s.ctx.install.multiUser), machineRules(s.version)) : s.builders;
-        if (s.cfg.errors.length) return fail(s.cfg.errors[0]!, 'Nix stops reading its configuration at a missing include', 'fix or remove the include line');
+        const b = s.version
+          ? readBuilders(s.cfg, s.ctx.read, s.ctx.env, daemonScopes(s.ctx.install.multiUser), machineRules(s.version))
+          : s.builders;
+        if (s.cfg.errors.length)
+          return fail(
+            s.cfg.errors[0]!,
+            'Nix stops reading its configuration at a missing include',
+            'fix or remove the include line',
+          );
         if (b.errors.length) {
           const e = b.errors[0]!;
-          return fail(`${e.file}:${e.line}:${e.column}: ${e.message}`, 'Nix rejects the whole builders list when one line is malformed', `fix ${e.file} line ${e.line}, column ${e.column}`);
+          return fail(
+            `${e.file}:${e.line}:${e.column}: ${e.message}`,
+            'Nix rejects the whole builders list when one line is malformed',
+            `fix ${e.file} line ${e.line}, column ${e.column}`,
+          );
         }
-        const where = b.source ? `builders = ${b.value} (${b.source.file}:${b.source.line})` : `default builders = ${b.value}`;
+        const where = b.source
+          ? `builders = ${b.value} (${b.source.file}:${b.source.line})`
+          : `default builders = ${b.value}`;
         if (b.machines.length === 0) {
-          return fail(`no builder configured: ${where}`, 'Nix has no remote machine to send builds to', 'add one: sudo nixremote init');
+          return fail(
+            `no builder configured: ${where}`,
+            'Nix has no remote machine to send builds to',
+            'add one: sudo nixremote init',
+          );
         }
         return pass(`${b.machines.length} builder${b.machines.length > 1 ? 's' : ''}: ${where}`);
       },
@@ -108,7 +147,8 @@ export function localChecks(): Check<LocalState>[] {
         if (!found.length) return pass('builders is set only in the system configuration');
         const daemonHas = effective(s.cfg, 'builders', ['system']) !== null || s.builders.machines.length > 0;
         const msg = `builders is also set in ${found.join(', ')}`;
-        const cause = "the nix-daemon ignores a client's builders setting unless that user is in trusted-users (\"ignoring the client-specified setting 'builders', because it is a restricted setting\")";
+        const cause =
+          "the nix-daemon ignores a client's builders setting unless that user is in trusted-users (\"ignoring the client-specified setting 'builders', because it is a restricted setting\")";
         // Where the daemon's own settings live, in this target's terms.
         const t = targetByName(install.target);
         const fix = `move it to ${t.buildersHome(targetCtxOf(s.ctx))}${install.settingsFile && install.daemon ? ` and restart the nix-daemon (${install.daemon.how})` : ''}`;
@@ -123,8 +163,17 @@ export function localChecks(): Check<LocalState>[] {
         const { install } = s.ctx;
         if (!install.multiUser) return pass('single-user: each Nix command reads nix.conf afresh');
         const d = s.ctx.daemon();
-        if (d === 'unseen') return warn('cannot tell when the nix-daemon started here', { cause: 'nixremote reads that from /proc, which this system does not have', fix: `if you changed ${install.settingsFile ?? 'its settings'}, restart it: ${install.daemon?.how ?? ''}` });
-        if (!d) return fail('no nix-daemon process is running', 'on a multi-user install every build goes through the daemon', `start it: ${install.daemon?.how ?? 'systemctl start nix-daemon'}`);
+        if (d === 'unseen')
+          return warn('cannot tell when the nix-daemon started here', {
+            cause: 'nixremote reads that from /proc, which this system does not have',
+            fix: `if you changed ${install.settingsFile ?? 'its settings'}, restart it: ${install.daemon?.how ?? ''}`,
+          });
+        if (!d)
+          return fail(
+            'no nix-daemon process is running',
+            'on a multi-user install every build goes through the daemon',
+            `start it: ${install.daemon?.how ?? 'systemctl start nix-daemon'}`,
+          );
         // The daemon reads nix.conf once, at start. The machines file named by `builders`
         // is read by the build hook at each build, so it needs no restart.
         const files = s.cfg.files.filter((f) => f !== 'NIX_CONFIG');
@@ -157,7 +206,9 @@ export function localChecks(): Check<LocalState>[] {
               : {},
           );
         }
-        return pass(`nix-daemon pid ${d.pid} started after the last change to ${files.length} config file${files.length === 1 ? '' : 's'}`);
+        return pass(
+          `nix-daemon pid ${d.pid} started after the last change to ${files.length} config file${files.length === 1 ? '' : 's'}`,
+        );
       },
     },
     {
@@ -174,7 +225,11 @@ export function localChecks(): Check<LocalState>[] {
         const dirs = p.split(':').filter(Boolean);
         const hit = dirs.find((dir) => s.ctx.stat(path.join(dir, 'ssh'))?.isFile);
         if (hit) return pass(`${path.join(hit, 'ssh')}${d ? ` (daemon pid ${d.pid})` : ''}`);
-        return fail(`no ssh in ${d ? 'the daemon\'s' : 'this'} PATH (${p})`, 'the build hook runs "ssh" by name and cannot start it', 'install OpenSSH, or add its directory to the nix-daemon\'s PATH (its service unit), then restart it');
+        return fail(
+          `no ssh in ${d ? "the daemon's" : 'this'} PATH (${p})`,
+          'the build hook runs "ssh" by name and cannot start it',
+          "install OpenSSH, or add its directory to the nix-daemon's PATH (its service unit), then restart it",
+        );
       },
     },
   ];

@@ -5,11 +5,23 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Check, Evidence } from '../types.js';
 import { fail, pass, warn } from '../types.js';
-import { addHostKeyAlias, CHECKING_OFF, multiplexing, parseSshG, restoreHostKeyChecking } from '../../ssh/ssh-config.js';
+import {
+  addHostKeyAlias,
+  CHECKING_OFF,
+  multiplexing,
+  parseSshG,
+  restoreHostKeyChecking,
+} from '../../ssh/ssh-config.js';
 import { editFile, type Step } from '../../plan/plan.js';
 import { pinHostKey } from '../../ssh/known-hosts.js';
 import { PENALTY_FIX } from '../../ssh/ssh-errors.js';
-import { fingerprint, hostKeyFromMachinesField, machinesHostKeyField, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
+import {
+  fingerprint,
+  hostKeyFromMachinesField,
+  machinesHostKeyField,
+  parseKeyLine,
+  type HostKey,
+} from '../../ssh/host-key.js';
 import { declarativeHome } from '../context.js';
 import { withHostKey } from '../../nix/machines-file.js';
 import { type BuilderState, first } from './builder-state.js';
@@ -35,233 +47,370 @@ function knownHostsOf(s: BuilderState): string {
 }
 
 export const networkChecks: Check<BuilderState>[] = [
-    {
-      id: 'uri',
-      title: 'store URI',
-      needs: [],
-      run: async (s) => {
-        if (s.scheme !== 'ssh' && s.scheme !== 'ssh-ng') {
-          return fail(`${s.machine.uri} is not an ssh:// or ssh-ng:// store`, 'nixremote checks builders reached over ssh', 'use ssh://HOST or ssh-ng://HOST');
+  {
+    id: 'uri',
+    title: 'store URI',
+    needs: [],
+    run: async (s) => {
+      if (s.scheme !== 'ssh' && s.scheme !== 'ssh-ng') {
+        return fail(
+          `${s.machine.uri} is not an ssh:// or ssh-ng:// store`,
+          'nixremote checks builders reached over ssh',
+          'use ssh://HOST or ssh-ng://HOST',
+        );
+      }
+      s.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-doctor-'));
+      if (s.machine.hostKey) {
+        const k = hostKeyFromMachinesField(s.machine.hostKey);
+        if (!k) {
+          return fail(
+            'the 8th field (host key) does not decode to a public key',
+            `Nix base64-decodes that field and writes it as the known host key; "${s.machine.hostKey.slice(0, 24)}..." is not one`,
+            `replace it with the output of: base64 -w0 of the builder's /etc/ssh/ssh_host_ed25519_key.pub (${s.machine.source.file}:${s.machine.source.line})`,
+          );
         }
-        s.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-doctor-'));
-        if (s.machine.hostKey) {
-          const k = hostKeyFromMachinesField(s.machine.hostKey);
-          if (!k) {
-            return fail(
-              'the 8th field (host key) does not decode to a public key',
-              `Nix base64-decodes that field and writes it as the known host key; "${s.machine.hostKey.slice(0, 24)}..." is not one`,
-              `replace it with the output of: base64 -w0 of the builder's /etc/ssh/ssh_host_ed25519_key.pub (${s.machine.source.file}:${s.machine.source.line})`,
-            );
-          }
-          s.pinned = k;
-        }
-        return pass(`${s.machine.uri} (${s.machine.source.file}:${s.machine.source.line})`);
-      },
+        s.pinned = k;
+      }
+      return pass(`${s.machine.uri} (${s.machine.source.file}:${s.machine.source.line})`);
     },
-    {
-      id: 'ssh-config',
-      title: "root's ssh config for the builder",
-      needs: ['uri'],
-      run: async (s) => {
-        const r = await s.ctx.exec('ssh', ['-G', ...(s.uriPort ? ['-p', String(s.uriPort)] : []), '--', s.target]);
-        if (r.exitCode !== 0) return fail('ssh -G cannot read the ssh config', r.stderr.trim(), 'fix the ssh config file it names', { evidence: [{ command: r.command, output: r.stderr }] });
-        s.g = parseSshG(r.stdout);
-        s.hostName = first(s, 'hostname') ?? s.name;
-        s.port = Number(first(s, 'port') ?? 22);
-        if (!s.keyPath) s.keyPath = (s.g.get('identityfile') ?? []).find((f) => s.ctx.stat(f)?.isFile) ?? null;
-        const proxy = proxyOf(s);
-        const shown = `HostName ${s.hostName}, Port ${s.port}, User ${first(s, 'user')}, IdentityFile ${s.keyPath ?? '(none found)'}${proxy ? `, via ${proxy}` : ''}`;
-        const mux = multiplexing(s.g);
-        if (mux) {
-          return warn(`${shown}; connection sharing applies to it (${mux})`, {
-            cause: "Nix's build hook runs its own ssh sessions; a shared master connection that outlives them (ControlPersist) is known to hang builds or break their connections",
-            fix: `add "ControlMaster no" and "ControlPath none" to the Host block for ${s.name}, above the Host or Match that turns sharing on (nixremote init writes them)`,
-          });
-        }
-        return pass(shown, { evidence: [{ command: r.command, output: ['hostname', 'port', 'user', 'identityfile', 'hostkeyalias', 'proxyjump', 'identitiesonly'].map((k) => `${k} ${(s.g.get(k) ?? ['(unset)']).join(', ')}`).join('\n') }] });
-      },
+  },
+  {
+    id: 'ssh-config',
+    title: "root's ssh config for the builder",
+    needs: ['uri'],
+    run: async (s) => {
+      const r = await s.ctx.exec('ssh', ['-G', ...(s.uriPort ? ['-p', String(s.uriPort)] : []), '--', s.target]);
+      if (r.exitCode !== 0)
+        return fail('ssh -G cannot read the ssh config', r.stderr.trim(), 'fix the ssh config file it names', {
+          evidence: [{ command: r.command, output: r.stderr }],
+        });
+      s.g = parseSshG(r.stdout);
+      s.hostName = first(s, 'hostname') ?? s.name;
+      s.port = Number(first(s, 'port') ?? 22);
+      if (!s.keyPath) s.keyPath = (s.g.get('identityfile') ?? []).find((f) => s.ctx.stat(f)?.isFile) ?? null;
+      const proxy = proxyOf(s);
+      const shown = `HostName ${s.hostName}, Port ${s.port}, User ${first(s, 'user')}, IdentityFile ${s.keyPath ?? '(none found)'}${proxy ? `, via ${proxy}` : ''}`;
+      const mux = multiplexing(s.g);
+      if (mux) {
+        return warn(`${shown}; connection sharing applies to it (${mux})`, {
+          cause:
+            "Nix's build hook runs its own ssh sessions; a shared master connection that outlives them (ControlPersist) is known to hang builds or break their connections",
+          fix: `add "ControlMaster no" and "ControlPath none" to the Host block for ${s.name}, above the Host or Match that turns sharing on (nixremote init writes them)`,
+        });
+      }
+      return pass(shown, {
+        evidence: [
+          {
+            command: r.command,
+            output: ['hostname', 'port', 'user', 'identityfile', 'hostkeyalias', 'proxyjump', 'identitiesonly']
+              .map((k) => `${k} ${(s.g.get(k) ?? ['(unset)']).join(', ')}`)
+              .join('\n'),
+          },
+        ],
+      });
     },
-    {
-      id: 'key',
-      title: 'ssh key',
-      needs: ['ssh-config'],
-      run: async (s) => {
-        const k = s.keyPath;
-        if (!k) return warn('no key file: neither the machine line nor ssh config names one that exists', { cause: "ssh will try its default keys of the build user", fix: 'set the 3rd field of the machine line, or IdentityFile in the Host block' });
-        if (k.startsWith('/nix/store/')) return fail(`${k} is in the Nix store`, 'everything in /nix/store is world-readable, so the private key is not private', 'move the key outside the store and point the machine line at it');
-        const st = s.ctx.stat(k);
-        if (!st) return fail(`${k} does not exist`, `the machine line or ssh config names ${k}, which is missing`, `make it (nixremote init), or fix the path (${s.machine.source.file}:${s.machine.source.line})`);
-        const uid = s.ctx.install.multiUser ? 0 : s.ctx.install.user.uid;
-        if (st.uid !== uid) return fail(`${k} is owned by uid ${st.uid}`, `ssh runs as uid ${uid} and refuses a key it does not own`, `chown ${uid} ${k}`);
-        if (st.mode & 0o077) {
-          return fail(`${k} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}`, 'ssh ignores a private key that others can read ("UNPROTECTED PRIVATE KEY FILE")', `chmod 600 ${k}`, {
-            action: { description: `chmod 600 ${k}`, steps: [{ kind: 'command', title: `chmod 600 ${k}`, run: async () => fs.chmodSync(k, 0o600) }] },
-          });
-        }
-        const r = await s.ctx.exec('ssh-keygen', ['-y', '-P', '', '-f', k]);
-        if (r.exitCode !== 0) {
-          if (/passphrase/i.test(r.stderr)) return fail(`${k} has a passphrase`, 'the nix-daemon has no terminal or agent to unlock it', 'use a key without a passphrase (nixremote init makes one)', { evidence: [{ command: r.command, output: r.stderr }] });
-          return fail(`ssh-keygen cannot read ${k}`, r.stderr.trim(), 'replace the key', { evidence: [{ command: r.command, output: r.stderr }] });
-        }
-        const pub = s.ctx.read(`${k}.pub`);
-        const derived = parseKeyLine(r.stdout.trim());
-        if (pub !== null && derived && parseKeyLine(pub.trim())?.base64 !== derived.base64) {
-          return warn(`${k}.pub does not match ${k}`, { cause: 'the .pub beside the key belongs to another key, so copying it to the builder would not help', fix: `ssh-keygen -y -f ${k} > ${k}.pub` });
-        }
-        return pass(`${k}: mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, no passphrase`);
-      },
+  },
+  {
+    id: 'key',
+    title: 'ssh key',
+    needs: ['ssh-config'],
+    run: async (s) => {
+      const k = s.keyPath;
+      if (!k)
+        return warn('no key file: neither the machine line nor ssh config names one that exists', {
+          cause: 'ssh will try its default keys of the build user',
+          fix: 'set the 3rd field of the machine line, or IdentityFile in the Host block',
+        });
+      if (k.startsWith('/nix/store/'))
+        return fail(
+          `${k} is in the Nix store`,
+          'everything in /nix/store is world-readable, so the private key is not private',
+          'move the key outside the store and point the machine line at it',
+        );
+      const st = s.ctx.stat(k);
+      if (!st)
+        return fail(
+          `${k} does not exist`,
+          `the machine line or ssh config names ${k}, which is missing`,
+          `make it (nixremote init), or fix the path (${s.machine.source.file}:${s.machine.source.line})`,
+        );
+      const uid = s.ctx.install.multiUser ? 0 : s.ctx.install.user.uid;
+      if (st.uid !== uid)
+        return fail(
+          `${k} is owned by uid ${st.uid}`,
+          `ssh runs as uid ${uid} and refuses a key it does not own`,
+          `chown ${uid} ${k}`,
+        );
+      if (st.mode & 0o077) {
+        return fail(
+          `${k} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}`,
+          'ssh ignores a private key that others can read ("UNPROTECTED PRIVATE KEY FILE")',
+          `chmod 600 ${k}`,
+          {
+            action: {
+              description: `chmod 600 ${k}`,
+              steps: [{ kind: 'command', title: `chmod 600 ${k}`, run: async () => fs.chmodSync(k, 0o600) }],
+            },
+          },
+        );
+      }
+      const r = await s.ctx.exec('ssh-keygen', ['-y', '-P', '', '-f', k]);
+      if (r.exitCode !== 0) {
+        if (/passphrase/i.test(r.stderr))
+          return fail(
+            `${k} has a passphrase`,
+            'the nix-daemon has no terminal or agent to unlock it',
+            'use a key without a passphrase (nixremote init makes one)',
+            { evidence: [{ command: r.command, output: r.stderr }] },
+          );
+        return fail(`ssh-keygen cannot read ${k}`, r.stderr.trim(), 'replace the key', {
+          evidence: [{ command: r.command, output: r.stderr }],
+        });
+      }
+      const pub = s.ctx.read(`${k}.pub`);
+      const derived = parseKeyLine(r.stdout.trim());
+      if (pub !== null && derived && parseKeyLine(pub.trim())?.base64 !== derived.base64) {
+        return warn(`${k}.pub does not match ${k}`, {
+          cause: 'the .pub beside the key belongs to another key, so copying it to the builder would not help',
+          fix: `ssh-keygen -y -f ${k} > ${k}.pub`,
+        });
+      }
+      return pass(`${k}: mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, no passphrase`);
     },
-    {
-      id: 'dns',
-      title: 'name resolves',
-      needs: ['ssh-config'],
-      run: async (s) => {
-        const proxy = proxyOf(s);
-        if (proxy) return pass(`reached through ${proxy}; not resolved here`);
-        if (/^[\d.]+$|:/.test(s.hostName)) return pass(`${s.hostName} is an address`);
-        try {
-          const addrs = await s.ctx.resolve(s.hostName);
-          return pass(`${s.hostName} → ${addrs.join(', ')}`);
-        } catch (e) {
-          return fail(`${s.hostName} does not resolve`, (e as Error).message, `fix DNS or /etc/hosts, or set HostName to an address in the Host block for ${s.name}`);
-        }
-      },
+  },
+  {
+    id: 'dns',
+    title: 'name resolves',
+    needs: ['ssh-config'],
+    run: async (s) => {
+      const proxy = proxyOf(s);
+      if (proxy) return pass(`reached through ${proxy}; not resolved here`);
+      if (/^[\d.]+$|:/.test(s.hostName)) return pass(`${s.hostName} is an address`);
+      try {
+        const addrs = await s.ctx.resolve(s.hostName);
+        return pass(`${s.hostName} → ${addrs.join(', ')}`);
+      } catch (e) {
+        return fail(
+          `${s.hostName} does not resolve`,
+          (e as Error).message,
+          `fix DNS or /etc/hosts, or set HostName to an address in the Host block for ${s.name}`,
+        );
+      }
     },
-    {
-      id: 'tcp',
-      title: 'TCP connection',
-      needs: ['dns'],
-      run: async (s) => {
-        if (proxyOf(s)) return pass('through a proxy: checked by the login below');
-        const r = await s.ctx.tcp(s.hostName, s.port, 5000);
-        if (r.ok) return pass(`${s.hostName}:${s.port} answers (${r.ms} ms)`);
-        const where = `${s.hostName}:${s.port}`;
-        if (r.code === 'ECONNREFUSED') return fail(`${where} refused the connection`, 'nothing listens there: sshd is stopped, or the port is wrong', `start sshd on the builder (systemctl start sshd), or fix Port in the Host block for ${s.name}`);
-        if (r.code === 'ETIMEDOUT') return fail(`${where} did not answer within 5 s`, 'the builder is down or a firewall drops the packets', 'check that the builder is up and the port is open');
-        if (r.code === 'EHOSTUNREACH' || r.code === 'ENETUNREACH') return fail(`${where} is unreachable`, 'there is no route to the builder', 'check the network or VPN between the machines');
-        return fail(`${where}: ${r.message}`, r.message, 'check the address and the network');
-      },
+  },
+  {
+    id: 'tcp',
+    title: 'TCP connection',
+    needs: ['dns'],
+    run: async (s) => {
+      if (proxyOf(s)) return pass('through a proxy: checked by the login below');
+      const r = await s.ctx.tcp(s.hostName, s.port, 5000);
+      if (r.ok) return pass(`${s.hostName}:${s.port} answers (${r.ms} ms)`);
+      const where = `${s.hostName}:${s.port}`;
+      if (r.code === 'ECONNREFUSED')
+        return fail(
+          `${where} refused the connection`,
+          'nothing listens there: sshd is stopped, or the port is wrong',
+          `start sshd on the builder (systemctl start sshd), or fix Port in the Host block for ${s.name}`,
+        );
+      if (r.code === 'ETIMEDOUT')
+        return fail(
+          `${where} did not answer within 5 s`,
+          'the builder is down or a firewall drops the packets',
+          'check that the builder is up and the port is open',
+        );
+      if (r.code === 'EHOSTUNREACH' || r.code === 'ENETUNREACH')
+        return fail(
+          `${where} is unreachable`,
+          'there is no route to the builder',
+          'check the network or VPN between the machines',
+        );
+      return fail(`${where}: ${r.message}`, r.message, 'check the address and the network');
     },
-    {
-      id: 'host-key',
-      title: 'host key',
-      needs: ['tcp'],
-      run: async (s) => {
-        if (proxyOf(s)) return pass('through a proxy: checked by the login below');
-        let actual: HostKey;
-        try {
-          actual = await s.ctx.hostKey(s.hostName, s.port);
-        } catch (e) {
-          if ((e as { kind?: string }).kind === 'dropped') {
-            const refused = /Not allowed at this time|Exceeded MaxStartups/.exec((e as Error).message);
-            return fail(`${s.hostName}:${s.port} ${refused ? `refused this address ("${refused[0]}")` : 'closed the connection before the SSH banner'}`, (e as Error).message, PENALTY_FIX);
-          }
-          return fail(`${s.hostName}:${s.port} did not complete an SSH handshake`, (e as Error).message, 'check that the port belongs to sshd');
+  },
+  {
+    id: 'host-key',
+    title: 'host key',
+    needs: ['tcp'],
+    run: async (s) => {
+      if (proxyOf(s)) return pass('through a proxy: checked by the login below');
+      let actual: HostKey;
+      try {
+        actual = await s.ctx.hostKey(s.hostName, s.port);
+      } catch (e) {
+        if ((e as { kind?: string }).kind === 'dropped') {
+          const refused = /Not allowed at this time|Exceeded MaxStartups/.exec((e as Error).message);
+          return fail(
+            `${s.hostName}:${s.port} ${refused ? `refused this address ("${refused[0]}")` : 'closed the connection before the SSH banner'}`,
+            (e as Error).message,
+            PENALTY_FIX,
+          );
         }
-        const fp = fingerprint(actual);
-        const alias = first(s, 'hostkeyalias');
-        // With HostKeyAlias ssh looks the key up under the alias; otherwise under the host
-        // name, as [name]:port for a port other than 22 (sshconnect.c, get_hostfile_hostname_ipaddr).
-        const lookup = alias && alias !== 'none' ? alias : s.port === 22 ? s.hostName : `[${s.hostName}]:${s.port}`;
-        if (s.pinned) {
-          if (s.pinned.base64 !== actual.base64) {
-            const file = s.machine.source.file;
-            const edited = withHostKey(s.ctx.read(file) ?? '', s.machine.source.line, actual);
-            const old = `${s.pinned.type} ${fingerprint(s.pinned)}`;
-            const home = declarativeHome(s.ctx);
-            if (home) {
-              return fail(
-                `the machine line pins ${fingerprint(s.pinned)}, the builder shows ${fp}`,
-                'the builder was reinstalled or its host key changed, or this is another machine',
-                `after checking ${fp} on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub there): set publicHostKey = "${machinesHostKeyField(actual)}" for ${s.name} in ${home}, and programs.ssh.knownHosts."${s.name}".publicKey = "${actual.type} ${actual.base64}"`,
-              );
-            }
+        return fail(
+          `${s.hostName}:${s.port} did not complete an SSH handshake`,
+          (e as Error).message,
+          'check that the port belongs to sshd',
+        );
+      }
+      const fp = fingerprint(actual);
+      const alias = first(s, 'hostkeyalias');
+      // With HostKeyAlias ssh looks the key up under the alias; otherwise under the host
+      // name, as [name]:port for a port other than 22 (sshconnect.c, get_hostfile_hostname_ipaddr).
+      const lookup = alias && alias !== 'none' ? alias : s.port === 22 ? s.hostName : `[${s.hostName}]:${s.port}`;
+      if (s.pinned) {
+        if (s.pinned.base64 !== actual.base64) {
+          const file = s.machine.source.file;
+          const edited = withHostKey(s.ctx.read(file) ?? '', s.machine.source.line, actual);
+          const old = `${s.pinned.type} ${fingerprint(s.pinned)}`;
+          const home = declarativeHome(s.ctx);
+          if (home) {
             return fail(
               `the machine line pins ${fingerprint(s.pinned)}, the builder shows ${fp}`,
               'the builder was reinstalled or its host key changed, or this is another machine',
-              `after checking ${fp} on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub there): nixremote doctor --fix, or put base64 of its "${actual.type} ..." key in the 8th field (${file}:${s.machine.source.line})`,
-              edited === null
-                ? {}
-                : {
-                    action: {
-                      description: `pin ${actual.type} ${fp} for ${s.name} in ${file} and in ${knownHostsOf(s)}`,
-                      confirm: `${s.name} is pinned as ${old}, but now shows ${actual.type} ${fp}. Check the new one on the builder first. Replace the pinned key?`,
-                      steps: [
-                        editFile(`Pin the new key on ${s.name}'s machine line`, file, s.ctx.read(file), edited),
-                        // ssh NAME outside Nix uses known_hosts under the same alias.
-                        pinStep(s.ctx.read, knownHostsOf(s), s.name, actual),
-                      ],
-                    },
+              `after checking ${fp} on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub there): set publicHostKey = "${machinesHostKeyField(actual)}" for ${s.name} in ${home}, and programs.ssh.knownHosts."${s.name}".publicKey = "${actual.type} ${actual.base64}"`,
+            );
+          }
+          return fail(
+            `the machine line pins ${fingerprint(s.pinned)}, the builder shows ${fp}`,
+            'the builder was reinstalled or its host key changed, or this is another machine',
+            `after checking ${fp} on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub there): nixremote doctor --fix, or put base64 of its "${actual.type} ..." key in the 8th field (${file}:${s.machine.source.line})`,
+            edited === null
+              ? {}
+              : {
+                  action: {
+                    description: `pin ${actual.type} ${fp} for ${s.name} in ${file} and in ${knownHostsOf(s)}`,
+                    confirm: `${s.name} is pinned as ${old}, but now shows ${actual.type} ${fp}. Check the new one on the builder first. Replace the pinned key?`,
+                    steps: [
+                      editFile(`Pin the new key on ${s.name}'s machine line`, file, s.ctx.read(file), edited),
+                      // ssh NAME outside Nix uses known_hosts under the same alias.
+                      pinStep(s.ctx.read, knownHostsOf(s), s.name, actual),
+                    ],
                   },
-            );
-          }
-          if (lookup !== s.name) {
-            const home = declarativeHome(s.ctx);
-            const config = home ? 'programs.ssh.extraConfig' : path.join(s.ctx.install.user.home, '.ssh', 'config');
-            const edited = addHostKeyAlias(s.ctx.read(config) ?? '', s.name);
-            return fail(
-              `the pinned key is looked up as "${lookup}", but Nix writes it under "${s.name}"`,
-              `Nix puts the 8th field into a known_hosts file under the store URI's host (${s.name}); ssh looks for ${lookup}, finds nothing, and Nix says only "remote machines may not have all required system features"`,
-              `add "HostKeyAlias ${s.name}" to the Host block for ${s.name} in ${config}`,
-              edited === null || home ? {} : { action: { description: `add "HostKeyAlias ${s.name}" under "Host ${s.name}" in ${config}`, steps: [editFile(`HostKeyAlias for ${s.name}`, config, s.ctx.read(config), edited, { mode: 0o600 })] } },
-            );
-          }
-          return pass(`${fp}, pinned on the machine line and used under ${lookup}`);
+                },
+          );
         }
-        const files = [...(s.g.get('userknownhostsfile')?.join(' ').split(/\s+/) ?? []), ...(s.g.get('globalknownhostsfile')?.join(' ').split(/\s+/) ?? [])];
-        const known: HostKey[] = [];
-        const ev: Evidence[] = [];
-        for (const f of files) {
-          if (!s.ctx.stat(f)) continue;
-          const r = await s.ctx.exec('ssh-keygen', ['-F', lookup, '-f', f]);
-          ev.push({ command: r.command, output: r.stdout.trim() || '(not found)' });
-          for (const line of r.stdout.split('\n')) {
-            if (line.startsWith('#') || !line.trim()) continue;
-            const k = parseKeyLine(line.slice(line.search(/\s/)));
-            if (k) known.push(k);
-          }
+        if (lookup !== s.name) {
+          const home = declarativeHome(s.ctx);
+          const config = home ? 'programs.ssh.extraConfig' : path.join(s.ctx.install.user.home, '.ssh', 'config');
+          const edited = addHostKeyAlias(s.ctx.read(config) ?? '', s.name);
+          return fail(
+            `the pinned key is looked up as "${lookup}", but Nix writes it under "${s.name}"`,
+            `Nix puts the 8th field into a known_hosts file under the store URI's host (${s.name}); ssh looks for ${lookup}, finds nothing, and Nix says only "remote machines may not have all required system features"`,
+            `add "HostKeyAlias ${s.name}" to the Host block for ${s.name} in ${config}`,
+            edited === null || home
+              ? {}
+              : {
+                  action: {
+                    description: `add "HostKeyAlias ${s.name}" under "Host ${s.name}" in ${config}`,
+                    steps: [
+                      editFile(`HostKeyAlias for ${s.name}`, config, s.ctx.read(config), edited, { mode: 0o600 }),
+                    ],
+                  },
+                },
+          );
         }
-        if (known.some((k) => k.base64 === actual.base64)) return pass(`${fp}, known as ${lookup}`, { evidence: ev });
-        const userFile = knownHostsOf(s);
-        const pin = {
-          description: `pin ${actual.type} ${fp} for ${lookup} in ${userFile}`,
-          confirm: `The builder ${s.name} shows ${actual.type} ${fp}. Check it on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub). Trust it?`,
-          steps: [pinStep(s.ctx.read, userFile, lookup, actual)],
-        };
-        const changed = known.some((k) => k.type === actual.type);
-        const checking = (first(s, 'stricthostkeychecking') ?? 'ask').toLowerCase();
-        if (CHECKING_OFF.has(checking) && (checking !== 'accept-new' || !changed)) {
-          // ssh connects anyway, and so do Nix's builds: a risk to name, not a broken link.
-          const config = path.join(s.ctx.install.user.home, '.ssh', 'config');
-          const restored = restoreHostKeyChecking(s.ctx.read(config) ?? '', s.name);
-          const devNull = (s.g.get('userknownhostsfile') ?? []).join(' ').split(/\s+/).every((f) => f === '/dev/null');
-          const setting = `StrictHostKeyChecking ${checking === 'accept-new' ? 'accept-new' : 'no'}${devNull ? ', UserKnownHostsFile /dev/null' : ''}`;
-          const where = restored.removed.length ? `${config} line ${restored.removed.join(', ')}` : `the ssh config (not in a Host block of ${s.name}'s own)`;
-          return warn(`host key checking is off for ${s.name} (${setting}): ssh accepts ${changed ? `the key it now shows, ${fp}, although ${lookup} is pinned as another` : `whatever key ${s.hostName}:${s.port} shows`}`, {
+        return pass(`${fp}, pinned on the machine line and used under ${lookup}`);
+      }
+      const files = [
+        ...(s.g.get('userknownhostsfile')?.join(' ').split(/\s+/) ?? []),
+        ...(s.g.get('globalknownhostsfile')?.join(' ').split(/\s+/) ?? []),
+      ];
+      const known: HostKey[] = [];
+      const ev: Evidence[] = [];
+      for (const f of files) {
+        if (!s.ctx.stat(f)) continue;
+        const r = await s.ctx.exec('ssh-keygen', ['-F', lookup, '-f', f]);
+        ev.push({ command: r.command, output: r.stdout.trim() || '(not found)' });
+        for (const line of r.stdout.split('\n')) {
+          if (line.startsWith('#') || !line.trim()) continue;
+          const k = parseKeyLine(line.slice(line.search(/\s/)));
+          if (k) known.push(k);
+        }
+      }
+      if (known.some((k) => k.base64 === actual.base64)) return pass(`${fp}, known as ${lookup}`, { evidence: ev });
+      const userFile = knownHostsOf(s);
+      const pin = {
+        description: `pin ${actual.type} ${fp} for ${lookup} in ${userFile}`,
+        confirm: `The builder ${s.name} shows ${actual.type} ${fp}. Check it on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub). Trust it?`,
+        steps: [pinStep(s.ctx.read, userFile, lookup, actual)],
+      };
+      const changed = known.some((k) => k.type === actual.type);
+      const checking = (first(s, 'stricthostkeychecking') ?? 'ask').toLowerCase();
+      if (CHECKING_OFF.has(checking) && (checking !== 'accept-new' || !changed)) {
+        // ssh connects anyway, and so do Nix's builds: a risk to name, not a broken link.
+        const config = path.join(s.ctx.install.user.home, '.ssh', 'config');
+        const restored = restoreHostKeyChecking(s.ctx.read(config) ?? '', s.name);
+        const devNull = (s.g.get('userknownhostsfile') ?? [])
+          .join(' ')
+          .split(/\s+/)
+          .every((f) => f === '/dev/null');
+        const setting = `StrictHostKeyChecking ${checking === 'accept-new' ? 'accept-new' : 'no'}${devNull ? ', UserKnownHostsFile /dev/null' : ''}`;
+        const where = restored.removed.length
+          ? `${config} line ${restored.removed.join(', ')}`
+          : `the ssh config (not in a Host block of ${s.name}'s own)`;
+        return warn(
+          `host key checking is off for ${s.name} (${setting}): ssh accepts ${changed ? `the key it now shows, ${fp}, although ${lookup} is pinned as another` : `whatever key ${s.hostName}:${s.port} shows`}`,
+          {
             cause: `builds go to whoever answers on that address (a wrong DNS answer, a machine in the middle), and their outputs come back into this store as trusted`,
             fix: `check ${fp} on the builder (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then: nixremote doctor --fix pins it in ${userFile} and takes ${setting} out of ${where}`,
             evidence: ev,
             action: {
               description: `pin ${actual.type} ${fp} for ${lookup} in ${userFile}${restored.removed.length ? ` and remove ${config} line ${restored.removed.join(', ')} (${setting})` : ''}`,
               confirm: `${s.name} shows ${actual.type} ${fp}. Check it on the builder first (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub). Pin it and turn host key checking back on for ${s.name}?`,
-              steps: [...pin.steps, ...(restored.removed.length ? [editFile(`Turn host key checking back on for ${s.name}`, config, s.ctx.read(config), restored.text, { mode: 0o600 })] : [])],
+              steps: [
+                ...pin.steps,
+                ...(restored.removed.length
+                  ? [
+                      editFile(
+                        `Turn host key checking back on for ${s.name}`,
+                        config,
+                        s.ctx.read(config),
+                        restored.text,
+                        { mode: 0o600 },
+                      ),
+                    ]
+                  : []),
+              ],
             },
-          });
-        }
-        if (changed) {
-          const old = known.filter((k) => k.type === actual.type).map(fingerprint).join(', ');
-          return fail(`the builder shows ${fp}, but ${lookup} is pinned as ${old}`, 'the host key changed: the builder was reinstalled, or this is another machine; ssh refuses to connect', `after checking ${fp} on the builder: nixremote doctor --fix (shows both and asks)`, {
+          },
+        );
+      }
+      if (changed) {
+        const old = known
+          .filter((k) => k.type === actual.type)
+          .map(fingerprint)
+          .join(', ');
+        return fail(
+          `the builder shows ${fp}, but ${lookup} is pinned as ${old}`,
+          'the host key changed: the builder was reinstalled, or this is another machine; ssh refuses to connect',
+          `after checking ${fp} on the builder: nixremote doctor --fix (shows both and asks)`,
+          {
             evidence: ev,
-            action: { ...pin, confirm: `${lookup} is pinned as ${old}, the builder now shows ${actual.type} ${fp}. Replace the pinned key? (check it on the builder first)` },
-          });
-        }
-        return fail(`${lookup} is not in ${files.join(' or ')}`, "the build user's ssh has never been told this builder's host key, and in batch mode it will not ask", `pin it after checking ${fp} on the builder: nixremote doctor --fix, or nixremote init`, { evidence: ev, action: pin });
-      },
+            action: {
+              ...pin,
+              confirm: `${lookup} is pinned as ${old}, the builder now shows ${actual.type} ${fp}. Replace the pinned key? (check it on the builder first)`,
+            },
+          },
+        );
+      }
+      return fail(
+        `${lookup} is not in ${files.join(' or ')}`,
+        "the build user's ssh has never been told this builder's host key, and in batch mode it will not ask",
+        `pin it after checking ${fp} on the builder: nixremote doctor --fix, or nixremote init`,
+        { evidence: ev, action: pin },
+      );
     },
+  },
 ];
 
 /** Pin `key` for `name` in a known_hosts file, as a plan step. */
 function pinStep(read: (p: string) => string | null, file: string, name: string, key: HostKey): Step {
   const before = read(file);
-  return editFile(`Pin ${key.type} ${fingerprint(key)} for ${name}`, file, before, pinHostKey(before ?? '', name, key).text, { dirMode: 0o700 });
+  return editFile(
+    `Pin ${key.type} ${fingerprint(key)} for ${name}`,
+    file,
+    before,
+    pinHostKey(before ?? '', name, key).text,
+    { dirMode: 0o700 },
+  );
 }

@@ -22,7 +22,13 @@ export interface Access {
   mode: CopyMode | 'already';
 }
 
-export async function getAccess(c: WizardCtx, b: BuilderAnswers, keyPath: string, key: KeyState, hostKey: HostKey): Promise<Access> {
+export async function getAccess(
+  c: WizardCtx,
+  b: BuilderAnswers,
+  keyPath: string,
+  key: KeyState,
+  hostKey: HostKey,
+): Promise<Access> {
   const { out, answers, flags } = c;
   const target: Target = { host: b.host, port: b.port, user: b.user };
   if (key.exists) {
@@ -61,14 +67,22 @@ export async function getAccess(c: WizardCtx, b: BuilderAnswers, keyPath: string
       // A mistyped password is asked again on a terminal; piped in, it is final. Three
       // tries, as sshd allows per connection, and each try costs the builder one failed
       // login (sshd 9.8+ penalises an address for a run of them).
-      if ((e as { kind?: string }).kind !== 'auth' || flags.passwordStdin || tries >= 3 || !(await answers.canAsk())) throw e;
+      if ((e as { kind?: string }).kind !== 'auth' || flags.passwordStdin || tries >= 3 || !(await answers.canAsk()))
+        throw e;
       out.fail(`${(e as Error).message}; try again`);
     }
   }
 }
 
 /** The step that puts the public key into the builder's authorized_keys, if any. */
-export function copyKeyStep(c: WizardCtx, b: BuilderAnswers, a: Access, keyPath: string, key: KeyState, hostKey: HostKey): RunStep | null {
+export function copyKeyStep(
+  c: WizardCtx,
+  b: BuilderAnswers,
+  a: Access,
+  keyPath: string,
+  key: KeyState,
+  hostKey: HostKey,
+): RunStep | null {
   const restrict = c.flags.restrict;
   if (!restrict) c.answers.note('--no-restrict', true);
   const publicLine = () => (key.exists ? key.publicLine : fs.readFileSync(`${keyPath}.pub`, 'utf8').trim());
@@ -84,7 +98,11 @@ export function copyKeyStep(c: WizardCtx, b: BuilderAnswers, a: Access, keyPath:
         const r = a.session
           ? await a.session.run(asShCommand(APPEND_KEY_SCRIPT), input)
           : await sshWithPinnedKey(c.exec, a.target, b.name, hostKey, [asShCommand(APPEND_KEY_SCRIPT)], input);
-        if (r.exitCode !== 0 || !/NIXREMOTE:(added|present)/.test(r.stdout)) throw new StepFailed('copy', `adding the key on ${b.host} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
+        if (r.exitCode !== 0 || !/NIXREMOTE:(added|present)/.test(r.stdout))
+          throw new StepFailed(
+            'copy',
+            `adding the key on ${b.host} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`,
+          );
         return /NIXREMOTE:present/.test(r.stdout) ? 'already there' : 'added';
       },
     };
@@ -106,7 +124,10 @@ export function copyKeyStep(c: WizardCtx, b: BuilderAnswers, a: Access, keyPath:
       };
       if (c.answers.yes) {
         if (await keyGetsIn()) return 'the key gets in';
-        throw new StepFailed('copy', `the key does not get in yet; add the line above on ${b.host}, then re-run the same command`);
+        throw new StepFailed(
+          'copy',
+          `the key does not get in yet; add the line above on ${b.host}, then re-run the same command`,
+        );
       }
       for (;;) {
         await c.pause('Press Enter once the line is added');
@@ -118,14 +139,35 @@ export function copyKeyStep(c: WizardCtx, b: BuilderAnswers, a: Access, keyPath:
 }
 
 /** The system's ssh with the user's own access, but only to a host showing the pinned key. */
-export async function sshWithPinnedKey(exec: Exec, t: Target, name: string, hostKey: HostKey, command: string[], input?: string) {
+export async function sshWithPinnedKey(
+  exec: Exec,
+  t: Target,
+  name: string,
+  hostKey: HostKey,
+  command: string[],
+  input?: string,
+) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-'));
   try {
     const kh = path.join(dir, 'known_hosts');
     fs.writeFileSync(kh, `${name} ${keyLine(hostKey)}\n`);
     return await exec(
       'ssh',
-      ['-o', `HostKeyAlias=${name}`, '-o', `UserKnownHostsFile=${kh}`, '-o', 'StrictHostKeyChecking=yes', '-p', String(t.port), '-l', t.user, '--', t.host, ...command],
+      [
+        '-o',
+        `HostKeyAlias=${name}`,
+        '-o',
+        `UserKnownHostsFile=${kh}`,
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-p',
+        String(t.port),
+        '-l',
+        t.user,
+        '--',
+        t.host,
+        ...command,
+      ],
       { input, timeoutMs: 120_000 },
     );
   } finally {

@@ -21,7 +21,12 @@ export interface Inspection {
   protocol: Protocol;
 }
 
-export async function inspectBuilder(c: WizardCtx, b: BuilderAnswers, a: Access, hostKey: HostKey): Promise<Inspection> {
+export async function inspectBuilder(
+  c: WizardCtx,
+  b: BuilderAnswers,
+  a: Access,
+  hostKey: HostKey,
+): Promise<Inspection> {
   const { out, answers, flags } = c;
   const protocol = await answers.choose<Protocol>({
     flag: '--protocol',
@@ -36,7 +41,8 @@ export async function inspectBuilder(c: WizardCtx, b: BuilderAnswers, a: Access,
   // ssh:// runs nix-store --serve on the builder; ssh-ng:// runs nix-daemon --stdio.
   const program = protocol === 'ssh-ng' ? 'nix-daemon' : 'nix-store';
   let remoteProgram: string | null = flags.remoteProgram ?? null;
-  if (remoteProgram !== null && !remoteProgram.startsWith('/')) throw new UsageError('--remote-program: give an absolute path');
+  if (remoteProgram !== null && !remoteProgram.startsWith('/'))
+    throw new UsageError('--remote-program: give an absolute path');
   let probe: ProbeResult | null = null;
   if (a.session) {
     out.step(`Looking at ${b.name}: shell output, nix-store, system, features, cores`);
@@ -50,17 +56,24 @@ export async function inspectBuilder(c: WizardCtx, b: BuilderAnswers, a: Access,
     }
   } else if (a.mode === 'ssh') {
     const r = await sshWithPinnedKey(c.exec, a.target, b.name, hostKey, [asShCommand(PROBE_SCRIPT)]);
-    if (r.exitCode !== 0) throw new InitFailed(`ssh ${b.user}@${b.host} with your existing access failed: ${r.stderr.trim()}`);
+    if (r.exitCode !== 0)
+      throw new InitFailed(`ssh ${b.user}@${b.host} with your existing access failed: ${r.stderr.trim()}`);
     probe = parseProbe(r.stdout);
   } else {
-    out.warn(`Cannot look at ${b.name} before the key is on it: systems, features and jobs come from flags or defaults`);
+    out.warn(
+      `Cannot look at ${b.name} before the key is on it: systems, features and jobs come from flags or defaults`,
+    );
   }
 
   if (probe && remoteProgram === null) {
     const onPath = protocol === 'ssh-ng' ? probe.nixDaemonPath : probe.nixStorePath;
     // nix-daemon sits beside nix-store wherever an installer puts Nix.
-    const found = probe.nixStoreFound && protocol === 'ssh-ng' ? probe.nixStoreFound.replace(/nix-store$/, 'nix-daemon') : probe.nixStoreFound;
-    if (onPath) out.ok(`${program} on the non-interactive PATH: ${onPath} (${probe.nixStoreVersion ?? 'version unknown'})`);
+    const found =
+      probe.nixStoreFound && protocol === 'ssh-ng'
+        ? probe.nixStoreFound.replace(/nix-store$/, 'nix-daemon')
+        : probe.nixStoreFound;
+    if (onPath)
+      out.ok(`${program} on the non-interactive PATH: ${onPath} (${probe.nixStoreVersion ?? 'version unknown'})`);
     else if (found) {
       out.warn(`${program} is not on ${b.name}'s non-interactive PATH, but is at ${found}`);
       const use = await answers.confirm({
@@ -69,18 +82,24 @@ export async function inspectBuilder(c: WizardCtx, b: BuilderAnswers, a: Access,
         message: `Tell Nix where it is (?remote-program=${found} on the store URI)?`,
         default: true,
       });
-      if (!use) throw new InitFailed(`Nix cannot run ${program} on ${b.name}; put it on the PATH that \`ssh ${b.name} ${program} --version\` sees, or accept --remote-program`);
+      if (!use)
+        throw new InitFailed(
+          `Nix cannot run ${program} on ${b.name}; put it on the PATH that \`ssh ${b.name} ${program} --version\` sees, or accept --remote-program`,
+        );
       remoteProgram = found;
     } else {
       const broken = probe.nixStoreBroken ? ` (${probe.nixStoreBroken})` : '';
-      throw new InitFailed(`${program} is not on ${b.name}'s non-interactive PATH${broken}, nor in any of the usual places; install Nix on the builder, or pass --remote-program with its path`);
+      throw new InitFailed(
+        `${program} is not on ${b.name}'s non-interactive PATH${broken}, nor in any of the usual places; install Nix on the builder, or pass --remote-program with its path`,
+      );
     }
   }
   // Whether the ssh user may build there, before anything is written: an untrusted user
   // gets its fix and nothing is left behind, locally or on the builder.
   if (probe) {
     const trust = trustVerdict(probe);
-    if (trust.status === 'fail') throw new InitFailed(`${trust.summary}: ${trust.cause}. Fix: ${trust.fix}; then re-run. Nothing was changed`);
+    if (trust.status === 'fail')
+      throw new InitFailed(`${trust.summary}: ${trust.cause}. Fix: ${trust.fix}; then re-run. Nothing was changed`);
     if (trust.status === 'pass') out.ok(`allowed to build there: ${trust.summary}`);
   }
   if (remoteProgram) answers.note('--remote-program', remoteProgram);
@@ -98,7 +117,9 @@ export interface Capabilities {
 /** Step 8: what the builder can do, detected, as the defaults of the questions. */
 export async function askCapabilities(c: WizardCtx, probe: ProbeResult | null): Promise<Capabilities> {
   const { answers, flags } = c;
-  const detectedSystems = probe ? [probe.system ?? systemFromUname(probe.uname), ...probe.extraPlatforms].filter((s): s is string => !!s) : [];
+  const detectedSystems = probe
+    ? [probe.system ?? systemFromUname(probe.uname), ...probe.extraPlatforms].filter((s): s is string => !!s)
+    : [];
   const systems = await answers.text({
     flag: '--systems',
     value: flags.systems,
@@ -122,7 +143,8 @@ export async function askCapabilities(c: WizardCtx, probe: ProbeResult | null): 
     parse: (v, f) => validateList(v, f, true),
     show: (v) => v.join(',') || '-',
   });
-  const mandatoryFeatures = flags.mandatoryFeatures === undefined ? [] : validateList(flags.mandatoryFeatures, '--mandatory-features', true);
+  const mandatoryFeatures =
+    flags.mandatoryFeatures === undefined ? [] : validateList(flags.mandatoryFeatures, '--mandatory-features', true);
   if (mandatoryFeatures.length) answers.note('--mandatory-features', mandatoryFeatures.join(','));
   const cores = probe?.cores ?? 1;
   const maxJobs = await answers.text({

@@ -17,17 +17,23 @@ export async function inspectKey(exec: Exec, keyPath: string, buildUid: number):
     st = fs.statSync(keyPath);
   } catch {
     if (fs.existsSync(`${keyPath}.pub`)) {
-      throw new UsageError(`--key: ${keyPath}.pub exists but ${keyPath} does not; pass another --key or remove the stray .pub`);
+      throw new UsageError(
+        `--key: ${keyPath}.pub exists but ${keyPath} does not; pass another --key or remove the stray .pub`,
+      );
     }
     return { exists: false };
   }
   if (!st.isFile()) throw new UsageError(`--key: ${keyPath} is not a file`);
   if (st.uid !== buildUid) {
-    throw new UsageError(`--key: ${keyPath} is owned by uid ${st.uid}, not the build user (uid ${buildUid}); ssh would refuse it`);
+    throw new UsageError(
+      `--key: ${keyPath} is owned by uid ${st.uid}, not the build user (uid ${buildUid}); ssh would refuse it`,
+    );
   }
   if ((st.mode & 0o077) !== 0) {
     // ssh: "Permissions 0644 for '...' are too open. ... This private key will be ignored."
-    throw new UsageError(`--key: ${keyPath} has mode ${(st.mode & 0o777).toString(8)}, and ssh ignores a private key others can read; run: chmod 600 ${keyPath}`);
+    throw new UsageError(
+      `--key: ${keyPath} has mode ${(st.mode & 0o777).toString(8)}, and ssh ignores a private key others can read; run: chmod 600 ${keyPath}`,
+    );
   }
   // -P '' tries the empty passphrase; a key with a passphrase fails here.
   const r = await exec('ssh-keygen', ['-y', '-P', '', '-f', keyPath]);
@@ -58,7 +64,11 @@ export async function askKey(c: WizardCtx): Promise<{ keyPath: string; key: KeyS
     parse: (v, f) => validateKeyPath(v.replace(/^~(?=\/)/, c.home), f),
   });
   const key = await inspectKey(c.exec, keyPath, c.install.user.uid);
-  c.out.step(key.exists ? `Key ${keyPath} exists and has no passphrase: reusing it` : `Key ${keyPath} will be made (ed25519, no passphrase)`);
+  c.out.step(
+    key.exists
+      ? `Key ${keyPath} exists and has no passphrase: reusing it`
+      : `Key ${keyPath} will be made (ed25519, no passphrase)`,
+  );
   return { keyPath, key };
 }
 

@@ -5,7 +5,14 @@ import { readText } from '../../io/files.js';
 import { StepFailed, type Step } from '../../plan/plan.js';
 import { readBlock, type BlockEdit } from '../../text/managed-block.js';
 import { readNixConfig } from '../../nix/effective-config.js';
-import { adoptMachineLines, machineMarkers, formatMachineLine, machineFromHost, unmanagedMachineLines, upsertMachine } from '../../nix/machines-file.js';
+import {
+  adoptMachineLines,
+  machineMarkers,
+  formatMachineLine,
+  machineFromHost,
+  unmanagedMachineLines,
+  upsertMachine,
+} from '../../nix/machines-file.js';
 import { blockLineNumbers, inlineEntryNames, upsertNixConf } from '../../nix/nix-conf.js';
 import { ModuleError, upsertModule, type ModuleSystem } from '../../nix/nixos-module.js';
 import type { HostKey } from '../../ssh/host-key.js';
@@ -29,7 +36,15 @@ export interface NixSide {
   file: string;
 }
 
-export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, hostKey: HostKey, cap: Capabilities & { protocol: Protocol }, remoteProgram: string | null, configPath: string): Promise<NixSide> {
+export async function nixSide(
+  c: WizardCtx,
+  b: BuilderAnswers,
+  keyPath: string,
+  hostKey: HostKey,
+  cap: Capabilities & { protocol: Protocol },
+  remoteProgram: string | null,
+  configPath: string,
+): Promise<NixSide> {
   const { answers, flags, install, out } = c;
   // Where this Nix keeps its config, detected from files; --target overrides.
   const tctx = realTargetCtx(install.confDir);
@@ -42,17 +57,22 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     default: detected.target.name,
     choices: [
       { name: `${settingsOf('nix-conf')} and ${install.confDir}/machines`, value: 'nix-conf' },
-      { name: `Determinate Nix: ${settingsOf('determinate')} and ${install.confDir}/machines (nix.conf untouched)`, value: 'determinate' },
+      {
+        name: `Determinate Nix: ${settingsOf('determinate')} and ${install.confDir}/machines (nix.conf untouched)`,
+        value: 'determinate',
+      },
       { name: `macOS (Nix's installer): ${settingsOf('macos')} and ${install.confDir}/machines`, value: 'macos' },
       { name: 'A NixOS module (nix.buildMachines), for nixos-rebuild', value: 'nixos' },
       { name: 'A nix-darwin module (nix.buildMachines), for darwin-rebuild', value: 'nix-darwin' },
     ],
   });
-  if (flags.target === undefined) out.step(`Nix config: ${target}${target === detected.target.name ? ` (${detected.reason})` : ''}`);
+  if (flags.target === undefined)
+    out.step(`Nix config: ${target}${target === detected.target.name ? ` (${detected.reason})` : ''}`);
   // The machines file has no quoting: a key path with a space is left to IdentityFile in
   // the Host block, which ssh reads for this alias anyway.
   const sshKey = /\s/.test(keyPath) ? null : keyPath;
-  if (!sshKey) out.info(`  the key path has a space, so the machine line leaves the key to IdentityFile in ${configPath}`);
+  if (!sshKey)
+    out.info(`  the key path has a space, so the machine line leaves the key to IdentityFile in ${configPath}`);
   const machine = machineFromHost({ name: b.name, remoteProgram, sshKey, hostKey, ...cap });
   const machineLine = formatMachineLine(machine);
   const steps: Step[] = [];
@@ -62,23 +82,46 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
     const output = flags.output ?? (target === 'nixos' ? '/etc/nixos/nixremote.nix' : '/etc/nix-darwin/nixremote.nix');
     const rebuild = target === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
     // With Determinate on nix-darwin, its module owns the Nix options (nix.enable = false).
-    const system: ModuleSystem = target === 'nix-darwin' && determinate.detect(tctx) ? 'nix-darwin-determinate' : target;
-    if (system === 'nix-darwin-determinate') out.info("  Determinate Nix runs here: the module uses its nix-darwin module's determinateNix.buildMachines, since nix.* is off (nix.enable = false)");
+    const system: ModuleSystem =
+      target === 'nix-darwin' && determinate.detect(tctx) ? 'nix-darwin-determinate' : target;
+    if (system === 'nix-darwin-determinate')
+      out.info(
+        "  Determinate Nix runs here: the module uses its nix-darwin module's determinateNix.buildMachines, since nix.* is off (nix.enable = false)",
+      );
     if (!output.startsWith('/')) throw new UsageError('--output: give an absolute path');
     if (flags.output) answers.note('--output', output);
     const moduleBefore = readText(output);
     let edit: BlockEdit;
     try {
       const hostBlock = { name: b.name, hostName: b.host, port: b.port, user: b.user, identityFile: keyPath };
-      edit = upsertModule(moduleBefore, path.basename(output), { name: b.name, sshUser: b.user, sshKey, hostKey, hostBlock, ...cap }, system);
+      edit = upsertModule(
+        moduleBefore,
+        path.basename(output),
+        { name: b.name, sshUser: b.user, sshKey, hostKey, hostBlock, ...cap },
+        system,
+      );
     } catch (e) {
       if (e instanceof ModuleError) throw new UsageError(`--output: ${output}: ${e.message}`);
       throw e;
     }
-    if (remoteProgram) out.warn(`nix.buildMachines has no remote-program field; the module cannot pass ${remoteProgram}. Put nix-store on the builder's PATH instead.`);
+    if (remoteProgram)
+      out.warn(
+        `nix.buildMachines has no remote-program field; the module cannot pass ${remoteProgram}. Put nix-store on the builder's PATH instead.`,
+      );
     const os = target === 'nixos' ? 'NixOS' : 'nix-darwin';
-    steps.push({ kind: 'write', title: `${os} module with ${b.name}`, path: output, before: moduleBefore, after: edit.text, mode: 0o644 });
-    steps.push({ kind: 'note', title: `Then: add ./${path.basename(output)} to imports in your ${os} configuration and run ${rebuild}`, detail: 'until then the module is not active; the proof build passes the builder itself' });
+    steps.push({
+      kind: 'write',
+      title: `${os} module with ${b.name}`,
+      path: output,
+      before: moduleBefore,
+      after: edit.text,
+      mode: 0o644,
+    });
+    steps.push({
+      kind: 'note',
+      title: `Then: add ./${path.basename(output)} to imports in your ${os} configuration and run ${rebuild}`,
+      detail: 'until then the module is not active; the proof build passes the builder itself',
+    });
     return { steps, storeUri: machine.uri, machineLine, target, confChanged: false, file: output };
   }
 
@@ -88,10 +131,18 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   const nixConfPath = t.settingsFile(tctx)!;
   for (const p of [machinesPath, nixConfPath]) {
     const link = storeSymlink(p);
-    if (link) throw new UsageError(`${p} is a link into the Nix store (${link}): it is managed declaratively; use --target nixos`);
+    if (link)
+      throw new UsageError(
+        `${p} is a link into the Nix store (${link}): it is managed declaratively; use --target nixos`,
+      );
   }
-  if (target === 'determinate' && !/^\s*!?include\s+(\S*\/)?nix\.custom\.conf\s*$/m.test(readText(path.join(install.confDir, 'nix.conf')) ?? '')) {
-    out.warn(`${install.confDir}/nix.conf does not include nix.custom.conf; Determinate's own nix.conf does, and nixremote's settings go there`);
+  if (
+    target === 'determinate' &&
+    !/^\s*!?include\s+(\S*\/)?nix\.custom\.conf\s*$/m.test(readText(path.join(install.confDir, 'nix.conf')) ?? '')
+  ) {
+    out.warn(
+      `${install.confDir}/nix.conf does not include nix.custom.conf; Determinate's own nix.conf does, and nixremote's settings go there`,
+    );
   }
   const machinesBefore = readText(machinesPath);
   const machinesText = machinesBefore ?? '';
@@ -100,22 +151,44 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   if (dup.length) {
     const where = `${machinesPath} line ${dup.join(', ')}`;
     const adopted = adoptMachineLines(machinesText, dup, b.name, machine);
-    if (!adopted) throw new UsageError(`--name: ${where} holds ${b.name} together with other machines on one line; split that line, or pass another --name`);
+    if (!adopted)
+      throw new UsageError(
+        `--name: ${where} holds ${b.name} together with other machines on one line; split that line, or pass another --name`,
+      );
     if (!(await decideAdopt(c, `${where} already configures ${b.name}`))) {
-      throw new UsageError(`--name: ${where} already configures ${b.name} outside nixremote; pass --adopt to replace it with nixremote's line (a backup is kept), or another --name`);
+      throw new UsageError(
+        `--name: ${where} already configures ${b.name} outside nixremote; pass --adopt to replace it with nixremote's line (a backup is kept), or another --name`,
+      );
     }
     machinesEdit = adopted;
   }
-  steps.push({ kind: 'write', title: `Machine line for ${b.name}`, path: machinesPath, before: machinesBefore, after: machinesEdit.text, mode: 0o644 });
+  steps.push({
+    kind: 'write',
+    title: `Machine line for ${b.name}`,
+    path: machinesPath,
+    before: machinesBefore,
+    after: machinesEdit.text,
+    mode: 0o644,
+  });
 
   const nixConfBefore = readText(nixConfPath);
   const nixConfText = nixConfBefore ?? '';
   // The user's builders may come from an included file; read them the way Nix does,
   // leaving out our own block.
-  const cfg = readNixConfig((p) => (p === nixConfPath ? nixConfText : readText(p)), { ...process.env, NIX_CONF_DIR: install.confDir }, c.home, false);
+  const cfg = readNixConfig(
+    (p) => (p === nixConfPath ? nixConfText : readText(p)),
+    { ...process.env, NIX_CONF_DIR: install.confDir },
+    c.home,
+    false,
+  );
   const ours = blockLineNumbers(nixConfText);
-  const userBuilders = (cfg.settings.get('builders') ?? []).filter((s) => !(s.file === nixConfPath && ours.has(s.line))).pop();
-  const inherited = userBuilders && userBuilders.file !== nixConfPath ? { value: userBuilders.value, where: `${userBuilders.file}:${userBuilders.line}` } : null;
+  const userBuilders = (cfg.settings.get('builders') ?? [])
+    .filter((s) => !(s.file === nixConfPath && ours.has(s.line)))
+    .pop();
+  const inherited =
+    userBuilders && userBuilders.file !== nixConfPath
+      ? { value: userBuilders.value, where: `${userBuilders.file}:${userBuilders.line}` }
+      : null;
   // A builder the user lists inline in nix.conf under this name is the one being set up:
   // adopted, it is left out of nixremote's builders rather than listed twice.
   const userValue = inherited?.value ?? (userBuilders?.file === nixConfPath ? userBuilders.value : '');
@@ -123,11 +196,20 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
   // Once adopted, the machines file holds nixremote's line for it: a re-run asks nothing.
   const adoptedBefore = readBlock(machinesText, machineMarkers(b.name)) !== null;
   if (inline && !adoptedBefore && !(await decideAdopt(c, `nix.conf's builders already lists ${b.name}`))) {
-    throw new UsageError(`--name: builders in ${userBuilders?.file ?? nixConfPath} already lists ${b.name}; pass --adopt to move it to nixremote's machine line, or another --name`);
+    throw new UsageError(
+      `--name: builders in ${userBuilders?.file ?? nixConfPath} already lists ${b.name}; pass --adopt to move it to nixremote's machine line, or another --name`,
+    );
   }
   const conf = upsertNixConf(nixConfText, machinesPath, inherited, inline ? b.name : undefined);
   for (const n of conf.notes) out.warn(n);
-  steps.push({ kind: 'write', title: `builders in ${path.basename(nixConfPath)}`, path: nixConfPath, before: nixConfBefore, after: conf.edit.text, mode: 0o644 });
+  steps.push({
+    kind: 'write',
+    title: `builders in ${path.basename(nixConfPath)}`,
+    path: nixConfPath,
+    before: nixConfBefore,
+    after: conf.edit.text,
+    mode: 0o644,
+  });
 
   const restart = install.daemon ? t.restart(tctx) : null;
   // The daemon reads nix.conf once, at start; the machines file it names is read afresh by
@@ -144,7 +226,11 @@ export async function nixSide(c: WizardCtx, b: BuilderAnswers, keyPath: string, 
       },
     });
   } else if (install.daemon && !restart && conf.edit.changed) {
-    steps.push({ kind: 'note', title: `Restart the nix-daemon yourself: ${t.restartHow(tctx)}`, detail: 'until then the daemon uses its old settings; the proof build passes the builder itself' });
+    steps.push({
+      kind: 'note',
+      title: `Restart the nix-daemon yourself: ${t.restartHow(tctx)}`,
+      detail: 'until then the daemon uses its old settings; the proof build passes the builder itself',
+    });
   }
   return { steps, storeUri: machine.uri, machineLine, target, confChanged: conf.edit.changed, file: machinesPath };
 }

@@ -10,12 +10,16 @@ export async function preflight(flags: InitFlags, d: InitDeps): Promise<WizardCt
   for (const tool of ['ssh', 'ssh-keygen', 'nix', 'nix-build']) {
     const r = await d.exec('sh', ['-c', `command -v ${tool}`]);
     if (r.exitCode !== 0) {
-      throw new InitFailed(`${tool} is not on this machine's PATH; nixremote sets up ${tool.startsWith('nix') ? 'Nix, so install Nix first' : 'OpenSSH, so install the OpenSSH client first'}`);
+      throw new InitFailed(
+        `${tool} is not on this machine's PATH; nixremote sets up ${tool.startsWith('nix') ? 'Nix, so install Nix first' : 'OpenSSH, so install the OpenSSH client first'}`,
+      );
     }
   }
   const install = detectInstall();
   const kind = install.multiUser ? 'multi-user' : 'single-user';
-  d.out.step(`Nix install: ${kind} (${install.reason}); builds run as ${install.multiUser ? 'root' : install.user.name}`);
+  d.out.step(
+    `Nix install: ${kind} (${install.reason}); builds run as ${install.multiUser ? 'root' : install.user.name}`,
+  );
   if (install.multiUser && install.user.uid !== 0) {
     throw new InitFailed(
       "on a multi-user install the nix-daemon builds as root, so root's ssh key, ssh config and known_hosts are the ones that count; re-run with sudo",

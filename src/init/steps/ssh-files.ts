@@ -9,7 +9,13 @@ import { readText } from '../../io/files.js';
 import { fetchHostKey, SshError } from '../../io/ssh2-session.js';
 import { fingerprint, type HostKey } from '../../ssh/host-key.js';
 import { conflictingKeys, pinHostKey } from '../../ssh/known-hosts.js';
-import { adoptHostBlock, effectiveConfigMismatches, unmanagedHostLines, upsertHostBlock, type HostBlock } from '../../ssh/ssh-config.js';
+import {
+  adoptHostBlock,
+  effectiveConfigMismatches,
+  unmanagedHostLines,
+  upsertHostBlock,
+  type HostBlock,
+} from '../../ssh/ssh-config.js';
 import type { WriteStep } from '../../plan/plan.js';
 import { UsageError, validateFingerprint } from '../../validate.js';
 import { storeSymlink } from '../install.js';
@@ -32,27 +38,42 @@ export async function readSshFiles(c: WizardCtx, name: string): Promise<SshFiles
   const knownHostsPath = path.join(c.sshDir, 'known_hosts');
   for (const p of [configPath, knownHostsPath]) {
     const target = storeSymlink(p);
-    if (target) throw new UsageError(`${p} is a link into the Nix store (${target}), managed by NixOS or home-manager; add the Host block there instead`);
+    if (target)
+      throw new UsageError(
+        `${p} is a link into the Nix store (${target}), managed by NixOS or home-manager; add the Host block there instead`,
+      );
   }
   const uid = c.install.user.uid;
   const dir = statOrNull(c.sshDir);
-  if (dir && dir.uid !== uid) throw new UsageError(`${c.sshDir} is owned by uid ${dir.uid}, not the build user (uid ${uid}); ssh refuses its files. Fix: chown ${uid} ${c.sshDir}`);
-  if (dir && dir.mode & 0o022) throw new UsageError(`${c.sshDir} is writable by group or others (mode ${(dir.mode & 0o777).toString(8)}); ssh refuses such a directory. Fix: chmod 700 ${c.sshDir}`);
+  if (dir && dir.uid !== uid)
+    throw new UsageError(
+      `${c.sshDir} is owned by uid ${dir.uid}, not the build user (uid ${uid}); ssh refuses its files. Fix: chown ${uid} ${c.sshDir}`,
+    );
+  if (dir && dir.mode & 0o022)
+    throw new UsageError(
+      `${c.sshDir} is writable by group or others (mode ${(dir.mode & 0o777).toString(8)}); ssh refuses such a directory. Fix: chmod 700 ${c.sshDir}`,
+    );
   // ssh refuses a config file another user could have written ("Bad owner or permissions
   // on ~/.ssh/config", readconf.c): owned by the user or root, not group/other-writable.
   const cfg = statOrNull(configPath);
   if (cfg && ((cfg.uid !== uid && cfg.uid !== 0) || cfg.mode & 0o022)) {
-    throw new UsageError(`Bad owner or permissions on ${configPath} (owner uid ${cfg.uid}, mode ${(cfg.mode & 0o777).toString(8)}): ssh refuses to read it. Fix: chown ${uid} ${configPath} && chmod 600 ${configPath}`);
+    throw new UsageError(
+      `Bad owner or permissions on ${configPath} (owner uid ${cfg.uid}, mode ${(cfg.mode & 0o777).toString(8)}): ssh refuses to read it. Fix: chown ${uid} ${configPath} && chmod 600 ${configPath}`,
+    );
   }
   const configBefore = readText(configPath);
   const clash = unmanagedHostLines(configBefore ?? '', name);
   if (clash.length) {
     const where = `${configPath} line ${clash.join(', ')}`;
     if (!adoptHostBlock(configBefore!, { name, hostName: name, port: 22, user: name, identityFile: '/' })) {
-      throw new UsageError(`--name: ${where} has a Host line naming ${name} together with other hosts, which nixremote cannot take over; pass another --name`);
+      throw new UsageError(
+        `--name: ${where} has a Host line naming ${name} together with other hosts, which nixremote cannot take over; pass another --name`,
+      );
     }
     if (!(await decideAdopt(c, `${where} has your own "Host ${name}"`))) {
-      throw new UsageError(`--name: ${where} already has its own "Host ${name}"; pass --adopt to take it over (its other options are kept, with a backup), or another --name`);
+      throw new UsageError(
+        `--name: ${where} already has its own "Host ${name}"; pass --adopt to take it over (its other options are kept, with a backup), or another --name`,
+      );
     }
   }
   return { configPath, knownHostsPath, configBefore, knownBefore: readText(knownHostsPath), adopt: clash.length > 0 };
@@ -102,7 +123,13 @@ export async function trustHostKey(c: WizardCtx, b: BuilderAnswers, files: SshFi
     out.info(`  the builder now shows: ${hostKey.type} ${fp}`);
     const replace =
       expected === fp ||
-      (!answers.yes && (await answers.confirm({ flag: null, value: undefined, message: `The host key changed. Replace the pinned key with ${fp}?`, default: false })));
+      (!answers.yes &&
+        (await answers.confirm({
+          flag: null,
+          value: undefined,
+          message: `The host key changed. Replace the pinned key with ${fp}?`,
+          default: false,
+        })));
     if (!replace) {
       throw new InitFailed(
         `the host key of ${b.name} changed; if the builder was reinstalled, confirm its new key with --host-key-fingerprint ${fp} (check it on the builder: ssh-keygen -lf /etc/ssh/ssh_host_${hostKey.type.replace(/^ssh-/, '')}_key.pub)`,
@@ -123,7 +150,13 @@ export async function trustHostKey(c: WizardCtx, b: BuilderAnswers, files: SshFi
 }
 
 /** Step 5: the Host block and the pinned key, as planned writes. */
-export async function sshFileSteps(c: WizardCtx, b: BuilderAnswers, files: SshFiles, keyPath: string, hostKey: HostKey): Promise<WriteStep[]> {
+export async function sshFileSteps(
+  c: WizardCtx,
+  b: BuilderAnswers,
+  files: SshFiles,
+  keyPath: string,
+  hostKey: HostKey,
+): Promise<WriteStep[]> {
   const block: HostBlock = { name: b.name, hostName: b.host, port: b.port, user: b.user, identityFile: keyPath };
   const adopted = files.adopt ? adoptHostBlock(files.configBefore ?? '', block) : null;
   if (adopted) {
@@ -135,8 +168,24 @@ export async function sshFileSteps(c: WizardCtx, b: BuilderAnswers, files: SshFi
   await checkEffectiveConfig(c.exec, config.text, block, keyPath);
   const owner = { uid: c.install.user.uid, gid: c.install.user.gid, dirMode: 0o700 };
   return [
-    { kind: 'write', title: `Pin ${b.name}'s host key`, path: files.knownHostsPath, before: files.knownBefore, after: pinHostKey(files.knownBefore ?? '', b.name, hostKey).text, mode: 0o644, ...owner },
-    { kind: 'write', title: `Host block for ${b.name}`, path: files.configPath, before: files.configBefore, after: config.text, mode: 0o600, ...owner },
+    {
+      kind: 'write',
+      title: `Pin ${b.name}'s host key`,
+      path: files.knownHostsPath,
+      before: files.knownBefore,
+      after: pinHostKey(files.knownBefore ?? '', b.name, hostKey).text,
+      mode: 0o644,
+      ...owner,
+    },
+    {
+      kind: 'write',
+      title: `Host block for ${b.name}`,
+      path: files.configPath,
+      before: files.configBefore,
+      after: config.text,
+      mode: 0o600,
+      ...owner,
+    },
   ];
 }
 
@@ -150,7 +199,9 @@ async function checkEffectiveConfig(exec: Exec, configText: string, block: HostB
     if (r.exitCode !== 0) throw new UsageError(`ssh cannot read the resulting ~/.ssh/config: ${r.stderr.trim()}`);
     const bad = effectiveConfigMismatches(r.stdout, block, keyPath);
     if (bad.length) {
-      throw new UsageError(`in ~/.ssh/config another setting overrides the Host block for ${block.name} (${bad.join('; ')}); move or narrow that setting, then re-run`);
+      throw new UsageError(
+        `in ~/.ssh/config another setting overrides the Host block for ${block.name} (${bad.join('; ')}); move or narrow that setting, then re-run`,
+      );
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

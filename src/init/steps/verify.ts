@@ -20,10 +20,19 @@ export interface PathSteps {
 
 /** What a failed check says, as the reason a step of the apply failed. */
 function failed(step: string, title: string, r: Result): StepFailed {
-  return new StepFailed(step, `${title}: ${r.summary}${r.cause ? `\n  cause: ${r.cause}` : ''}${r.fix ? `\n  fix:   ${r.fix}` : ''}`);
+  return new StepFailed(
+    step,
+    `${title}: ${r.summary}${r.cause ? `\n  cause: ${r.cause}` : ''}${r.fix ? `\n  fix:   ${r.fix}` : ''}`,
+  );
 }
 
-export function pathSteps(c: WizardCtx, name: string, machineLine: string, machinesFile: string, testBuild: boolean): PathSteps {
+export function pathSteps(
+  c: WizardCtx,
+  name: string,
+  machineLine: string,
+  machinesFile: string,
+  testBuild: boolean,
+): PathSteps {
   const machine = parseMachines(machineLine, machinesFile).machines[0]!;
   const state = builderState(realCtx(c.exec, c.install, { build: testBuild, drv: null }), machine);
   const checks = builderChecks(false);
