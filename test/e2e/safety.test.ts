@@ -298,6 +298,12 @@ describe('runs at once', () => {
           { mode: 0o600 },
         );
         await c1.run(`chown -R --reference=${b.dir}/home ${b.dir}/home/.ssh`);
+        // A store in use, as a builder's is: Nix 2.8 opening a brand-new store from two
+        // logins at once races on its gcroots link ("creating symlink ... File exists").
+        fs.mkdirSync(path.join(b.dir, 'nix/var/nix/gcroots'), { recursive: true });
+        fs.mkdirSync(path.join(b.dir, 'nix/var/nix/profiles'), { recursive: true });
+        fs.symlinkSync('/nix/var/nix/profiles', path.join(b.dir, 'nix/var/nix/gcroots/profiles'));
+        await c1.run(`chown -R --reference=${b.dir}/home ${b.dir}/nix`);
         const [r1, r2] = await Promise.all([
           c1.nixremote(base(b, 'one'), { input: b.password + '\n' }),
           c2.nixremote(base(b, 'two'), { input: b.password + '\n' }),
