@@ -2,25 +2,63 @@
 // 0 success, 1 a failure found or an operation failed, 2 usage or bad input, 130 interrupted.
 // Commands are imported only when they run, so --help and --version stay quick.
 import { Argument, Command, Option, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
+import { fstatSync, readFileSync, writeSync } from 'node:fs';
 import { printable } from './text/printable.js';
 
-// `nixremote --help | head` closes the pipe early: that is not an error.
-for (const s of [process.stdout, process.stderr])
-  s.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
-  });
+// `nixremote --help | head` closes the pipe early: that is not an error. Attached before
+// a command runs, not at start: making process.stdout for a pipe loads node's net and
+// stream modules, which --help and --version do without.
+function quietOnClosedPipes(): void {
+  for (const s of [process.stdout, process.stderr])
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+    });
+}
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+/** Help, version and usage errors, written straight to the descriptor (see above). */
+function writeTo(fd: number): (text: string) => void {
+  return (text) => {
+    try {
+      writeSync(fd, text);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EPIPE') process.exit(0);
+      throw e;
+    }
+  };
+}
+
+/** The terminal's width for help, as commander would take it; 80 for a pipe or a file. */
+function columns(fd: 1 | 2): number {
+  if (!fstatSync(fd).isCharacterDevice()) return 80;
+  const s = fd === 1 ? process.stdout : process.stderr;
+  return (s.isTTY && s.columns) || 80;
+}
+
+// The bundle for bin/nixremote (scripts/bundle.mjs) has the version built in; the plain
+// build reads package.json.
+declare const NIXREMOTE_VERSION: string | undefined;
+const version =
+  typeof NIXREMOTE_VERSION === 'string'
+    ? NIXREMOTE_VERSION
+    : (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const program = new Command();
 program
   .name('nixremote')
   .description('Set up remote Nix builders over SSH, and find out why builds stopped offloading.')
-  .version(pkg.version, '-V, --version')
+  .version(version, '-V, --version')
   .option('--verbose', 'show stack traces on errors')
   .showSuggestionAfterError()
-  .exitOverride();
+  .exitOverride()
+  .configureOutput({
+    writeOut: writeTo(1),
+    writeErr: writeTo(2),
+    getOutHelpWidth: () => columns(1),
+    getErrHelpWidth: () => columns(2),
+    getOutHasColors: () => false,
+    getErrHasColors: () => false,
+  })
+  .hook('preAction', quietOnClosedPipes);
 
 program
   .command('init')
@@ -261,4 +299,6 @@ function reportError(e: unknown): number {
   return err?.exitCode === 2 ? 2 : 1;
 }
 
-process.exitCode = await main();
+void main().then((code) => {
+  process.exitCode = code;
+});

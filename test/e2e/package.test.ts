@@ -27,13 +27,21 @@ before(async () => {
 
 describe('npm package', () => {
   test('holds only what runs: the program, bin, README, LICENSE, package.json', () => {
-    const stray = files.filter((f) => !/^(bin\/nixremote|dist\/src\/.+\.js|README\.md|LICENSE|package\.json)$/.test(f));
+    const stray = files.filter(
+      (f) =>
+        !/^(bin\/nixremote|bin\/package\.json|dist\/src\/.+\.js|dist\/src\/cli\.cjs|README\.md|LICENSE|package\.json)$/.test(
+          f,
+        ),
+    );
     assert.deepEqual(stray, []);
     for (const f of files.filter((x) => x.startsWith('dist/src/'))) {
       // Every compiled file has its source: nothing stale from an old build is shipped.
-      assert.ok(fs.existsSync(path.join(REPO, f.replace(/^dist\//, '').replace(/\.js$/, '.ts'))), `${f} has no source`);
+      assert.ok(
+        fs.existsSync(path.join(REPO, f.replace(/^dist\//, '').replace(/\.c?js$/, '.ts'))),
+        `${f} has no source`,
+      );
     }
-    assert.ok(files.includes('dist/src/cli.js') && files.includes('LICENSE'));
+    assert.ok(files.includes('dist/src/cli.cjs') && files.includes('bin/package.json') && files.includes('LICENSE'));
   });
 
   test('installed from the tarball into a fresh prefix, it runs from any directory', async () => {
