@@ -1,7 +1,10 @@
 // doctor's wall time on 1 and 8 real builders (sshd + Nix on 127.0.0.1, as in the
 // end-to-end tests), next to the bare minimum on the same builders: `ssh NAME true` plus a
 // store ping, each builder in parallel. Needs root (mount namespaces, a builder user).
-import { Builder, Client } from '../test/e2e/harness.js';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Builder, Client, PROBE_EXPR, q } from '../test/e2e/harness.js';
 import { medianMs, runs } from './measure.js';
 
 async function must(p: Promise<{ exitCode?: number; stdout?: unknown; stderr?: unknown }>, what: string) {
@@ -42,29 +45,40 @@ export async function benchDoctor(): Promise<void> {
       );
     }
     const names = (n: number) => builders.slice(0, n).map((_, i) => `bench${i + 1}`);
-    const bare = (n: number) =>
+    const machinesFile = fs.readFileSync(path.join(client.etcNix, 'machines'), 'utf8');
+    const line = (name: string) => machinesFile.split('\n').find((l) => l.startsWith(`ssh://${name} `))!;
+    // The irreducible work, with stock tools, the way a person would check a builder by
+    // hand: log in, ping the store as the build hook opens it, and a -j0 build of a fresh
+    // derivation sent to this builder alone. Each builder's steps in turn, the builders side
+    // by side.
+    const byHand = (n: number, build: boolean) =>
       client.run(
         names(n)
-          .map(
-            (x) =>
-              `(ssh -o BatchMode=yes ${x} true && nix --extra-experimental-features nix-command store ping --store ssh://${x} >/dev/null 2>&1) &`,
-          )
+          .map((x) => {
+            const steps = [
+              `ssh -o BatchMode=yes ${x} true`,
+              `nix --extra-experimental-features nix-command store ping --store ssh://${x} >/dev/null 2>&1`,
+              ...(build
+                ? [`nix-build --no-out-link -j0 --builders ${q(line(x))} -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))} >/dev/null 2>&1`]
+                : []),
+            ];
+            return `(${steps.join(' && ')}) &`;
+          })
           .join(' ') + ' wait',
       );
     console.log(`doctor on real builders, median of ${runs} runs`);
     for (const n of [1, 8]) {
-      const base = await medianMs(() => bare(n));
-      const quick = await medianMs(() => must(client.nixremote(['doctor', '--no-build', ...names(n)]), 'doctor'));
+      const baseBuild = await medianMs(() => byHand(n, true));
       const full = await medianMs(() => must(client.nixremote(['doctor', ...names(n)]), 'doctor'));
-      console.log(
-        `  ${n} builder${n > 1 ? 's' : ' '}  ssh true + store ping (baseline) ${base.toFixed(0).padStart(6)} ms   1.00x`,
-      );
-      console.log(
-        `             doctor --no-build                 ${quick.toFixed(0).padStart(6)} ms   ${(quick / base).toFixed(2)}x`,
-      );
-      console.log(
-        `             doctor (with a real build each)   ${full.toFixed(0).padStart(6)} ms   ${(full / base).toFixed(2)}x`,
-      );
+      const base = await medianMs(() => byHand(n, false));
+      const quick = await medianMs(() => must(client.nixremote(['doctor', '--no-build', ...names(n)]), 'doctor'));
+      const row = (what: string, ms: number, of: number) =>
+        console.log(`  ${what.padEnd(52)} ${ms.toFixed(0).padStart(6)} ms   ${(ms / of).toFixed(2)}x`);
+      const b = `${n} builder${n > 1 ? 's' : ''}`;
+      row(`${b}: login + store ping + -j0 build, by hand (baseline)`, baseBuild, baseBuild);
+      row(`${b}: nixremote doctor (target 1.2x for 1, 1.3x for 8)`, full, baseBuild);
+      row(`${b}: login + store ping, by hand (baseline)`, base, base);
+      row(`${b}: nixremote doctor --no-build`, quick, base);
     }
   } finally {
     client.destroy();

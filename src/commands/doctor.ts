@@ -5,7 +5,7 @@ import { exec } from '../io/exec.js';
 import { makeOutput } from '../io/output.js';
 import { detectInstall } from '../init/install.js';
 import { realCtx, type DrvInfo } from '../doctor/context.js';
-import { localChecks, localState } from '../doctor/checks/local.js';
+import { localChecks, localState, seesDaemonFiles } from '../doctor/checks/local.js';
 import { builderChecks, builderState, cleanup } from '../doctor/checks/builder.js';
 import { runChecks, worst } from '../doctor/runner.js';
 import { printReport, summarize, type BuilderReport, type DoctorReport } from '../doctor/report.js';
@@ -45,17 +45,19 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
 
   const run = async (): Promise<DoctorReport> => {
     const ls = localState(ctx);
-    const local = await runChecks(localChecks(), ls);
     // The builders Nix uses now, from the one model list, status and remove read.
     const active = readRegistry(realRegistryCtx(install)).builders.filter((b) => b.machine !== null);
     const machines = selectBuilders(active, names).map((b) => b.machine!);
-    const accessOk = local.find((c) => c.id === 'access')?.status === 'pass';
+    // The local checks and the builders' side by side: the builders need of this machine
+    // only that this run can read the build user's files (the 'access' check).
+    const accessOk = seesDaemonFiles(install);
+    const localRun = runChecks(localChecks(), ls);
     if (!flags.json && accessOk && machines.length)
       out.step(
         `Checking ${machines.length} builder${machines.length > 1 ? 's' : ''}${flags.build ? ', with a real build each' : ''}...`,
       );
-    const builders: BuilderReport[] = accessOk
-      ? await mapLimit(machines, width, async (m) => {
+    const buildersRun: Promise<BuilderReport[]> = accessOk
+      ? mapLimit(machines, width, async (m) => {
           const st = builderState(ctx, m);
           try {
             const checks = await runChecks(builderChecks(drv !== null), st);
@@ -70,7 +72,8 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
             await cleanup(st);
           }
         })
-      : [];
+      : Promise.resolve([]);
+    const [local, builders] = await Promise.all([localRun, buildersRun]);
     // max-jobs = 0 turns "no usable builder" from slow builds into failed ones.
     const maxJobs = ls.cfg.settings.get('max-jobs')?.at(-1)?.value;
     if (maxJobs === '0' && machines.length && !builders.some((b) => b.status !== 'fail')) {

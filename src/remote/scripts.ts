@@ -18,7 +18,7 @@ export const NIX_STORE_CANDIDATES = [
 
 export const PROBE_SCRIPT = `
 p=$(command -v nix-store 2>/dev/null)
-if [ -n "$p" ] && ! v=$("$p" --version 2>&1); then echo "NIXREMOTE:broken=$p: $(printf '%s' "$v" | head -n 1)"; p=; fi
+if [ -n "$p" ] && ! v=$("$p" --version 2>&1); then echo "NIXREMOTE:broken=$p: $(printf '%s' "$v" | head -n 1)"; p=; v=; fi
 echo "NIXREMOTE:path=$p"
 if [ -z "$p" ]; then
   for c in ${NIX_STORE_CANDIDATES.map((c) => `"${c}"`).join(' ')}; do
@@ -26,12 +26,19 @@ if [ -z "$p" ]; then
   done
 fi
 if [ -n "$p" ]; then
-  echo "NIXREMOTE:version=$("$p" --version 2>&1 | head -n 1)"
+  [ -n "$v" ] || v=$("$p" --version 2>&1)
+  echo "NIXREMOTE:version=$(printf '%s\n' "$v" | head -n 1)"
+  # 2.20 and later: nix config show; before: nix show-config (without the flag before 2.4).
+  # The likely one first, so that a builder runs one nix, not a failing one and then another.
+  mm=$(printf '%s\n' "$v" | awk 'NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+[.][0-9]+/) { split($i, a, "."); print a[1] * 1000 + a[2]; exit } }')
   d=$(dirname "$p")
   if [ -x "$d/nix" ]; then
-    { "$d/nix" --extra-experimental-features nix-command config show 2>/dev/null ||
-      "$d/nix" --extra-experimental-features nix-command show-config 2>/dev/null ||
-      "$d/nix" show-config 2>/dev/null; } |
+    x="--extra-experimental-features nix-command"
+    if [ "\${mm:-0}" -ge 2020 ]; then
+      "$d/nix" $x config show 2>/dev/null || "$d/nix" $x show-config 2>/dev/null
+    else
+      "$d/nix" $x show-config 2>/dev/null || "$d/nix" show-config 2>/dev/null
+    fi |
       awk -F ' = ' '$1 == "system" || $1 == "extra-platforms" || $1 == "system-features" || $1 == "trusted-users" { print "NIXREMOTE:" $1 "=" $2 }'
   fi
 fi

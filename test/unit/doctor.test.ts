@@ -470,10 +470,14 @@ describe('builder checks on recorded output', () => {
     `hostname 127.0.0.1\nport 2301\nuser nix\nidentityfile /root/.ssh/nix_remote\nhostkeyalias ${alias}\nuserknownhostsfile /root/.ssh/known_hosts\n`;
   const probe =
     'NIXREMOTE:path=/usr/bin/nix-store\nNIXREMOTE:system=x86_64-linux\nNIXREMOTE:system-features=benchmark big-parallel nixos-test\nNIXREMOTE:trusted-users=root\nNIXREMOTE:user=nix\nNIXREMOTE:groups=nix users\nNIXREMOTE:daemon-socket=1\n';
+  let hostKeyChanged = false;
   function exec(alias: string) {
     return (file: string, args: string[]): ExecResult => {
       const cmd = [file, ...args].join(' ');
       if (file === 'ssh' && args[0] === '-G') return ok(cmd, sshG(alias));
+      // ssh refuses a host that shows another key than the pinned one (the fake host key).
+      if (file === 'ssh' && args.includes('StrictHostKeyChecking=yes') && hostKeyChanged)
+        return ok(cmd, '', 'Host key verification failed.\n', 255);
       if (file === 'ssh-keygen') return ok(cmd, `${ED.type} ${ED.base64} root@x\n`);
       if (file === 'ssh' && args.includes('true')) return ok(cmd);
       if (file === 'ssh' && args.some((a) => a.startsWith('sh -c'))) return ok(cmd, probe);
@@ -536,7 +540,10 @@ describe('builder checks on recorded output', () => {
   });
   test('a changed host key against the machine line', async () => {
     const other = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINH5oCf1+utmWwIxA1e4/pDspOuCUPEOh10Z3z0t5j5s')!;
-    const r = await run('box', machineText(), { hostKey: async () => other });
+    hostKeyChanged = true;
+    const r = await run('box', machineText(), { hostKey: async () => other }).finally(() => {
+      hostKeyChanged = false;
+    });
     assert.match(get(r, 'host-key').summary, /the machine line pins SHA256:pZvr.*, the builder shows SHA256:/);
     assert.ok(get(r, 'host-key').action, "a machines file of the user's own is fixed in place");
   });
@@ -548,7 +555,10 @@ describe('builder checks on recorded output', () => {
       settingsFile: null,
       daemon: { restart: null, how: 'sudo nixos-rebuild switch' },
     };
-    const r = await run('box', machineText(), { hostKey: async () => other, install: nixos });
+    hostKeyChanged = true;
+    const r = await run('box', machineText(), { hostKey: async () => other, install: nixos }).finally(() => {
+      hostKeyChanged = false;
+    });
     const hk = get(r, 'host-key');
     assert.equal(hk.status, 'fail');
     assert.equal(hk.action, undefined);

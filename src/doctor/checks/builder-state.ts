@@ -3,8 +3,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DoctorCtx } from '../context.js';
+import type { ExecResult } from '../../io/exec.js';
 import type { Evidence } from '../types.js';
-import { parseStoreUri, type ParsedMachine } from '../../nix/machines-file.js';
+import { formatMachineLine, parseStoreUri, type ParsedMachine } from '../../nix/machines-file.js';
+import { buildProbe, type ProbeBuild } from '../../nix/probe-build.js';
 import type { HostKey } from '../../ssh/host-key.js';
 import { envWithoutAgent, nixSshArgs, pinnedKnownHosts } from '../../ssh/system-ssh.js';
 import type { ProbeResult } from '../../remote/scripts.js';
@@ -29,6 +31,15 @@ export interface BuilderState {
   tmpDir: string;
   authStdout: string;
   probe: ProbeResult | null;
+  /**
+   * The store ping and the real build, started as soon as the login works instead of after
+   * the checks between (the shell, the remote Nix, capabilities, trust), which they do not
+   * depend on. Their checks still wait for those and report them in the same place; a
+   * builder that fails earlier never reaches them, and they are not started.
+   */
+  early: { ping: ReturnType<typeof storePing>; build: Promise<ProbeBuild> | null } | null;
+  /** The login tried with only the pinned host key acceptable (see `pinnedLogin`). */
+  attempt: ReturnType<typeof ssh> | null;
 }
 
 export function builderState(ctx: DoctorCtx, machine: ParsedMachine): BuilderState {
@@ -49,6 +60,8 @@ export function builderState(ctx: DoctorCtx, machine: ParsedMachine): BuilderSta
     tmpDir: '',
     authStdout: '',
     probe: null,
+    early: null,
+    attempt: null,
   };
 }
 
@@ -60,8 +73,9 @@ export const first = (s: BuilderState, k: string) => s.g.get(k)?.[0];
  * commands reuse, so they cost a round trip instead of a handshake each; the store ping
  * and the build go through Nix's own ssh, unshared.
  */
-function sshArgs(s: BuilderState, command: string[]): string[] {
+function sshArgs(s: BuilderState, command: string[], extra: string[] = []): string[] {
   const control = [
+    ...extra,
     '-o',
     'ControlMaster=auto',
     '-o',
@@ -77,8 +91,8 @@ function sshArgs(s: BuilderState, command: string[]): string[] {
   });
 }
 
-export async function ssh(s: BuilderState, command: string[], timeoutMs = 30_000) {
-  const r = await s.ctx.exec('ssh', sshArgs(s, command), { env: envWithoutAgent(), timeoutMs });
+export async function ssh(s: BuilderState, command: string[], timeoutMs = 30_000, extra: string[] = []) {
+  const r = await s.ctx.exec('ssh', sshArgs(s, command, extra), { env: envWithoutAgent(), timeoutMs });
   const ev: Evidence = {
     command: r.command,
     output: (r.stdout + r.stderr).trim().slice(0, 2000) || `(no output, exit ${r.exitCode})`,
@@ -89,16 +103,20 @@ export async function ssh(s: BuilderState, command: string[], timeoutMs = 30_000
 export const remoteCommand = (s: BuilderState) =>
   s.remoteProgram ?? (s.scheme === 'ssh-ng' ? 'nix-daemon' : 'nix-store');
 
-// One `nix --version` per doctor run, however many builders.
-const versions = new WeakMap<DoctorCtx, Promise<Version | null>>();
-function localNixVersion(ctx: DoctorCtx): Promise<Version | null> {
+// One `nix --version` per doctor run, for the local checks and every builder alike.
+const versions = new WeakMap<DoctorCtx, Promise<ExecResult>>();
+export function localNixVersionRun(ctx: DoctorCtx): Promise<ExecResult> {
   let v = versions.get(ctx);
   if (!v) {
-    v = ctx.exec('nix', ['--version']).then((r) => parseNixVersion(r.stdout));
+    v = ctx.exec('nix', ['--version']);
     versions.set(ctx, v);
   }
   return v;
 }
+const localNixVersion = async (ctx: DoctorCtx): Promise<Version | null> => {
+  const r = await localNixVersionRun(ctx);
+  return r.exitCode === 0 ? parseNixVersion(r.stdout) : null;
+};
 
 /** The store ping of the local Nix version, against the store the build hook would open. */
 export async function storePing(s: BuilderState) {
@@ -106,6 +124,43 @@ export async function storePing(s: BuilderState) {
   if (!v) return null;
   const r = await s.ctx.exec('nix', storePingArgs(v, hookStoreUri(s)), { env: envWithoutAgent(), timeoutMs: 80_000 });
   return { v, r, ev: { command: r.command, output: (r.stdout + r.stderr).trim() } };
+}
+
+/**
+ * The login as Nix makes it, except that only the machine line's pinned key is acceptable
+ * (StrictHostKeyChecking=yes, no global known_hosts): a login that gets as far as
+ * authentication has verified the host key, so one connection checks both, where the host
+ * key would otherwise take a connection of its own. Made once; the login check reuses it.
+ */
+export function pinnedLogin(s: BuilderState): ReturnType<typeof ssh> {
+  s.attempt ??= ssh(s, ['true'], 30_000, ['-o', 'StrictHostKeyChecking=yes', '-o', 'GlobalKnownHostsFile=/dev/null']);
+  return s.attempt;
+}
+
+/** ssh got to authentication (so past the host key): it succeeded, or was refused there. */
+export const reachedAuth = (r: { exitCode: number; stderr: string }) =>
+  r.exitCode === 0 || /Permission denied \(|Too many authentication failures/.test(r.stderr);
+
+/** The system the real build is for: the machine line's first, else what the builder says. */
+export const buildSystem = (s: BuilderState) => s.machine.systems[0] ?? s.probe?.system ?? 'builtin';
+
+/** The real build: the probe, with exactly the configured line, so it is this builder that takes it. */
+export function realBuild(s: BuilderState): Promise<ProbeBuild> {
+  return buildProbe(s.ctx.exec, {
+    system: buildSystem(s),
+    builders: formatMachineLine(s.machine),
+    exec: { env: envWithoutAgent() },
+  });
+}
+
+/** Start the store ping and the real build once the login works (see `early`). */
+export function startEarly(s: BuilderState): void {
+  // Without a system on the machine line, the build waits for the builder to say its own.
+  const build = s.ctx.build && s.machine.systems.length ? realBuild(s) : null;
+  s.early = { ping: storePing(s), build };
+  // Awaited by their checks, or dropped when an earlier check fails: never unhandled.
+  s.early.ping.catch(() => {});
+  build?.catch(() => {});
 }
 
 /** The store URI the build hook opens: the machine's key and host key as store settings (Machine::openStore). */

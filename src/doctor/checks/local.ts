@@ -4,6 +4,8 @@
 import * as path from 'node:path';
 import { targetCtxOf, type DoctorCtx } from '../context.js';
 import { targetByName } from '../../targets/index.js';
+import type { Install } from '../../init/install.js';
+import { localNixVersionRun } from './builder-state.js';
 import type { Check } from '../types.js';
 import { fail, pass, warn } from '../types.js';
 import {
@@ -35,6 +37,9 @@ export function localState(ctx: DoctorCtx): LocalState {
 
 const LAUNCHD_PATH = '/usr/bin:/bin:/usr/sbin:/sbin';
 
+/** Whether this run can read what the build hook uses (root's files on a multi-user install). */
+export const seesDaemonFiles = (install: Install) => !(install.multiUser && install.user.uid !== 0);
+
 export function localChecks(): Check<LocalState>[] {
   return [
     {
@@ -43,7 +48,7 @@ export function localChecks(): Check<LocalState>[] {
       needs: [],
       run: async (s) => {
         const { install } = s.ctx;
-        if (install.multiUser && install.user.uid !== 0) {
+        if (!seesDaemonFiles(install)) {
           return fail(
             `multi-user install (${install.reason}), and this is not root`,
             "the nix-daemon builds as root with root's ssh key, config and known_hosts, which this user cannot read",
@@ -76,7 +81,7 @@ export function localChecks(): Check<LocalState>[] {
       title: 'local Nix',
       needs: [],
       run: async (s) => {
-        const r = await s.ctx.exec('nix', ['--version']);
+        const r = await localNixVersionRun(s.ctx);
         s.version = r.exitCode === 0 ? parseNixVersion(r.stdout) : null;
         if (!s.version)
           return fail(

@@ -24,7 +24,7 @@ import {
 } from '../../ssh/host-key.js';
 import { declarativeHome } from '../context.js';
 import { withHostKey } from '../../nix/machines-file.js';
-import { type BuilderState, first } from './builder-state.js';
+import { type BuilderState, first, pinnedLogin, reachedAuth } from './builder-state.js';
 
 /**
  * How ssh reaches the builder when not directly: ProxyJump or ProxyCommand from ssh -G
@@ -234,6 +234,16 @@ export const networkChecks: Check<BuilderState>[] = [
     needs: ['tcp'],
     run: async (s) => {
       if (proxyOf(s)) return pass('through a proxy: checked by the login below');
+      const alias = first(s, 'hostkeyalias');
+      // With HostKeyAlias ssh looks the key up under the alias; otherwise under the host
+      // name, as [name]:port for a port other than 22 (sshconnect.c, get_hostfile_hostname_ipaddr).
+      const lookup = alias && alias !== 'none' ? alias : s.port === 22 ? s.hostName : `[${s.hostName}]:${s.port}`;
+      // The usual case, a pinned key looked up under the name Nix writes it: the login with
+      // only that key acceptable checks it. Anything else is looked at below, which names
+      // what is wrong.
+      if (s.pinned && lookup === s.name && reachedAuth(await pinnedLogin(s))) {
+        return pass(`${fingerprint(s.pinned)}, pinned on the machine line and used under ${lookup}`);
+      }
       let actual: HostKey;
       try {
         actual = await s.ctx.hostKey(s.hostName, s.port);
@@ -253,10 +263,6 @@ export const networkChecks: Check<BuilderState>[] = [
         );
       }
       const fp = fingerprint(actual);
-      const alias = first(s, 'hostkeyalias');
-      // With HostKeyAlias ssh looks the key up under the alias; otherwise under the host
-      // name, as [name]:port for a port other than 22 (sshconnect.c, get_hostfile_hostname_ipaddr).
-      const lookup = alias && alias !== 'none' ? alias : s.port === 22 ? s.hostName : `[${s.hostName}]:${s.port}`;
       if (s.pinned) {
         if (s.pinned.base64 !== actual.base64) {
           const file = s.machine.source.file;

@@ -7,7 +7,16 @@ import { startupFileFor } from '../../ssh/system-ssh.js';
 import { classifySshError } from '../../ssh/ssh-errors.js';
 import { decodeProtocolError } from '../../nix/build-errors.js';
 import { asShCommand, parseProbe, PROBE_SCRIPT, type ProbeResult } from '../../remote/scripts.js';
-import { type BuilderState, first, ssh, remoteCommand, storePing, cannotTake } from './builder-state.js';
+import {
+  type BuilderState,
+  first,
+  ssh,
+  remoteCommand,
+  storePing,
+  cannotTake,
+  startEarly,
+  reachedAuth,
+} from './builder-state.js';
 import { editFile } from '../../plan/plan.js';
 import { declarativeHome } from '../context.js';
 
@@ -17,9 +26,15 @@ export const remoteChecks: Check<BuilderState>[] = [
     title: 'login with the key, as Nix does',
     needs: ['host-key', 'key'],
     run: async (s) => {
-      const r = await ssh(s, ['true']);
+      // The host key check's login, when it got as far as authentication: a second try
+      // would cost the builder another failed login (OpenSSH 9.8+ penalises those).
+      const tried = s.attempt ? await s.attempt : null;
+      const r = tried && reachedAuth(tried) ? tried : await ssh(s, ['true']);
       s.authStdout = r.stdout;
-      if (r.exitCode === 0) return pass(`ssh ${s.target} true works`, { evidence: [r.ev] });
+      if (r.exitCode === 0) {
+        startEarly(s);
+        return pass(`ssh ${s.target} true works`, { evidence: [r.ev] });
+      }
       const f = classifySshError(r.stderr, { name: s.name, user: first(s, 'user'), key: s.keyPath });
       return fail(`ssh ${s.target} true failed (exit ${r.exitCode})`, f.cause, f.fix, { evidence: [r.ev] });
     },

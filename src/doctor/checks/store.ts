@@ -1,12 +1,9 @@
 // Through Nix itself: the store ping as the build hook opens the store, and a real build.
 import type { Check } from '../types.js';
 import { fail, pass } from '../types.js';
-import { formatMachineLine } from '../../nix/machines-file.js';
-import { envWithoutAgent } from '../../ssh/system-ssh.js';
 import { explainBuild } from '../../nix/build-errors.js';
 import { parseStorePing, formatVersion } from '../../nix/version.js';
-import { buildProbe } from '../../nix/probe-build.js';
-import { type BuilderState, ssh, storePing } from './builder-state.js';
+import { type BuilderState, realBuild, ssh, storePing } from './builder-state.js';
 
 export const storeChecks: Check<BuilderState>[] = [
   {
@@ -15,7 +12,7 @@ export const storeChecks: Check<BuilderState>[] = [
     needs: ['remote-nix'],
     timeoutMs: 90_000,
     run: async (s) => {
-      const ping = await storePing(s);
+      const ping = await (s.early?.ping ?? storePing(s));
       if (!ping) return fail('cannot run the local nix', '`nix --version` failed', 'install Nix, or put it on PATH');
       const { r, ev, v } = ping;
       if (r.exitCode !== 0) {
@@ -47,13 +44,7 @@ export const storeChecks: Check<BuilderState>[] = [
     timeoutMs: 600_000,
     run: async (s) => {
       if (!s.ctx.build) return { status: 'skip', summary: 'skipped (--no-build)' };
-      const system = s.machine.systems[0] ?? s.probe?.system ?? 'builtin';
-      // Exactly the configured line, so it is this builder that takes the build.
-      const { result: r, outPath: out } = await buildProbe(s.ctx.exec, {
-        system,
-        builders: formatMachineLine(s.machine),
-        exec: { env: envWithoutAgent() },
-      });
+      const { result: r, outPath: out } = await (s.early?.build ?? realBuild(s));
       const ev = { command: r.command, output: (r.stdout + r.stderr).trim().split('\n').slice(-12).join('\n') };
       if (!out) {
         const ex = explainBuild(r.stderr);
