@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Builder, Client, PROBE_EXPR, q } from '../test/e2e/harness.js';
+import { Builder, Client, PROBE_EXPR, q, REPO } from '../test/e2e/harness.js';
 
 const busy = () => {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
@@ -23,6 +23,7 @@ try {
   const line = (n: string) => machines.split('\n').find((l) => l.startsWith(`ssh://${n} `))!;
   const hand = () => c.run(names.map((x) => `(ssh -o BatchMode=yes ${x} true && nix --extra-experimental-features nix-command store ping --store ssh://${x} >/dev/null 2>&1 && nix-build --no-out-link -j0 --builders ${q(line(x))} -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))} >/dev/null 2>&1) &`).join(' ') + ' wait');
   const extra = process.argv.slice(2);
+  await c.run(`rm -rf /tmp/dprof8; node --cpu-prof --cpu-prof-dir=/tmp/dprof8 ${q(`${REPO}/bin/nixremote`)} doctor ${names.join(' ')}`);
   for (let i = 0; i < 3; i++) {
     for (const [what, fn] of [['by hand', hand], ['doctor', () => c.nixremote(['doctor', ...extra, ...names])]] as const) {
       const c0 = busy();

@@ -1,8 +1,5 @@
 // The probe build: a derivation no cache can have (a fresh nonce, /bin/sh as builder, no
 // nixpkgs), built with --max-jobs 0 so that only a remote builder can build it.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Exec, ExecOptions, ExecResult } from '../io/exec.js';
 
@@ -30,29 +27,24 @@ export async function buildProbe(
   exec: Exec,
   opts: { system: string; builders: string; exec?: ExecOptions },
 ): Promise<ProbeBuild> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-probe-'));
-  try {
-    const file = path.join(dir, 'probe.nix');
-    fs.writeFileSync(file, PROBE_NIX);
-    const nonce = `${Date.now()}-${randomBytes(6).toString('hex')}`;
-    const args = [
-      file,
-      '--argstr',
-      'nonce',
-      nonce,
-      '--argstr',
-      'system',
-      opts.system,
-      '--max-jobs',
-      '0',
-      '--no-out-link',
-      '--builders',
-      opts.builders,
-    ];
-    const result = await exec('nix-build', args, { timeoutMs: 580_000, ...opts.exec });
-    const last = result.stdout.trim().split('\n').pop() ?? '';
-    return { result, outPath: result.exitCode === 0 && last.startsWith('/nix/store/') ? last : null };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  // The expression on the command line: no file to write and remove for each build.
+  const nonce = `${Date.now()}-${randomBytes(6).toString('hex')}`;
+  const args = [
+    '-E',
+    PROBE_NIX,
+    '--argstr',
+    'nonce',
+    nonce,
+    '--argstr',
+    'system',
+    opts.system,
+    '--max-jobs',
+    '0',
+    '--no-out-link',
+    '--builders',
+    opts.builders,
+  ];
+  const result = await exec('nix-build', args, { timeoutMs: 580_000, ...opts.exec });
+  const last = result.stdout.trim().split('\n').pop() ?? '';
+  return { result, outPath: result.exitCode === 0 && last.startsWith('/nix/store/') ? last : null };
 }

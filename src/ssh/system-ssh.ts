@@ -6,10 +6,14 @@ import * as path from 'node:path';
 import type { Exec, ExecResult } from '../io/exec.js';
 import { keyLine, type HostKey } from './host-key.js';
 
+let withoutAgent: Record<string, string> | null = null;
+/** This process's environment without SSH_AUTH_SOCK, made once (reading process.env is not cheap). */
 export function envWithoutAgent(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== 'SSH_AUTH_SOCK') env[k] = v;
-  return env;
+  if (!withoutAgent) {
+    withoutAgent = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== 'SSH_AUTH_SOCK') withoutAgent[k] = v;
+  }
+  return withoutAgent;
 }
 
 export interface NixSshOptions {

@@ -71,7 +71,10 @@ export const first = (s: BuilderState, k: string) => s.g.get(k)?.[0];
  * ssh as the build hook runs it (src/libstore/ssh.cc): -x -a, the machine's key, its
  * pinned host key. The first login also opens a control master that the later checks'
  * commands reuse, so they cost a round trip instead of a handshake each; the store ping
- * and the build go through Nix's own ssh, unshared.
+ * and the build go through Nix's own ssh, unshared. The master ends itself 3 s after its
+ * last session (a check after a long build opens a new one): no `ssh -O exit` to start,
+ * since under load each process doctor starts holds up all the others (node --cpu-prof on
+ * 8 builders: half of doctor's time was spent in spawn).
  */
 function sshArgs(s: BuilderState, command: string[], extra: string[] = []): string[] {
   const control = [
@@ -81,7 +84,7 @@ function sshArgs(s: BuilderState, command: string[], extra: string[] = []): stri
     '-o',
     `ControlPath=${path.join(s.tmpDir, 'cm')}`,
     '-o',
-    'ControlPersist=120',
+    'ControlPersist=3',
   ];
   return nixSshArgs(s.target, command, {
     key: s.machine.sshKey,
@@ -192,10 +195,5 @@ export function cannotTake(
 
 export async function cleanup(s: BuilderState): Promise<void> {
   if (!s.tmpDir) return;
-  if (fs.existsSync(path.join(s.tmpDir, 'cm'))) {
-    await s.ctx.exec('ssh', ['-o', `ControlPath=${path.join(s.tmpDir, 'cm')}`, '-O', 'exit', '--', s.target], {
-      timeoutMs: 5000,
-    });
-  }
-  fs.rmSync(s.tmpDir, { recursive: true, force: true });
+  await fs.promises.rm(s.tmpDir, { recursive: true, force: true });
 }

@@ -69,6 +69,11 @@ export const remoteChecks: Check<BuilderState>[] = [
       const probeRun = await ssh(s, [asShCommand(PROBE_SCRIPT)]);
       s.probe = parseProbe(probeRun.stdout);
       const prog = remoteCommand(s);
+      // The probe ran the nix-store its shell finds, which is the one Nix's `ssh NAME
+      // nix-store --serve` runs: its answer needs no second session.
+      if (prog === 'nix-store' && s.probe.nixStorePath && s.probe.nixStoreVersion) {
+        return pass(`${prog}: ${s.probe.nixStoreVersion}`, { evidence: [probeRun.ev] });
+      }
       const r = await ssh(s, [prog, '--version']);
       if (r.exitCode === 0) {
         return pass(`${prog}: ${r.stdout.trim().split('\n')[0]}`, { evidence: [r.ev] });
