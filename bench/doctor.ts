@@ -59,7 +59,9 @@ export async function benchDoctor(): Promise<void> {
               `ssh -o BatchMode=yes ${x} true`,
               `nix --extra-experimental-features nix-command store ping --store ssh://${x} >/dev/null 2>&1`,
               ...(build
-                ? [`nix-build --no-out-link -j0 --builders ${q(line(x))} -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))} >/dev/null 2>&1`]
+                ? [
+                    `nix-build --no-out-link -j0 --builders ${q(line(x))} -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))} >/dev/null 2>&1`,
+                  ]
                 : []),
             ];
             return `(${steps.join(' && ')}) &`;

@@ -48,7 +48,19 @@ export async function benchInit(): Promise<void> {
       const init = await timed(
         () =>
           c1.nixremote(
-            ['init', '--host', '127.0.0.1', '--port', String(b1.port), '--user', b1.user, '--name', 'mine', '--yes', '--password-stdin'],
+            [
+              'init',
+              '--host',
+              '127.0.0.1',
+              '--port',
+              String(b1.port),
+              '--user',
+              b1.user,
+              '--name',
+              'mine',
+              '--yes',
+              '--password-stdin',
+            ],
             { input: `${b1.password}\n` },
           ),
         'init',
@@ -65,5 +77,7 @@ export async function benchInit(): Promise<void> {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   console.log(`init on a fresh builder, median of ${runs} runs`);
   console.log(`  ${'the same steps by hand (baseline)'.padEnd(40)} ${median(hand).toFixed(0).padStart(6)} ms   1.00x`);
-  console.log(`  ${'nixremote init --yes (target 1.3x)'.padEnd(40)} ${median(mine).toFixed(0).padStart(6)} ms   ${median(ratios).toFixed(2)}x`);
+  console.log(
+    `  ${'nixremote init --yes (target 1.3x)'.padEnd(40)} ${median(mine).toFixed(0).padStart(6)} ms   ${median(ratios).toFixed(2)}x`,
+  );
 }

@@ -36,7 +36,9 @@ if (want('startup')) {
     }
     const ratio = median(a.map((x, i) => x / b[i]!));
     const what = `nixremote ${args.join(' ')}`;
-    console.log(`  ${what.padEnd(24)} ${median(a).toFixed(1).padStart(6)} ms   node -e 0 ${median(b).toFixed(1).padStart(6)} ms   ${ratio.toFixed(2)}x`);
+    console.log(
+      `  ${what.padEnd(24)} ${median(a).toFixed(1).padStart(6)} ms   node -e 0 ${median(b).toFixed(1).padStart(6)} ms   ${ratio.toFixed(2)}x`,
+    );
   }
 }
 if (want('doctor')) await benchDoctor();
