@@ -1,7 +1,7 @@
 // Not part of npm run bench (node dist/bench/doctor-cpu.js, as root): machine-wide CPU time
-// (from /proc/stat) spent by doctor on 8
-// builders against the by-hand baseline, and a CPU profile of one doctor run in
-// /tmp/dprof8 (node --cpu-prof), to see where doctor's time goes on a loaded machine.
+// (from /proc/stat) spent by doctor on 8 builders against the by-hand baseline, and a CPU
+// profile of one doctor run in /tmp/dprof8 (node --cpu-prof), to see where doctor's time
+// goes on a loaded machine.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
