@@ -1,6 +1,5 @@
 // The probe build: a derivation no cache can have (a fresh nonce, /bin/sh as builder, no
 // nixpkgs), built with --max-jobs 0 so that only a remote builder can build it.
-import { randomBytes } from 'node:crypto';
 import type { Exec, ExecOptions, ExecResult } from '../io/exec.js';
 
 export const PROBE_NIX = `# Written by nixremote: a build that only a remote builder can do.
@@ -28,7 +27,9 @@ export async function buildProbe(
   opts: { system: string; builders: string; exec?: ExecOptions },
 ): Promise<ProbeBuild> {
   // The expression on the command line: no file to write and remove for each build.
-  const nonce = `${Date.now()}-${randomBytes(6).toString('hex')}`;
+  // Unique, not secret: the time, this process and a random part (crypto's randomBytes
+  // cost doctor tens of milliseconds of blocking on a loaded machine, by node --cpu-prof).
+  const nonce = `${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
   const args = [
     '-E',
     PROBE_NIX,

@@ -17,8 +17,10 @@ export const NIX_STORE_CANDIDATES = [
 ];
 
 export const PROBE_SCRIPT = `
+nl='
+'
 p=$(command -v nix-store 2>/dev/null)
-if [ -n "$p" ] && ! v=$("$p" --version 2>&1); then echo "NIXREMOTE:broken=$p: $(printf '%s' "$v" | head -n 1)"; p=; v=; fi
+if [ -n "$p" ] && ! v=$("$p" --version 2>&1); then echo "NIXREMOTE:broken=$p: \${v%%"$nl"*}"; p=; v=; fi
 echo "NIXREMOTE:path=$p"
 if [ -z "$p" ]; then
   for c in ${NIX_STORE_CANDIDATES.map((c) => `"${c}"`).join(' ')}; do
@@ -27,19 +29,30 @@ if [ -z "$p" ]; then
 fi
 if [ -n "$p" ]; then
   [ -n "$v" ] || v=$("$p" --version 2>&1)
-  echo "NIXREMOTE:version=$(printf '%s\n' "$v" | head -n 1)"
+  v=\${v%%"$nl"*}
+  echo "NIXREMOTE:version=$v"
   # 2.20 and later: nix config show; before: nix show-config (without the flag before 2.4).
   # The likely one first, so that a builder runs one nix, not a failing one and then another.
-  mm=$(printf '%s\n' "$v" | awk 'NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+[.][0-9]+/) { split($i, a, "."); print a[1] * 1000 + a[2]; exit } }')
-  d=$(dirname "$p")
+  mm=0
+  for w in $v; do
+    case $w in [0-9]*.[0-9]*) r=\${w#*.}; mm=$(( \${w%%.*} * 1000 + \${r%%[!0-9]*} )); break ;; esac
+  done
+  d=\${p%/*}
   if [ -x "$d/nix" ]; then
     x="--extra-experimental-features nix-command"
-    if [ "\${mm:-0}" -ge 2020 ]; then
-      "$d/nix" $x config show 2>/dev/null || "$d/nix" $x show-config 2>/dev/null
+    if [ "$mm" -ge 2020 ]; then
+      conf=$("$d/nix" $x config show 2>/dev/null || "$d/nix" $x show-config 2>/dev/null)
     else
-      "$d/nix" $x show-config 2>/dev/null || "$d/nix" show-config 2>/dev/null
-    fi |
-      awk -F ' = ' '$1 == "system" || $1 == "extra-platforms" || $1 == "system-features" || $1 == "trusted-users" { print "NIXREMOTE:" $1 "=" $2 }'
+      conf=$("$d/nix" $x show-config 2>/dev/null || "$d/nix" show-config 2>/dev/null)
+    fi
+    # Read in this shell, no awk: each process started here is one more on a busy builder.
+    while IFS= read -r line; do
+      case $line in
+        "system = "* | "extra-platforms = "* | "system-features = "* | "trusted-users = "*) echo "NIXREMOTE:\${line%% = *}=\${line#* = }" ;;
+      esac
+    done <<NIXREMOTE_CONF
+$conf
+NIXREMOTE_CONF
   fi
 fi
 echo "NIXREMOTE:daemon-path=$(command -v nix-daemon 2>/dev/null)"

@@ -23,6 +23,7 @@ import {
   type HostKey,
 } from '../../ssh/host-key.js';
 import { declarativeHome } from '../context.js';
+import { readOpenSshKey } from '../../ssh/private-key.js';
 import { withHostKey } from '../../nix/machines-file.js';
 import { type BuilderState, first, pinnedLogin, reachedAuth } from './builder-state.js';
 
@@ -154,8 +155,18 @@ export const networkChecks: Check<BuilderState>[] = [
           },
         );
       }
-      const r = await s.ctx.exec('ssh-keygen', ['-y', '-P', '', '-f', k]);
-      if (r.exitCode !== 0) {
+      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+      // A key in OpenSSH's own format is read here; others (PEM) are left to ssh-keygen.
+      const own = readOpenSshKey(s.ctx.read(k) ?? '');
+      if (own && own.cipher !== 'none')
+        return fail(
+          `${k} has a passphrase`,
+          'the nix-daemon has no terminal or agent to unlock it',
+          'use a key without a passphrase (nixremote init makes one)',
+          { evidence: [{ command: `read ${k}`, output: `private part encrypted with ${own.cipher}` }] },
+        );
+      const r = own ? null : await s.ctx.exec('ssh-keygen', ['-y', '-P', '', '-f', k]);
+      if (r && r.exitCode !== 0) {
         if (/passphrase/i.test(r.stderr))
           return fail(
             `${k} has a passphrase`,
@@ -168,14 +179,14 @@ export const networkChecks: Check<BuilderState>[] = [
         });
       }
       const pub = s.ctx.read(`${k}.pub`);
-      const derived = parseKeyLine(r.stdout.trim());
+      const derived = own ? own.publicKey : parseKeyLine(r?.stdout.trim() ?? '');
       if (pub !== null && derived && parseKeyLine(pub.trim())?.base64 !== derived.base64) {
         return warn(`${k}.pub does not match ${k}`, {
           cause: 'the .pub beside the key belongs to another key, so copying it to the builder would not help',
           fix: `ssh-keygen -y -f ${k} > ${k}.pub`,
         });
       }
-      return pass(`${k}: mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, no passphrase`);
+      return pass(`${k}: mode ${mode}, no passphrase`);
     },
   },
   {
