@@ -39,29 +39,30 @@ try {
   const names = bs.map((_, i) => `b${i + 1}`);
   const machines = fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8');
   const line = (n: string) => machines.split('\n').find((l) => l.startsWith(`ssh://${n} `))!;
-  const hand = () =>
-    c.run(
-      names
-        .map(
-          (x) =>
-            `(ssh -o BatchMode=yes ${x} true && nix --extra-experimental-features nix-command store ping --store ssh://${x} >/dev/null 2>&1 && nix-build --no-out-link -j0 --builders ${q(line(x))} -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))} >/dev/null 2>&1) &`,
-        )
-        .join(' ') + ' wait',
-    );
+  const handScript = () =>
+    names
+      .map(
+        (x) =>
+          `(ssh -o BatchMode=yes ${x} true && nix --extra-experimental-features nix-command store ping --store ssh://${x} >/dev/null 2>&1 && nix-build --no-out-link -j0 --builders ${q(line(x))} -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))} >/dev/null 2>&1) &`,
+      )
+      .join(' ') + ' wait';
   const extra = process.argv.slice(2);
   await c.run(
     `rm -rf /tmp/dprof8; node --cpu-prof --cpu-prof-dir=/tmp/dprof8 ${q(`${REPO}/bin/nixremote`)} doctor ${names.join(' ')}`,
   );
   for (let i = 0; i < 3; i++) {
+    // The CPU of doctor and the programs it waited for, on this side (bash's time).
+    const timed = (cmd: string) =>
+      c.run(`bash -c ${q(`TIMEFORMAT='client side: %U s user, %S s sys'; { time ( ${cmd} >/dev/null 2>&1 ); } 2>&1`)}`);
     for (const [what, fn] of [
-      ['by hand', hand],
-      ['doctor', () => c.nixremote(['doctor', ...extra, ...names])],
+      ['by hand', () => timed(`sh -c ${q(handScript())}`)],
+      ['doctor', () => timed(`node ${REPO}/bin/nixremote doctor ${extra.join(' ')} ${names.join(' ')}`)],
     ] as const) {
       const c0 = busy();
       const t = performance.now();
       const r = await fn();
       console.log(
-        `${what.padEnd(8)} wall ${(performance.now() - t).toFixed(0)} ms  cpu ${busy() - c0} ms  exit ${r.exitCode}`,
+        `${what.padEnd(8)} wall ${(performance.now() - t).toFixed(0)} ms  cpu ${busy() - c0} ms  exit ${r.exitCode} ${String(r.stdout).trim()}`,
       );
     }
   }

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Builder, Client, PROBE_EXPR, q } from '../test/e2e/harness.js';
-import { medianMs, runs } from './measure.js';
+import { median, runs, timeMs } from './measure.js';
 
 async function must(p: Promise<{ exitCode?: number; stdout?: unknown; stderr?: unknown }>, what: string) {
   const r = await p;
@@ -68,19 +68,34 @@ export async function benchDoctor(): Promise<void> {
           })
           .join(' ') + ' wait',
       );
-    console.log(`doctor on real builders, median of ${runs} runs`);
+    // By hand and doctor alternate, and the ratio is taken pair by pair (as farm-bench
+    // does), so a drift in the machine's speed moves both sides alike.
+    const paired = async (a: () => Promise<unknown>, b: () => Promise<unknown>) => {
+      const as: number[] = [];
+      const bs: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        bs.push(await timeMs(b));
+        as.push(await timeMs(a));
+      }
+      return { a: median(as), b: median(bs), ratio: median(as.map((x, i) => x / bs[i]!)) };
+    };
+    console.log(`doctor on real builders, ${runs} pairs, medians`);
     for (const n of [1, 8]) {
-      const baseBuild = await medianMs(() => byHand(n, true));
-      const full = await medianMs(() => must(client.nixremote(['doctor', ...names(n)]), 'doctor'));
-      const base = await medianMs(() => byHand(n, false));
-      const quick = await medianMs(() => must(client.nixremote(['doctor', '--no-build', ...names(n)]), 'doctor'));
-      const row = (what: string, ms: number, of: number) =>
-        console.log(`  ${what.padEnd(52)} ${ms.toFixed(0).padStart(6)} ms   ${(ms / of).toFixed(2)}x`);
+      const full = await paired(
+        () => must(client.nixremote(['doctor', ...names(n)]), 'doctor'),
+        () => byHand(n, true),
+      );
+      const quick = await paired(
+        () => must(client.nixremote(['doctor', '--no-build', ...names(n)]), 'doctor'),
+        () => byHand(n, false),
+      );
+      const row = (what: string, ms: number, ratio: number) =>
+        console.log(`  ${what.padEnd(58)} ${ms.toFixed(0).padStart(6)} ms   ${ratio.toFixed(2)}x`);
       const b = `${n} builder${n > 1 ? 's' : ''}`;
-      row(`${b}: login + store ping + -j0 build, by hand (baseline)`, baseBuild, baseBuild);
-      row(`${b}: nixremote doctor (target 1.2x for 1, 1.3x for 8)`, full, baseBuild);
-      row(`${b}: login + store ping, by hand (baseline)`, base, base);
-      row(`${b}: nixremote doctor --no-build`, quick, base);
+      row(`${b}: login + store ping + -j0 build, by hand (baseline)`, full.b, 1);
+      row(`${b}: nixremote doctor (target ${n === 1 ? '1.2' : '1.3'}x)`, full.a, full.ratio);
+      row(`${b}: login + store ping, by hand (baseline)`, quick.b, 1);
+      row(`${b}: nixremote doctor --no-build`, quick.a, quick.ratio);
     }
   } finally {
     client.destroy();

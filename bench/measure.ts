@@ -11,3 +11,12 @@ export async function medianMs(fn: () => Promise<unknown>): Promise<number> {
   all.sort((a, b) => a - b);
   return all[Math.floor(all.length / 2)]!;
 }
+
+/** The wall time of one run of some async work. */
+export async function timeMs(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

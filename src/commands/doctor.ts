@@ -7,6 +7,7 @@ import { detectInstall } from '../init/install.js';
 import { realCtx, type DrvInfo } from '../doctor/context.js';
 import { localChecks, localState, seesDaemonFiles } from '../doctor/checks/local.js';
 import { builderChecks, builderState, cleanup } from '../doctor/checks/builder.js';
+import { prefetchSshConfigs } from '../doctor/checks/builder-state.js';
 import { runChecks, worst } from '../doctor/runner.js';
 import { printReport, summarize, type BuilderReport, type DoctorReport } from '../doctor/report.js';
 import { readRegistry, selectBuilders } from '../builders/registry.js';
@@ -51,6 +52,7 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
     // The local checks and the builders' side by side: the builders need of this machine
     // only that this run can read the build user's files (the 'access' check).
     const accessOk = seesDaemonFiles(install);
+    if (accessOk) prefetchSshConfigs(ctx, machines);
     const localRun = runChecks(localChecks(), ls);
     if (!flags.json && accessOk && machines.length)
       out.step(

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DoctorCtx } from '../context.js';
-import type { ExecResult } from '../../io/exec.js';
+import { showCommand, type ExecResult } from '../../io/exec.js';
 import type { Evidence } from '../types.js';
 import { formatMachineLine, parseStoreUri, type ParsedMachine } from '../../nix/machines-file.js';
 import { buildProbe, type ProbeBuild } from '../../nix/probe-build.js';
@@ -143,6 +143,46 @@ export function pinnedLogin(s: BuilderState): ReturnType<typeof ssh> {
 /** ssh got to authentication (so past the host key): it succeeded, or was refused there. */
 export const reachedAuth = (r: { exitCode: number; stderr: string }) =>
   r.exitCode === 0 || /Permission denied \(|Too many authentication failures/.test(r.stderr);
+
+/** ssh -G's arguments for a machine: its store URI's user, host and port, as Nix gives them. */
+function sshGArgs(m: ParsedMachine): string[] {
+  const u = parseStoreUri(m.uri);
+  return ['-G', ...(u.port ? ['-p', String(u.port)] : []), '--', u.user ? `${u.user}@${u.host}` : u.host];
+}
+
+const prefetched = new WeakMap<DoctorCtx, Promise<Map<string, string>>>();
+
+/**
+ * \`ssh -G\` for every builder at once, in one shell: one process for doctor to start instead
+ * of one per builder (each start holds doctor up while the machine is busy). A builder
+ * whose config ssh cannot read is left out, and its own ssh -G says why.
+ */
+export function prefetchSshConfigs(ctx: DoctorCtx, machines: ParsedMachine[]): void {
+  if (machines.length < 2) return;
+  const script = machines
+    .map((m) => `${showCommand('ssh', sshGArgs(m))} 2>/dev/null; echo "NIXREMOTE:rc=$?"`)
+    .join('\n');
+  prefetched.set(
+    ctx,
+    ctx.exec('sh', ['-c', script]).then((r) => {
+      const out = new Map<string, string>();
+      const parts = r.stdout.split(/^NIXREMOTE:rc=(\d+)\n/m);
+      machines.forEach((m, i) => {
+        if (parts[2 * i + 1] === '0') out.set(m.uri, parts[2 * i]!);
+      });
+      return out;
+    }),
+  );
+}
+
+/** The builder's effective ssh config, \`ssh -G\` as the build user. */
+export async function sshConfig(s: BuilderState): Promise<ExecResult> {
+  const args = sshGArgs(s.machine);
+  const ready = (await prefetched.get(s.ctx))?.get(s.machine.uri);
+  if (ready !== undefined)
+    return { command: showCommand('ssh', args), exitCode: 0, stdout: ready, stderr: '', timedOut: false };
+  return s.ctx.exec('ssh', args);
+}
 
 /** The system the real build is for: the machine line's first, else what the builder says. */
 export const buildSystem = (s: BuilderState) => s.machine.systems[0] ?? s.probe?.system ?? 'builtin';

@@ -25,7 +25,7 @@ import {
 import { declarativeHome } from '../context.js';
 import { readOpenSshKey } from '../../ssh/private-key.js';
 import { withHostKey } from '../../nix/machines-file.js';
-import { type BuilderState, first, pinnedLogin, reachedAuth } from './builder-state.js';
+import { type BuilderState, first, pinnedLogin, reachedAuth, sshConfig } from './builder-state.js';
 
 /**
  * How ssh reaches the builder when not directly: ProxyJump or ProxyCommand from ssh -G
@@ -80,7 +80,7 @@ export const networkChecks: Check<BuilderState>[] = [
     title: "root's ssh config for the builder",
     needs: ['uri'],
     run: async (s) => {
-      const r = await s.ctx.exec('ssh', ['-G', ...(s.uriPort ? ['-p', String(s.uriPort)] : []), '--', s.target]);
+      const r = await sshConfig(s);
       if (r.exitCode !== 0)
         return fail('ssh -G cannot read the ssh config', r.stderr.trim(), 'fix the ssh config file it names', {
           evidence: [{ command: r.command, output: r.stderr }],
