@@ -1,26 +1,49 @@
-// The CLI's front, src/cli.ts with commander, as one CommonJS file (dist/src/cli.cjs) for
-// bin/nixremote. Measured with node --cpu-prof: --help and --version spent most of their
+// The CLI as CommonJS bundles, for bin/nixremote: dist/src/cli.cjs (the front: commander,
+// help, version) and one bundle per command in dist/src/commands/, required when that
+// command runs. Measured with node --cpu-prof: --help and --version spent most of their
 // time above bare node in the ES module loader (resolving, linking, and parsing commander
-// for its exports) rather than in nixremote. The commands stay separate ES modules,
-// imported when one runs, so their dependencies cost nothing until then.
-import { readFileSync } from 'node:fs';
+// for its exports), and doctor another tenth of its time loading some sixty modules. The
+// plain tsc output in dist/src stays, for the tests.
+import { readFileSync, readdirSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
-
-await build({
-  entryPoints: ['src/cli.ts'],
-  outfile: 'dist/src/cli.cjs',
+const common = {
   bundle: true,
   minify: true,
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  // The commands, at the same relative paths as in dist/src.
-  external: ['./commands/*'],
-  alias: { 'node:child_process': './scripts/lazy-child-process.cjs' },
+  // ssh2 loads native code when it can; it is required from node_modules as it is.
+  external: ['ssh2'],
   // The version built in, so that starting reads no package.json; cli.ts then never
   // reaches its import.meta.url, which CommonJS does not have.
   define: { NIXREMOTE_VERSION: JSON.stringify(version), 'import.meta.url': '""' },
   logLevel: 'warning',
+};
+
+// In the front, `import('./commands/X.js')` becomes require('./commands/X.cjs').
+const commandsAsRequire = {
+  name: 'commands-as-require',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/commands\/[a-z-]+\.js$/ }, (a) =>
+      a.kind === 'dynamic-import' ? { path: a.path.replace(/\.js$/, '.cjs'), namespace: 'command' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'command' }, (a) => ({ contents: `module.exports = require(${JSON.stringify(a.path)});`, loader: 'js' }));
+    b.onResolve({ filter: /^\.\/commands\/[a-z-]+\.cjs$/ }, (a) => (a.namespace === 'command' ? { path: a.path, external: true } : undefined));
+  },
+};
+
+await build({
+  ...common,
+  entryPoints: ['src/cli.ts'],
+  outfile: 'dist/src/cli.cjs',
+  plugins: [commandsAsRequire],
+  alias: { 'node:child_process': './scripts/lazy-child-process.cjs' },
+});
+await build({
+  ...common,
+  entryPoints: readdirSync('src/commands').filter((f) => f.endsWith('.ts')).map((f) => `src/commands/${f}`),
+  outdir: 'dist/src/commands',
+  outExtension: { '.js': '.cjs' },
 });

@@ -29,7 +29,7 @@ describe('npm package', () => {
   test('holds only what runs: the program, bin, README, LICENSE, package.json', () => {
     const stray = files.filter(
       (f) =>
-        !/^(bin\/nixremote|bin\/package\.json|dist\/src\/.+\.js|dist\/src\/cli\.cjs|README\.md|LICENSE|package\.json)$/.test(
+        !/^(bin\/nixremote|bin\/package\.json|dist\/src\/.+\.c?js|README\.md|LICENSE|package\.json)$/.test(
           f,
         ),
     );

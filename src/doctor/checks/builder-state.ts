@@ -9,7 +9,7 @@ import { formatMachineLine, parseStoreUri, type ParsedMachine } from '../../nix/
 import { buildProbe, type ProbeBuild } from '../../nix/probe-build.js';
 import type { HostKey } from '../../ssh/host-key.js';
 import { envWithoutAgent, nixSshArgs, pinnedKnownHosts } from '../../ssh/system-ssh.js';
-import type { ProbeResult } from '../../remote/scripts.js';
+import { asShCommand, PROBE_SCRIPT, type ProbeResult } from '../../remote/scripts.js';
 import { parseNixVersion, storePingArgs, type Version } from '../../nix/version.js';
 
 export interface BuilderState {
@@ -40,6 +40,8 @@ export interface BuilderState {
   early: { ping: ReturnType<typeof storePing>; build: Promise<ProbeBuild> | null } | null;
   /** The login tried with only the pinned host key acceptable (see `pinnedLogin`). */
   attempt: ReturnType<typeof ssh> | null;
+  /** The builder probe's run, when the login itself ran it. */
+  probeRun: Awaited<ReturnType<typeof ssh>> | null;
 }
 
 export function builderState(ctx: DoctorCtx, machine: ParsedMachine): BuilderState {
@@ -62,6 +64,7 @@ export function builderState(ctx: DoctorCtx, machine: ParsedMachine): BuilderSta
     probe: null,
     early: null,
     attempt: null,
+    probeRun: null,
   };
 }
 
@@ -133,10 +136,17 @@ export async function storePing(s: BuilderState) {
  * The login as Nix makes it, except that only the machine line's pinned key is acceptable
  * (StrictHostKeyChecking=yes, no global known_hosts): a login that gets as far as
  * authentication has verified the host key, so one connection checks both, where the host
- * key would otherwise take a connection of its own. Made once; the login check reuses it.
+ * key would otherwise take a connection of its own. Its command is the builder probe, so
+ * that the same session also tells what the shell prints (whatever comes before the
+ * probe's first line) and what Nix the builder has. Made once; the login check reuses it.
  */
 export function pinnedLogin(s: BuilderState): ReturnType<typeof ssh> {
-  s.attempt ??= ssh(s, ['true'], 30_000, ['-o', 'StrictHostKeyChecking=yes', '-o', 'GlobalKnownHostsFile=/dev/null']);
+  s.attempt ??= ssh(s, [asShCommand(PROBE_SCRIPT)], 30_000, [
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+  ]);
   return s.attempt;
 }
 

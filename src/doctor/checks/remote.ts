@@ -31,9 +31,15 @@ export const remoteChecks: Check<BuilderState>[] = [
       const tried = s.attempt ? await s.attempt : null;
       const r = tried && reachedAuth(tried) ? tried : await ssh(s, ['true']);
       s.authStdout = r.stdout;
+      if (r === tried && r.exitCode === 0) {
+        // It ran the probe: the shell's own output is what came before the probe's.
+        const at = r.stdout.indexOf('NIXREMOTE:');
+        s.authStdout = at < 0 ? r.stdout : r.stdout.slice(0, at);
+        s.probeRun = r;
+      }
       if (r.exitCode === 0) {
         startEarly(s);
-        return pass(`ssh ${s.target} true works`, { evidence: [r.ev] });
+        return pass(`ssh ${s.target} works`, { evidence: [r.ev] });
       }
       const f = classifySshError(r.stderr, { name: s.name, user: first(s, 'user'), key: s.keyPath });
       return fail(`ssh ${s.target} true failed (exit ${r.exitCode})`, f.cause, f.fix, { evidence: [r.ev] });
@@ -44,14 +50,16 @@ export const remoteChecks: Check<BuilderState>[] = [
     title: 'silent shell',
     needs: ['login'],
     run: async (s) => {
-      if (s.authStdout === '') return pass('`true` prints nothing on stdout');
+      if (s.authStdout === '') return pass("nothing on stdout from the shell's startup");
       const shell =
-        /NIXREMOTE:shell=(.*)/.exec((await ssh(s, [asShCommand('echo "NIXREMOTE:shell=$SHELL"')])).stdout)?.[1] ?? null;
+        /NIXREMOTE:shell=(.*)/.exec(
+          (s.probeRun ?? (await ssh(s, [asShCommand('echo "NIXREMOTE:shell=$SHELL"')]))).stdout,
+        )?.[1] ?? null;
       // Show what Nix itself makes of it, decoded back to the text.
-      const ping = await storePing(s);
+      const ping = await (s.early?.ping ?? storePing(s));
       const nixSays = ping && ping.r.exitCode !== 0 ? decodeProtocolError(ping.r.stderr) : null;
       return fail(
-        `ssh ${s.target} true printed ${JSON.stringify(s.authStdout.slice(0, 200))}`,
+        `the shell on ${s.target} printed ${JSON.stringify(s.authStdout.slice(0, 200))}`,
         "Nix speaks its protocol over that stdout, and text printed by the builder's shell corrupts it" +
           (nixSays !== null
             ? `: Nix's error quotes ${JSON.stringify(nixSays)}, which is that text`
@@ -66,7 +74,7 @@ export const remoteChecks: Check<BuilderState>[] = [
     title: 'Nix on the builder',
     needs: ['shell'],
     run: async (s) => {
-      const probeRun = await ssh(s, [asShCommand(PROBE_SCRIPT)]);
+      const probeRun = s.probeRun ?? (await ssh(s, [asShCommand(PROBE_SCRIPT)]));
       s.probe = parseProbe(probeRun.stdout);
       const prog = remoteCommand(s);
       // The probe ran the nix-store its shell finds, which is the one Nix's `ssh NAME
