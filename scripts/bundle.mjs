@@ -29,8 +29,13 @@ const commandsAsRequire = {
     b.onResolve({ filter: /^\.\/commands\/[a-z-]+\.js$/ }, (a) =>
       a.kind === 'dynamic-import' ? { path: a.path.replace(/\.js$/, '.cjs'), namespace: 'command' } : undefined,
     );
-    b.onLoad({ filter: /.*/, namespace: 'command' }, (a) => ({ contents: `module.exports = require(${JSON.stringify(a.path)});`, loader: 'js' }));
-    b.onResolve({ filter: /^\.\/commands\/[a-z-]+\.cjs$/ }, (a) => (a.namespace === 'command' ? { path: a.path, external: true } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'command' }, (a) => ({
+      contents: `module.exports = require(${JSON.stringify(a.path)});`,
+      loader: 'js',
+    }));
+    b.onResolve({ filter: /^\.\/commands\/[a-z-]+\.cjs$/ }, (a) =>
+      a.namespace === 'command' ? { path: a.path, external: true } : undefined,
+    );
   },
 };
 
@@ -43,7 +48,9 @@ await build({
 });
 await build({
   ...common,
-  entryPoints: readdirSync('src/commands').filter((f) => f.endsWith('.ts')).map((f) => `src/commands/${f}`),
+  entryPoints: readdirSync('src/commands')
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => `src/commands/${f}`),
   outdir: 'dist/src/commands',
   outExtension: { '.js': '.cjs' },
 });

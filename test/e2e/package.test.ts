@@ -28,10 +28,7 @@ before(async () => {
 describe('npm package', () => {
   test('holds only what runs: the program, bin, README, LICENSE, package.json', () => {
     const stray = files.filter(
-      (f) =>
-        !/^(bin\/nixremote|bin\/package\.json|dist\/src\/.+\.c?js|README\.md|LICENSE|package\.json)$/.test(
-          f,
-        ),
+      (f) => !/^(bin\/nixremote|bin\/package\.json|dist\/src\/.+\.c?js|README\.md|LICENSE|package\.json)$/.test(f),
     );
     assert.deepEqual(stray, []);
     for (const f of files.filter((x) => x.startsWith('dist/src/'))) {
