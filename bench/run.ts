@@ -1,5 +1,6 @@
 // `npm run bench`: each figure next to its baseline, measured in the same run.
-// BENCH_ONLY=startup,doctor,init,status picks parts; BENCH_RUNS sets the runs.
+// BENCH_ONLY=startup,doctor,init,status picks parts; BENCH_RUNS sets the runs of the
+// builder benchmarks (default 3), BENCH_STARTUP_RUNS the start-up pairs (default 40).
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +26,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 if (want('startup')) {
   // Runs alternate with bare node and the ratio is taken pair by pair, so a drift in the
   // machine's speed during the run moves both sides alike.
-  const runs = Number(process.env.BENCH_RUNS) || 40;
+  const runs = Number(process.env.BENCH_STARTUP_RUNS) || 40;
   console.log(`start-up against bare node, ${runs} pairs, medians (target 1.2x)`);
   for (const args of [['--version'], ['--help'], ['init', '--help']]) {
     const a: number[] = [];
