@@ -1,11 +1,9 @@
 // doctor's wall time on 1 and 8 real builders (sshd + Nix on 127.0.0.1, as in the
-// end-to-end tests), next to the bare minimum on the same builders: `ssh NAME true` plus a
-// store ping, each builder in parallel. Needs root (mount namespaces, a builder user).
-import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { Builder, Client, PROBE_EXPR, q } from '../test/e2e/harness.js';
+// end-to-end tests), next to the irreducible work on the same builders done by hand
+// (bench/rig.ts), the builders side by side. Needs root (mount namespaces, a builder user).
+import { type Builder, Client } from '../test/e2e/harness.js';
 import { median, runs, timeMs } from './measure.js';
+import { byHand, setUpBuilders } from './rig.js';
 
 async function must(p: Promise<{ exitCode?: number; stdout?: unknown; stderr?: unknown }>, what: string) {
   const r = await p;
@@ -17,57 +15,13 @@ export async function benchDoctor(): Promise<void> {
     console.log('doctor: skipped (needs root for the builders in mount namespaces)');
     return;
   }
-  const builders: Builder[] = [];
   const client = new Client();
+  let builders: Builder[] = [];
   try {
-    for (let i = 1; i <= 8; i++) {
-      const b = await Builder.create();
-      builders.push(b);
-      await must(
-        client.nixremote(
-          [
-            'init',
-            '--host',
-            '127.0.0.1',
-            '--port',
-            String(b.port),
-            '--user',
-            b.user,
-            '--name',
-            `bench${i}`,
-            '--yes',
-            '--password-stdin',
-            '--no-test-build',
-          ],
-          { input: b.password + '\n' },
-        ),
-        `init bench${i}`,
-      );
-    }
-    const names = (n: number) => builders.slice(0, n).map((_, i) => `bench${i + 1}`);
-    const machinesFile = fs.readFileSync(path.join(client.etcNix, 'machines'), 'utf8');
-    const line = (name: string) => machinesFile.split('\n').find((l) => l.startsWith(`ssh://${name} `))!;
-    // The irreducible work, with stock tools, the way a person would check a builder by
-    // hand: log in, ping the store as the build hook opens it, and a -j0 build of a fresh
-    // derivation sent to this builder alone. Each builder's steps in turn, the builders side
-    // by side.
-    const byHand = (n: number, build: boolean) =>
-      client.run(
-        names(n)
-          .map((x) => {
-            const steps = [
-              `ssh -o BatchMode=yes ${x} true`,
-              `nix --extra-experimental-features nix-command store ping --store ssh://${x} >/dev/null 2>&1`,
-              ...(build
-                ? [
-                    `nix-build --no-out-link -j0 --builders ${q(line(x))} -E ${q(PROBE_EXPR(randomBytes(8).toString('hex')))} >/dev/null 2>&1`,
-                  ]
-                : []),
-            ];
-            return `(${steps.join(' && ')}) &`;
-          })
-          .join(' ') + ' wait',
-      );
+    const rig = await setUpBuilders(client, 8, 'bench');
+    builders = rig.builders;
+    const names = (n: number) => rig.names.slice(0, n);
+    const byHandRun = (n: number, build: boolean) => client.run(byHand(client, names(n), build));
     // By hand and doctor alternate, and the ratio is taken pair by pair (as farm-bench
     // does), so a drift in the machine's speed moves both sides alike.
     const paired = async (a: () => Promise<unknown>, b: () => Promise<unknown>) => {
@@ -83,11 +37,11 @@ export async function benchDoctor(): Promise<void> {
     for (const n of [1, 8]) {
       const full = await paired(
         () => must(client.nixremote(['doctor', ...names(n)]), 'doctor'),
-        () => byHand(n, true),
+        () => byHandRun(n, true),
       );
       const quick = await paired(
         () => must(client.nixremote(['doctor', '--no-build', ...names(n)]), 'doctor'),
-        () => byHand(n, false),
+        () => byHandRun(n, false),
       );
       const row = (what: string, ms: number, ratio: number) =>
         console.log(`  ${what.padEnd(58)} ${ms.toFixed(0).padStart(6)} ms   ${ratio.toFixed(2)}x`);
