@@ -14,8 +14,10 @@ const common = {
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  // ssh2 loads native code when it can; it is required from node_modules as it is.
-  external: ['ssh2'],
+  // ssh2 loads native code when it can; it is required from node_modules as it is. The
+  // prompts (with their character-set tables, two thirds of a command's bundle) load from
+  // node_modules when a question is asked, as in the plain build.
+  external: ['ssh2', '@inquirer/prompts'],
   // The version built in, so that starting reads no package.json; cli.ts then never
   // reaches its import.meta.url, which CommonJS does not have.
   define: { NIXREMOTE_VERSION: JSON.stringify(version), 'import.meta.url': '""' },
