@@ -42,7 +42,7 @@ export const remoteChecks: Check<BuilderState>[] = [
         return pass(`ssh ${s.target} works`, { evidence: [r.ev] });
       }
       const f = classifySshError(r.stderr, { name: s.name, user: first(s, 'user'), key: s.keyPath });
-      return fail(`ssh ${s.target} true failed (exit ${r.exitCode})`, f.cause, f.fix, { evidence: [r.ev] });
+      return fail(`ssh ${s.target} failed (exit ${r.exitCode})`, f.cause, f.fix, { evidence: [r.ev] });
     },
   },
   {
