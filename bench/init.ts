@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, PROBE_EXPR, q } from '../test/e2e/harness.js';
+import { Builder, Client, initCommand, PROBE_EXPR, q } from '../test/e2e/harness.js';
 import { runs } from './measure.js';
 
 async function timed(fn: () => Promise<{ exitCode?: number; stderr?: unknown }>, what: string): Promise<number> {
@@ -46,23 +46,7 @@ export async function benchInit(): Promise<void> {
         return c2.run(script);
       }, 'the steps by hand');
       const init = await timed(
-        () =>
-          c1.nixremote(
-            [
-              'init',
-              '--host',
-              '127.0.0.1',
-              '--port',
-              String(b1.port),
-              '--user',
-              b1.user,
-              '--name',
-              'mine',
-              '--yes',
-              '--password-stdin',
-            ],
-            { input: `${b1.password}\n` },
-          ),
+        () => c1.nixremote([...initCommand(b1, 'mine'), '--password-stdin'], { input: `${b1.password}\n` }),
         'init',
       );
       mine.push(init);

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, type Client, PROBE_EXPR, q } from '../test/e2e/harness.js';
+import { Builder, type Client, initCommand, PROBE_EXPR, q } from '../test/e2e/harness.js';
 
 /** n fresh builders, each set up with init (no proof build) as NAME1..NAMEn. */
 export async function setUpBuilders(
@@ -15,8 +15,7 @@ export async function setUpBuilders(
   for (let i = 1; i <= n; i++) {
     const b = await Builder.create();
     builders.push(b);
-    const args = ['init', '--host', '127.0.0.1', '--port', String(b.port), '--user', b.user, '--name', `${prefix}${i}`];
-    const r = await client.nixremote([...args, '--yes', '--password-stdin', '--no-test-build'], {
+    const r = await client.nixremote([...initCommand(b, `${prefix}${i}`), '--password-stdin', '--no-test-build'], {
       input: `${b.password}\n`,
     });
     if (r.exitCode !== 0) throw new Error(`init ${prefix}${i} failed: ${r.stdout}\n${r.stderr}`);

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type Builder, type Client, CLI, q, Terminal, withRig, type BuilderOptions } from './harness.js';
+import { type Builder, type Client, CLI, q, Terminal, withRig, type BuilderOptions, initCommand } from './harness.js';
 
 async function initialized(
   opts: BuilderOptions,
@@ -12,23 +12,7 @@ async function initialized(
   extra: string[] = [],
 ): Promise<void> {
   await withRig(opts, async (b, c) => {
-    const r = await c.nixremote(
-      [
-        'init',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(b.port),
-        '--user',
-        b.user,
-        '--name',
-        'box',
-        '--yes',
-        '--password-stdin',
-        ...extra,
-      ],
-      { input: b.password + '\n' },
-    );
+    const r = await c.nixremote([...initCommand(b, 'box'), '--password-stdin', ...extra], { input: b.password + '\n' });
     assert.equal(r.exitCode, 0, `init failed:\n${r.stdout}\n${r.stderr}`);
     await fn(b, c);
   });
@@ -172,19 +156,7 @@ describe('doctor names each fault', () => {
 
   test("a builder user that the builder's nix-daemon does not trust", async () => {
     await withRig({ untrusted: true }, async (b, c) => {
-      const args = [
-        'init',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(b.port),
-        '--user',
-        b.user,
-        '--name',
-        'box',
-        '--yes',
-        '--password-stdin',
-      ];
+      const args = [...initCommand(b, 'box'), '--password-stdin'];
       // init runs doctor's checks before it writes Nix's side: it refuses, and puts back what it wrote.
       const refused = await c.nixremote(args, { input: b.password + '\n' });
       assert.equal(refused.exitCode, 1);
@@ -224,22 +196,7 @@ describe('doctor names each fault', () => {
       const untrusting = fs.readFileSync(conf, 'utf8');
       fs.writeFileSync(conf, untrusting.replace('trusted-users = root', `trusted-users = root ${b.user}`));
       await b.restart();
-      const ok = await c.nixremote(
-        [
-          'init',
-          '--host',
-          '127.0.0.1',
-          '--port',
-          String(b.port),
-          '--user',
-          b.user,
-          '--name',
-          'ngbox',
-          '--yes',
-          '--password-stdin',
-        ],
-        { input: b.password + '\n' },
-      );
+      const ok = await c.nixremote([...initCommand(b, 'ngbox'), '--password-stdin'], { input: b.password + '\n' });
       assert.equal(ok.exitCode, 0, `${ok.stdout}\n${ok.stderr}`);
       // Switched to ssh-ng by hand, then the trust taken away.
       const machines = path.join(c.etcNix, 'machines');
@@ -351,19 +308,7 @@ describe('doctor names each fault', () => {
 
   test('systems the builder cannot build', async () => {
     await withRig({}, async (b, c) => {
-      const args = [
-        'init',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(b.port),
-        '--user',
-        b.user,
-        '--name',
-        'box',
-        '--yes',
-        '--password-stdin',
-      ];
+      const args = [...initCommand(b, 'box'), '--password-stdin'];
       const refused = await c.nixremote([...args, '--systems', 'x86_64-linux,riscv64-linux'], {
         input: b.password + '\n',
       });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, CLI, Client, PROBE_EXPR, q, Terminal } from './harness.js';
+import { Builder, CLI, Client, PROBE_EXPR, q, Terminal, initCommand } from './harness.js';
 
 const NAMES = ['w1', 'w2', 'w3'];
 
@@ -87,22 +87,7 @@ describe('three builders, one after another', () => {
       const name = NAMES[i]!;
       const b = bs[i]!;
       const kept = NAMES.slice(0, i).map((n) => [block(machines(), n), block(sshConfig(), n), pinLine(c, n)]);
-      const r = await c.nixremote(
-        [
-          'init',
-          '--host',
-          '127.0.0.1',
-          '--port',
-          String(b.port),
-          '--user',
-          b.user,
-          '--name',
-          name,
-          '--yes',
-          '--password-stdin',
-        ],
-        { input: b.password + '\n' },
-      );
+      const r = await c.nixremote([...initCommand(b, name), '--password-stdin'], { input: b.password + '\n' });
       assert.equal(r.exitCode, 0, `init ${name} failed:\n${r.stdout}\n${r.stderr}`);
       const built = new RegExp(`(/nix/store/\\S+-nixremote-probe) was built on ${name}`).exec(String(r.stdout));
       assert.ok(built, `no proof for ${name}:\n${r.stdout}`);
@@ -124,21 +109,7 @@ describe('three builders, one after another', () => {
     // Re-running init for an existing name updates it in place: still one block, same place.
     const before = fs.readFileSync(machines(), 'utf8');
     const b2 = bs[1]!;
-    const again = await c.nixremote([
-      'init',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(b2.port),
-      '--user',
-      b2.user,
-      '--name',
-      'w2',
-      '--yes',
-      '--max-jobs',
-      '3',
-      '--no-test-build',
-    ]);
+    const again = await c.nixremote([...initCommand(b2, 'w2'), '--max-jobs', '3', '--no-test-build']);
     assert.equal(again.exitCode, 0, `${again.stdout}\n${again.stderr}`);
     const after = fs.readFileSync(machines(), 'utf8');
     assert.equal(after.match(/# BEGIN nixremote builder w2$/gm)?.length, 1);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type Builder, CLI, type Client, PROBE_EXPR, q, Terminal, withRig } from './harness.js';
+import { type Builder, CLI, type Client, PROBE_EXPR, q, Terminal, withRig, initCommand } from './harness.js';
 import { nixSystem } from './fleet.js';
 
 interface Check {
@@ -123,19 +123,7 @@ describe("the NixOS wiki's hand-made setup", () => {
     await withRig({}, async (b, c) => {
       await wikiSetup(b, c);
       fs.appendFileSync(path.join(c.root, '.ssh/config'), '  Compression yes\n');
-      const args = [
-        'init',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(b.port),
-        '--user',
-        b.user,
-        '--name',
-        'builder',
-        '--yes',
-        '--password-stdin',
-      ];
+      const args = [...initCommand(b, 'builder'), '--password-stdin'];
       const before = c.snapshot();
       const refused = await c.nixremote(args, { input: b.password + '\n' });
       assert.equal(refused.exitCode, 2);

@@ -495,6 +495,20 @@ export class Client {
 
 export const q = (s: string) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
+/** `nixremote init` for a test builder on 127.0.0.1, unattended: the arguments every test starts from. */
+export const initCommand = (b: { port: number; user: string }, name: string): string[] => [
+  'init',
+  '--host',
+  '127.0.0.1',
+  '--port',
+  String(b.port),
+  '--user',
+  b.user,
+  '--name',
+  name,
+  '--yes',
+];
+
 export const PROBE_EXPR = (nonce: string) =>
   `derivation { name = "e2e-probe"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ok > $out" ]; nonce = "${nonce}"; }`;
 

@@ -5,19 +5,10 @@ import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, PROBE_EXPR, q, withRig } from './harness.js';
+import { Builder, Client, PROBE_EXPR, q, withRig, initCommand } from './harness.js';
 
 const initArgs = (b: Builder, name: string, extra: string[] = []) => [
-  'init',
-  '--host',
-  '127.0.0.1',
-  '--port',
-  String(b.port),
-  '--user',
-  b.user,
-  '--name',
-  name,
-  '--yes',
+  ...initCommand(b, name),
   '--password-stdin',
   ...extra,
 ];
@@ -198,20 +189,7 @@ describe('init with other ways in', () => {
         { mode: 0o600 },
       );
       await c.run(`chown -R ${b.user}: ${q(sshDir)}`);
-      const r = await c.nixremote([
-        'init',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(b.port),
-        '--user',
-        b.user,
-        '--name',
-        'viassh',
-        '--yes',
-        '--copy-key',
-        'ssh',
-      ]);
+      const r = await c.nixremote([...initCommand(b, 'viassh'), '--copy-key', 'ssh']);
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
       const keys = b.authorizedKeys().trim().split('\n');
       assert.equal(keys.length, 2, 'the old line is kept and one new line added');

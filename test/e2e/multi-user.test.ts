@@ -4,21 +4,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, CLI, q, withRig } from './harness.js';
+import { Builder, Client, CLI, q, withRig, initCommand } from './harness.js';
 
-const initArgs = (b: Builder, name: string) => [
-  'init',
-  '--host',
-  '127.0.0.1',
-  '--port',
-  String(b.port),
-  '--user',
-  b.user,
-  '--name',
-  name,
-  '--yes',
-  '--password-stdin',
-];
+const initArgs = (b: Builder, name: string) => [...initCommand(b, name), '--password-stdin'];
 const cli = (args: string[]) => `${CLI} ${args.map(q).join(' ')}`;
 
 describe('a builder that offers only keyboard-interactive (PAM)', () => {

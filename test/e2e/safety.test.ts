@@ -7,21 +7,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { type Builder, Client, freePort, withRig } from './harness.js';
+import { type Builder, Client, freePort, withRig, initCommand } from './harness.js';
 
-const base = (b: Builder, name = 'safe') => [
-  'init',
-  '--host',
-  '127.0.0.1',
-  '--port',
-  String(b.port),
-  '--user',
-  b.user,
-  '--name',
-  name,
-  '--yes',
-  '--password-stdin',
-];
+const base = (b: Builder, name = 'safe') => [...initCommand(b, name), '--password-stdin'];
 const withFlag = (args: string[], flag: string, value: string) => {
   const i = args.indexOf(flag);
   const out = [...args];

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, treeRoot, treeVersions, TREES, withRig } from './harness.js';
+import { Builder, Client, treeRoot, treeVersions, TREES, withRig, initCommand } from './harness.js';
 
 const KINDS: (string | null)[] = [null, 'trixie', 'sid'];
 const label = (k: string | null) => k ?? 'bookworm';
@@ -39,22 +39,7 @@ describe('every client × builder pair, Nix 2.8 to 2.34, OpenSSH 9.2 to 10.6', (
       try {
         for (const [k, b] of builders) {
           const name = `v-${label(k)}`;
-          const r = await c.nixremote(
-            [
-              'init',
-              '--host',
-              '127.0.0.1',
-              '--port',
-              String(b.port),
-              '--user',
-              b.user,
-              '--name',
-              name,
-              '--yes',
-              '--password-stdin',
-            ],
-            { input: b.password + '\n' },
-          );
+          const r = await c.nixremote([...initCommand(b, name), '--password-stdin'], { input: b.password + '\n' });
           assert.equal(r.exitCode, 0, `init ${name} from ${label(client)}:\n${r.stdout}\n${r.stderr}`);
           const built = new RegExp(`(/nix/store/\\S+-nixremote-probe) was built on ${name}`).exec(String(r.stdout));
           assert.ok(built && b.storeHas(built[1]!), `the proof for ${name} is not in its store:\n${r.stdout}`);
@@ -90,23 +75,9 @@ describe("sshd's PerSourcePenalties (OpenSSH 9.8 and later)", () => {
   for (const tree of ['trixie', 'sid']) {
     test(`${tree}: after failed logins doctor and status name the penalty, not a wrong port`, async () => {
       await withRig({ tree }, async (b, c) => {
-        const init = await c.nixremote(
-          [
-            'init',
-            '--host',
-            '127.0.0.1',
-            '--port',
-            String(b.port),
-            '--user',
-            b.user,
-            '--name',
-            'pen',
-            '--yes',
-            '--password-stdin',
-            '--no-test-build',
-          ],
-          { input: b.password + '\n' },
-        );
+        const init = await c.nixremote([...initCommand(b, 'pen'), '--password-stdin', '--no-test-build'], {
+          input: b.password + '\n',
+        });
         assert.equal(init.exitCode, 0, String(init.stderr));
         // The key revoked on the builder, then a few logins that fail, as a broken setup makes.
         fs.writeFileSync(path.join(b.dir, 'home/.ssh/authorized_keys'), '');
@@ -134,23 +105,9 @@ describe("sshd's PerSourcePenalties (OpenSSH 9.8 and later)", () => {
 
   test('doctor costs a builder at most one failed authentication per run', async () => {
     await withRig({ tree: 'sid' }, async (b, c) => {
-      const init = await c.nixremote(
-        [
-          'init',
-          '--host',
-          '127.0.0.1',
-          '--port',
-          String(b.port),
-          '--user',
-          b.user,
-          '--name',
-          'once',
-          '--yes',
-          '--password-stdin',
-          '--no-test-build',
-        ],
-        { input: b.password + '\n' },
-      );
+      const init = await c.nixremote([...initCommand(b, 'once'), '--password-stdin', '--no-test-build'], {
+        input: b.password + '\n',
+      });
       assert.equal(init.exitCode, 0, String(init.stderr));
       fs.writeFileSync(path.join(b.dir, 'home/.ssh/authorized_keys'), '');
       const log = path.join(b.dir, 'sshd.log');
