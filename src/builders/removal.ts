@@ -10,6 +10,7 @@ import { machineMarkers } from '../nix/machines-file.js';
 import type { Step, WriteStep } from '../plan/plan.js';
 import { UsageError } from '../validate.js';
 import { selectBuilders, type BuilderEntry, type Registry } from './registry.js';
+import { moduleSystemOf } from '../nix/nixos-module.js';
 
 /** Find NAME among the builders, refusing (exit 2) one that is unknown or not nixremote's. */
 export function removable(reg: Registry, name: string): BuilderEntry {
@@ -83,9 +84,8 @@ export function leftInPlace(reg: Registry, b: BuilderEntry): string[] {
 export function takesEffect(b: BuilderEntry, read: (p: string) => string | null): Step {
   if (b.kind === 'module') {
     // The module's own header says which system it was written for.
-    const rebuild = (read(b.source.file) ?? '').includes('darwin-rebuild switch')
-      ? 'darwin-rebuild switch'
-      : 'nixos-rebuild switch';
+    const rebuild =
+      moduleSystemOf(read(b.source.file) ?? '') === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
     return { kind: 'note', title: `Then run ${rebuild}: ${path.basename(b.source.file)} no longer lists ${b.name}` };
   }
   // Nix's build hook reads the machines file each time it starts (build-remote.cc,
