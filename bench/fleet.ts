@@ -1,14 +1,14 @@
 // How many builders to look at side by side. status on 16 real builders (sshd + Nix on
 // 127.0.0.1, each in its own namespace, as in the end-to-end tests) at several --jobs,
-// next to the bare minimum measured in the same run: one `ssh NAME <the same facts>` per
+// next to the bare minimum measured in the same run: one `ssh NAME <the same probe>` per
 // builder, all 16 started at once. On a machine where the ssh key exchanges are CPU-bound,
 // widths past a few per core buy nothing; the chosen default should sit at the knee.
 import * as os from 'node:os';
 import { Builder, Client } from '../test/e2e/harness.js';
 import { medianMs, runs } from './measure.js';
 import { authorize, fleetClientSetup, hostKeyPub, mapLimit } from '../test/e2e/fleet.js';
-import { FACTS_SCRIPT, fleetWidth } from '../src/builders/status.js';
-import { asShCommand } from '../src/remote/scripts.js';
+import { fleetWidth } from '../src/builders/status.js';
+import { probeCommand } from '../src/path/probe.js';
 
 const N = 16;
 
@@ -31,7 +31,7 @@ export async function benchFleet(): Promise<void> {
       builders.map((b, i) => ({ name: names[i]!, port: b.port, hostKeyPub: hostKeyPub(b) })),
     );
     for (const b of builders) authorize(b, publicKey);
-    const facts = asShCommand(FACTS_SCRIPT('nix-store')).replace(/'/g, `'\\''`);
+    const facts = probeCommand(null).replace(/'/g, `'\\''`);
     const bare = () =>
       client.run(names.map((n) => `ssh -x -a -o BatchMode=yes ${n} '${facts}' >/dev/null &`).join(' ') + ' wait');
     const status = (jobs: number) =>

@@ -5,10 +5,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Exec } from '../io/exec.js';
-import { envWithoutAgent, nixSshArgs, pinnedKnownHosts } from '../ssh/system-ssh.js';
-import { classifySshError } from '../ssh/ssh-errors.js';
-import { asShCommand } from '../remote/scripts.js';
-import { parseStoreUri } from '../nix/machines-file.js';
+import { realCtx, type DoctorCtx } from '../doctor/context.js';
+import { runChecks } from '../doctor/runner.js';
+import type { Install } from '../init/install.js';
+import { BuilderFacts } from '../path/facts.js';
+import { pathChecks } from '../path/walk.js';
 import { mapLimit } from '../util/map-limit.js';
 import type { BuilderEntry } from './registry.js';
 
@@ -32,7 +33,10 @@ export interface BuilderStatus {
   cores: number | null;
   /** Free bytes on the filesystem of the builder's /nix/store. */
   storeFreeBytes: number | null;
+  /** The cause of the first check that failed (or the first warning), in the catalogue's words. */
   error?: string;
+  /** Which check said it. */
+  check?: string;
 }
 
 export interface StatusCtx {
@@ -44,11 +48,19 @@ export interface StatusCtx {
   stat: (p: string) => { dev: number; ino: number } | null;
   /** Aborted when the user stops a --watch: the logins in flight are ended. */
   signal?: AbortSignal;
+  /** What the checks may do to the world (doctor's context, without a build). */
+  path: DoctorCtx;
 }
 
-export function realStatusCtx(exec: Exec, signal?: AbortSignal, env: NodeJS.ProcessEnv = process.env): StatusCtx {
+export function realStatusCtx(
+  exec: Exec,
+  install: Install,
+  signal?: AbortSignal,
+  env: NodeJS.ProcessEnv = process.env,
+): StatusCtx {
   return {
     exec,
+    path: realCtx(exec, install, { build: false, drv: null }),
     signal,
     locks: () => {
       try {
@@ -98,7 +110,12 @@ export function devKey(dev: number, ino: number): string {
   return `${major}:${minor}:${ino}`;
 }
 
-export function slotsInUse(ctx: StatusCtx, uri: string, maxJobs: number, held: Set<string> | null): number {
+export function slotsInUse(
+  ctx: Pick<StatusCtx, 'stateDir' | 'stat'>,
+  uri: string,
+  maxJobs: number,
+  held: Set<string> | null,
+): number {
   if (!held) return 0;
   let n = 0;
   for (let slot = 0; slot < maxJobs; slot++) {
@@ -108,96 +125,43 @@ export function slotsInUse(ctx: StatusCtx, uri: string, maxJobs: number, held: S
   return n;
 }
 
-/** Read-only facts, one per NIXREMOTE: line, so a chatty shell cannot be taken for an answer. */
-export const FACTS_SCRIPT = (program: string) => `
-echo "NIXREMOTE:version=$(${program} --version 2>&1 | head -n 1)"
-if [ -r /proc/loadavg ]; then read l1 rest < /proc/loadavg; else l1=$(sysctl -n vm.loadavg 2>/dev/null | awk '{ print $2 }'); fi
-echo "NIXREMOTE:load=$l1"
-echo "NIXREMOTE:cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null)"
-echo "NIXREMOTE:free-kb=$(df -Pk /nix/store 2>/dev/null | awk 'NR == 2 { print $4 }')"
-`;
-
-export function parseFacts(out: string): {
-  version: string | null;
-  load: number | null;
-  cores: number | null;
-  freeKb: number | null;
-} {
-  const kv = new Map<string, string>();
-  for (const line of out.split('\n')) {
-    const m = /^NIXREMOTE:([a-z-]+)=(.*)$/.exec(line.trim());
-    if (m) kv.set(m[1]!, m[2]!.trim());
-  }
-  const num = (k: string) => (kv.get(k) && Number.isFinite(Number(kv.get(k))) ? Number(kv.get(k)) : null);
-  // "nix-store (Nix) 2.8.0" → "2.8.0"; anything else (command not found) is no version.
-  const v = /\(([^)]*Nix[^)]*)\)\s+(\S+)/.exec(kv.get('version') ?? '');
-  return { version: v ? v[2]! : null, load: num('load'), cores: num('cores'), freeKb: num('free-kb') };
-}
-
-/** ssh as the build hook runs it, with a connect timeout that bounds a dead builder. */
-function sshArgs(b: BuilderEntry, knownHosts: string | null, command: string): string[] {
-  const u = parseStoreUri(b.uri);
-  return nixSshArgs(u.user ? `${u.user}@${u.host}` : u.host, [command], {
-    key: b.machine?.sshKey,
-    knownHosts,
-    options: ['-o', `ConnectTimeout=${CONNECT_TIMEOUT_S}`],
-  });
-}
-
-function remoteProgram(b: BuilderEntry): string {
-  return b.remoteProgram ?? (b.protocol === 'ssh-ng' ? 'nix-daemon' : 'nix-store');
-}
-
+/** What status makes of one builder: the cheap tier of the daemon's path, from one login. */
 export async function builderStatus(ctx: StatusCtx, b: BuilderEntry, held: Set<string> | null): Promise<BuilderStatus> {
   const base = { name: b.name, uri: b.uri, maxJobs: b.maxJobs, slotsInUse: slotsInUse(ctx, b.uri, b.maxJobs, held) };
-  const down = (error: string): BuilderStatus => ({
-    ...base,
-    state: 'down',
-    reachable: false,
-    latencyMs: null,
-    nixVersion: null,
-    load: null,
-    cores: null,
-    storeFreeBytes: null,
-    error,
-  });
-  if (b.protocol !== 'ssh' && b.protocol !== 'ssh-ng') return down(`${b.uri} is not reached over ssh`);
-  // Nix writes the machine line's pinned key to a known_hosts file of its own for ssh.
-  const dir = b.hostKey ? fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-status-')) : null;
+  const none = { latencyMs: null, nixVersion: null, load: null, cores: null, storeFreeBytes: null };
+  if (!b.machine) return { ...base, ...none, state: 'down', reachable: false, error: `${b.uri} is not in use yet` };
+  const f = new BuilderFacts(ctx.path, b.machine, { connectTimeoutS: CONNECT_TIMEOUT_S, signal: ctx.signal });
   try {
-    const kh = dir ? pinnedKnownHosts(dir, b.name, b.hostKey!) : null;
     const t0 = Date.now();
-    // A backstop past ConnectTimeout for a link that connects and then stalls.
-    const r = await ctx.exec('ssh', sshArgs(b, kh, asShCommand(FACTS_SCRIPT(remoteProgram(b)))), {
-      env: envWithoutAgent(),
-      timeoutMs: (CONNECT_TIMEOUT_S + 5) * 1000,
-      signal: ctx.signal,
-      ownGroup: true,
-    });
-    const latencyMs = Date.now() - t0;
-    if (r.timedOut) return down(`no answer within ${CONNECT_TIMEOUT_S + 5} s`);
-    if (r.exitCode === 255) return down(classifySshError(r.stderr, { name: b.name, user: b.user }).cause);
-    const f = parseFacts(r.stdout);
-    const state: State = !f.version
-      ? 'broken'
-      : base.slotsInUse >= b.maxJobs
-        ? 'full'
-        : base.slotsInUse > 0
-          ? 'busy'
-          : 'idle';
-    return {
-      ...base,
-      state,
-      reachable: true,
-      latencyMs,
-      nixVersion: f.version,
-      load: f.load,
-      cores: f.cores,
-      storeFreeBytes: f.freeKb === null ? null : f.freeKb * 1024,
-      ...(f.version ? {} : { error: `${remoteProgram(b)} does not run there: nixremote doctor ${b.name} says why` }),
+    const login = f.login().then((l) => ({ l, ms: Date.now() - t0 }));
+    const reports = await runChecks(pathChecks('status'), f);
+    const { l, ms } = await login;
+    const p = l.probe;
+    const bad = reports.find((r) => r.status === 'fail');
+    const warned = reports.find((r) => r.status === 'warn');
+    // The catalogue's words, as doctor says them: the cause of the first link that fails.
+    const error = bad ? (bad.cause ?? bad.summary) : warned ? `warning: ${warned.summary}` : undefined;
+    const facts = {
+      latencyMs: l.authOk ? ms : null,
+      nixVersion: p?.nixStoreVersion ? (/\(([^)]*Nix[^)]*)\)\s+(\S+)/.exec(p.nixStoreVersion)?.[2] ?? null) : null,
+      load: p?.load ?? null,
+      cores: p?.cores ?? null,
+      storeFreeBytes: p?.space.find((x) => x.role === 'store')?.availKb ?? null,
     };
+    if (facts.storeFreeBytes !== null) facts.storeFreeBytes *= 1024;
+    const reachable = l.authOk;
+    const state: State = !reachable
+      ? 'down'
+      : bad
+        ? 'broken'
+        : base.slotsInUse >= b.maxJobs
+          ? 'full'
+          : base.slotsInUse > 0
+            ? 'busy'
+            : 'idle';
+    return { ...base, ...facts, state, reachable, ...(error ? { error, check: (bad ?? warned)!.id } : {}) };
   } finally {
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    f.close();
   }
 }
 

@@ -6,8 +6,8 @@ import { makeOutput } from '../io/output.js';
 import { detectInstall } from '../init/install.js';
 import { realCtx, type DrvInfo } from '../doctor/context.js';
 import { localChecks, localState, seesDaemonFiles } from '../doctor/checks/local.js';
-import { builderChecks, builderState, cleanup } from '../doctor/checks/builder.js';
-import { prefetchSshConfigs } from '../doctor/checks/builder-state.js';
+import { BuilderFacts, prefetchSshConfigs } from '../path/facts.js';
+import { pathChecks } from '../path/walk.js';
 import { runChecks, worst } from '../doctor/runner.js';
 import { printReport, summarize, type BuilderReport, type DoctorReport } from '../doctor/report.js';
 import { readRegistry, selectBuilders } from '../builders/registry.js';
@@ -60,18 +60,18 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
       );
     const buildersRun: Promise<BuilderReport[]> = accessOk
       ? mapLimit(machines, width, async (m) => {
-          const st = builderState(ctx, m);
+          const f = new BuilderFacts(ctx, m, { share: true });
           try {
-            const checks = await runChecks(builderChecks(drv !== null), st);
+            const checks = await runChecks(pathChecks('doctor', drv !== null), f);
             return {
-              name: st.name,
+              name: f.name,
               uri: m.uri,
               source: `${m.source.file}:${m.source.line}`,
               status: worst(checks),
               checks,
             };
           } finally {
-            await cleanup(st);
+            f.close();
           }
         })
       : Promise.resolve([]);

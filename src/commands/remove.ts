@@ -14,7 +14,7 @@ import { realRegistryCtx } from '../builders/context.js';
 import { leftInPlace, removable, removalWrites, takesEffect } from '../builders/removal.js';
 import { asShCommand, REMOVE_KEY_SCRIPT } from '../remote/scripts.js';
 import { sshAsNix } from '../ssh/system-ssh.js';
-import { classifySshError } from '../ssh/ssh-errors.js';
+import { diagnose } from '../path/catalogue.js';
 import { UsageError } from '../validate.js';
 
 export interface RemoveFlags {
@@ -114,10 +114,7 @@ function removeKeyOnBuilder(b: BuilderEntry, out: Output): Step {
         return said === 'absent'
           ? `the key was not in authorized_keys on ${b.name}`
           : `removed the key's line from authorized_keys on ${b.name}`;
-      const why =
-        r.exitCode === 255
-          ? classifySshError(r.stderr).cause
-          : r.stderr.trim().split('\n').pop() || `exit ${r.exitCode}`;
+      const why = diagnose(r, 'login', { name: b.name, user: b.user }, `ssh ${b.name}`, `ssh -v ${b.name} true`).cause;
       out.warn(
         `could not reach ${b.name} to remove the key (${why}); the local part goes on. On the builder, remove the line holding this key from ~${b.user ?? ''}/.ssh/authorized_keys: ${pub.split(/\s+/).slice(0, 2).join(' ')}`,
       );

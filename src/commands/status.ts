@@ -42,7 +42,7 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
   // The logins run in process groups of their own: Ctrl-C stops nixremote, which then
   // ends them, instead of killing them under a round that would report builders down.
   const abort = new AbortController();
-  const ctx = realStatusCtx(exec, abort.signal);
+  const ctx = realStatusCtx(exec, install, abort.signal);
   // On a terminal --watch redraws in place, like top; elsewhere each round is appended.
   const redraw = Boolean(flags.watch && !flags.json && process.stdout.isTTY);
   let stop = false;

@@ -1,6 +1,7 @@
 // Runs checks as soon as what they need has passed, so independent checks overlap (the
-// store ping and the real build, say). A check whose prerequisite did not pass is
-// skipped, not failed a second time; a check that throws or times out is a failure with
+// store ping and the real build, say). A check whose prerequisite failed, or was itself
+// skipped for that, is skipped, not failed a second time (a check that skipped itself,
+// having nothing to look at, blocks nothing); a check that throws or times out is a failure with
 // the error as its cause, never a crash. Reports come back in the declared order.
 import type { Check, CheckReport, Result } from './types.js';
 
@@ -14,13 +15,14 @@ export async function runChecks<S>(checks: Check<S>[], state: S): Promise<CheckR
     started.set(
       c.id,
       Promise.all(deps).then(async (done) => {
-        const blocked = done.find((r) => r.status !== 'pass' && r.status !== 'warn');
+        const blocked = done.find((r) => r.status === 'fail' || (r.status === 'skip' && r.blockedBy));
         if (blocked)
           return {
             id: c.id,
             title: c.title,
             status: 'skip',
             summary: `skipped: needs ${blocked.id}`,
+            blockedBy: blocked.id,
             ms: 0,
           } satisfies CheckReport;
         const t0 = Date.now();

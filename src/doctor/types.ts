@@ -39,6 +39,8 @@ export interface CheckReport extends Result {
   id: string;
   title: string;
   ms: number;
+  /** Skipped by the runner because this check's prerequisite did not pass. */
+  blockedBy?: string;
 }
 
 export const pass = (summary: string, extra: Partial<Result> = {}): Result => ({ status: 'pass', summary, ...extra });

@@ -7,6 +7,18 @@ import { nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../te
 import { joinLines, splitLines, type Line } from '../text/lines.js';
 import { machinesHostKeyField, type HostKey } from '../ssh/host-key.js';
 
+/** The eight fields by meaning, for messages: "field 5" tells nobody anything. */
+export const FIELD_NAMES = [
+  'store URI',
+  'systems',
+  'ssh key',
+  'max jobs',
+  'speed factor',
+  'supported features',
+  'mandatory features',
+  'host key',
+] as const;
+
 export interface Machine {
   uri: string;
   systems: string[];
@@ -195,10 +207,15 @@ export function parseMachines(
         // factor is a float from 2.20 (negative: "speed factor must be >= 0"), an unsigned int before.
         if (!(float ? /^-?\d+(\.\d+)?$/ : /^\d+$/).test(tokens[n]!)) {
           const type = float ? 'float' : 'unsigned int';
+          // Named by meaning: nobody knows what "field 5" is.
+          const why =
+            n === 4 && !float && /^\d+\.\d+$/.test(tokens[n]!)
+              ? `speed factor ${tokens[n]}: Nix before 2.20 reads the speed factor as a whole number`
+              : `${FIELD_NAMES[n]} '${tokens[n]}' (field ${n + 1}) is not ${float ? 'a number' : 'a whole number'}`;
           errors.push({
             ...source,
             column: offsets[n]!,
-            message: `field ${n + 1} '${tokens[n]}' is not ${float ? 'a number' : 'a whole number'}; ${nixSays(`bad machine specification: failed to convert column #${n} in a row: '${entry}' to '${type}'`)}`,
+            message: `${why}; ${nixSays(`bad machine specification: failed to convert column #${n} in a row: '${entry}' to '${type}'`)}`,
           });
           return NaN;
         }
@@ -206,7 +223,7 @@ export function parseMachines(
           errors.push({
             ...source,
             column: offsets[n]!,
-            message: `field ${n + 1} '${tokens[n]}' is negative; ${nixSays('speed factor must be >= 0')}`,
+            message: `${FIELD_NAMES[n]} '${tokens[n]}' (field ${n + 1}) is negative; ${nixSays('speed factor must be >= 0')}`,
           });
           return NaN;
         }
@@ -222,7 +239,7 @@ export function parseMachines(
         errors.push({
           ...source,
           column: offsets[7]!,
-          message: `field 8 is not base64; ${nixSays(`invalid character in Base64 string: '${badChar[0]}'`)}`,
+          message: `host key (field 8) is not base64; ${nixSays(`invalid character in Base64 string: '${badChar[0]}'`)}`,
         });
       // Fields past the 8th are ignored by Nix (2.8 to 2.35), so they are here too.
       if (errors.length > before) continue;

@@ -1,14 +1,29 @@
 // The probe build: a derivation no cache can have (a fresh nonce, /bin/sh as builder, no
-// nixpkgs), built with --max-jobs 0 so that only a remote builder can build it.
+// nixpkgs), built with --max-jobs 0 so that only a remote builder can build it. It takes
+// an input built here first, so that the proof carries what nearly every real build does:
+// a locally built, unsigned path copied to the builder. Over ssh-ng:// to a builder that
+// does not trust the ssh user, that copy is refused ("lacks a signature by a trusted key")
+// while a build without inputs would pass.
 import type { Exec, ExecOptions, ExecResult } from '../io/exec.js';
 
 export const PROBE_NIX = `# Written by nixremote: a build that only a remote builder can do.
-{ nonce ? "0", system ? builtins.currentSystem }:
+{ nonce ? "0", inputNonce ? nonce, system ? builtins.currentSystem }:
+let
+  input = derivation {
+    name = "nixremote-probe-input";
+    system = builtins.currentSystem;
+    nonce = inputNonce;
+    builder = "/bin/sh";
+    args = [ "-c" "echo input > $out" ];
+    preferLocalBuild = true;
+    allowSubstitutes = false;
+  };
+in
 derivation {
   name = "nixremote-probe";
-  inherit system nonce;
+  inherit system nonce input;
   builder = "/bin/sh";
-  args = [ "-c" "echo ok > $out" ];
+  args = [ "-c" "read x < $input && echo ok > $out" ];
 }
 `;
 
@@ -16,6 +31,46 @@ export interface ProbeBuild {
   result: ExecResult;
   /** The output path, when the build succeeded. */
   outPath: string | null;
+  /** Which build the result is of: the input here, or the probe on the builder. */
+  stage: 'input' | 'probe';
+}
+
+/** A nonce that no store has seen: unique, not secret (randomBytes blocked doctor for tens of ms under load). */
+export const freshNonce = () => `${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+
+export interface ProbeInput {
+  nonce: string;
+  run: Promise<ExecResult>;
+}
+
+/**
+ * The input, built here with no builders at all (and without the sandbox, which need not
+ * have /bin/sh). One per run serves every builder: each gets it copied, since its nonce is new.
+ */
+export function buildInput(exec: Exec, execOpts: ExecOptions = {}): ProbeInput {
+  const nonce = freshNonce();
+  const run = exec(
+    'nix-build',
+    [
+      '-E',
+      PROBE_NIX,
+      '--argstr',
+      'inputNonce',
+      nonce,
+      '-A',
+      'input',
+      '--no-out-link',
+      '--max-jobs',
+      '1',
+      '--builders',
+      '',
+      '--option',
+      'sandbox',
+      'false',
+    ],
+    { timeoutMs: 120_000, ...execOpts },
+  );
+  return { nonce, run };
 }
 
 /**
@@ -24,28 +79,17 @@ export interface ProbeBuild {
  */
 export async function buildProbe(
   exec: Exec,
-  opts: { system: string; builders: string; exec?: ExecOptions },
+  opts: { system: string; builders: string; exec?: ExecOptions; input?: ProbeInput },
 ): Promise<ProbeBuild> {
-  // The expression on the command line: no file to write and remove for each build.
-  // Unique, not secret: the time, this process and a random part (crypto's randomBytes
-  // cost doctor tens of milliseconds of blocking on a loaded machine, by node --cpu-prof).
-  const nonce = `${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  const args = [
-    '-E',
-    PROBE_NIX,
-    '--argstr',
-    'nonce',
-    nonce,
-    '--argstr',
-    'system',
-    opts.system,
-    '--max-jobs',
-    '0',
-    '--no-out-link',
-    '--builders',
-    opts.builders,
-  ];
-  const result = await exec('nix-build', args, { timeoutMs: 580_000, ...opts.exec });
+  const input = opts.input ?? buildInput(exec, opts.exec);
+  const built = await input.run;
+  if (built.exitCode !== 0) return { result: built, outPath: null, stage: 'input' };
+  const args = ['-E', PROBE_NIX, '--argstr', 'nonce', freshNonce(), '--argstr', 'inputNonce', input.nonce];
+  const result = await exec(
+    'nix-build',
+    [...args, '--argstr', 'system', opts.system, '--no-out-link', '--max-jobs', '0', '--builders', opts.builders],
+    { timeoutMs: 580_000, ...opts.exec },
+  );
   const last = result.stdout.trim().split('\n').pop() ?? '';
-  return { result, outPath: result.exitCode === 0 && last.startsWith('/nix/store/') ? last : null };
+  return { result, outPath: result.exitCode === 0 && last.startsWith('/nix/store/') ? last : null, stage: 'probe' };
 }

@@ -129,7 +129,7 @@ describe('doctor names each fault', () => {
       assert.equal(code, 1);
       const f = firstFailure(report);
       assert.equal(f.id, 'remote-nix');
-      assert.match(f.cause!, /not installed or not on the builder's non-interactive PATH/);
+      assert.match(f.cause!, /nix-store \(nix-daemon for ssh-ng\) is not on the builder's non-interactive PATH/);
       assert.equal(check(report, 'build').status, 'skip');
     });
   });

@@ -5,14 +5,22 @@ import type { DoctorCtx, FileInfo } from '../../src/doctor/context.js';
 import type { ExecResult } from '../../src/io/exec.js';
 import type { Install } from '../../src/init/install.js';
 import { runChecks, worst } from '../../src/doctor/runner.js';
-import { classifySshError } from '../../src/ssh/ssh-errors.js';
-import { decodeProtocolError, explainBuild } from '../../src/nix/build-errors.js';
+import { diagnose } from '../../src/path/catalogue.js';
+import { decodeProtocolError } from '../../src/path/protocol-text.js';
 import { localChecks, localState } from '../../src/doctor/checks/local.js';
-import { builderChecks, builderState, cannotTake, cleanup } from '../../src/doctor/checks/builder.js';
+import { BuilderFacts, cannotTake } from '../../src/path/facts.js';
+import { pathChecks } from '../../src/path/walk.js';
 import { readBuilders, readNixConfig } from '../../src/nix/effective-config.js';
 import { parseMachines, formatMachineLine, machineRules } from '../../src/nix/machines-file.js';
 import { machinesHostKeyField, parseKeyLine } from '../../src/ssh/host-key.js';
 import type { Check } from '../../src/doctor/types.js';
+import { probeOutput } from './probe-fixture.js';
+
+/** A failed build's output through the catalogue: the known entry, or null. */
+const explainBuild = (out: string) => {
+  const d = diagnose({ stdout: '', stderr: out, exitCode: 1 }, 'build', { name: 'b' }, 'the build', 'nix-build -vvv');
+  return d.known ? d : null;
+};
 
 const ED = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS')!;
 const root: Install = {
@@ -136,38 +144,54 @@ describe("OpenSSH's errors", () => {
       'algorithms',
     ],
     ['Timeout, server 10.0.0.5 not responding.', 'alive-timeout'],
-    ['This account is currently not available.', 'no-shell'],
+    ['This account is currently not available.', 'shell.nologin'],
     ['Bad owner or permissions on /root/.ssh/config', 'config-perms'],
     ['Load key "/root/.ssh/nix_remote": invalid format\nnix@b: Permission denied (publickey).', 'key-format'],
     [
       'No ED25519 host key is known for box and you have requested strict checking.\r\nHost key verification failed.',
       'hostkey-unknown',
     ],
-    ['some new complaint\n', 'other'],
+    ['some new complaint\n', 'not-recognised'],
   ];
+  const ssh = (stderr: string, n = { name: 'the builder' } as { name: string; user?: string }) =>
+    diagnose({ stdout: '', stderr, exitCode: 255 }, 'login', n, 'ssh box', 'ssh -v box true');
   for (const [stderr, kind] of cases)
-    test(`${kind}: ${stderr.split('\n')[0]!.slice(0, 50)}`, () => assert.equal(classifySshError(stderr).kind, kind));
-  test('what ssh said is never lost: the proxy hop quoted, an unknown line kept, silence said', () => {
+    test(`${kind}: ${stderr.split('\n')[0]!.slice(0, 50)}`, () => {
+      const id = ssh(stderr).id;
+      assert.equal(id.replace(/^ssh\./, ''), kind);
+    });
+  test('what ssh said is never lost: the proxy hop quoted, an unknown failure quoted whole, silence said', () => {
     assert.match(
-      classifySshError(
-        'ssh: connect to host 127.0.0.1 port 1: Connection refused\nConnection closed by UNKNOWN port 65535',
-      ).cause,
-      /the hop said: ssh: connect to host 127\.0\.0\.1 port 1: Connection refused$/,
+      ssh('ssh: connect to host 127.0.0.1 port 1: Connection refused\nConnection closed by UNKNOWN port 65535').cause,
+      /ssh said: ssh: connect to host 127\.0\.0\.1 port 1: Connection refused$/,
     );
-    assert.equal(classifySshError('  first\nsomething odd happened  \n').cause, 'ssh said: something odd happened');
-    assert.match(classifySshError('').cause, /without printing why/);
+    const odd = ssh('  first\nsomething odd happened \x1b[1m \n');
+    assert.equal(odd.known, false);
+    assert.equal(
+      odd.cause,
+      'not recognised: ssh box failed (exit 255) and printed "first\\nsomething odd happened \\u001b[1m"',
+    );
+    assert.match(odd.fix, /^run ssh -v box true to see more/);
+    assert.equal(ssh('').cause, 'not recognised: ssh box failed (exit 255) and printed nothing');
     assert.match(
-      classifySshError('kex_exchange_identification: read: Connection reset by peer').cause,
+      ssh('kex_exchange_identification: read: Connection reset by peer').cause,
       /PerSourcePenalties.*15 s at first, up to 10 minutes/,
     );
+    assert.match(ssh('kex_exchange_identification: read: Connection reset by peer').fix, /srclimit_penalise/);
     assert.match(
-      classifySshError('kex_exchange_identification: read: Connection reset by peer').fix,
-      /srclimit_penalise/,
+      ssh('Permission denied (publickey).', { name: 'box', user: 'nix' }).fix,
+      /^add the public key to ~nix\/\.ssh\/authorized_keys on the builder \(nixremote init --copy-key password\); if it is there, chmod go-w ~nix ~nix\/\.ssh/,
     );
-    assert.equal(
-      classifySshError('Permission denied (publickey).', { name: 'box', user: 'nix' }).fix,
-      'add the public key to ~nix/.ssh/authorized_keys on the builder (nixremote init --copy-key password)',
+    // The nologin shell prints its sentence on stdout and exits 1: the whole output is read.
+    const nologin = diagnose(
+      { stdout: 'This account is currently not available.\n', stderr: '', exitCode: 1 },
+      'login',
+      { name: 'box', user: 'nix' },
+      'ssh box',
+      'ssh -v box true',
     );
+    assert.equal(nologin.id, 'shell.nologin');
+    assert.match(nologin.fix, /usermod -s \/bin\/sh nix/);
   });
 });
 
@@ -324,7 +348,7 @@ describe('local checks', () => {
     const r = await runChecks(localChecks(), localState(ctx));
     assert.equal(
       r.find((c) => c.id === 'builders')!.summary,
-      "/etc/nix/machines:1:24: field 4 'four' is not a whole number; Nix 2.8.0 rejects it: bad machine specification: failed to convert column #3 in a row: 'ssh://a x86_64-linux - four' to 'unsigned int'",
+      "/etc/nix/machines:1:24: max jobs 'four' (field 4) is not a whole number; Nix 2.8.0 rejects it: bad machine specification: failed to convert column #3 in a row: 'ssh://a x86_64-linux - four' to 'unsigned int'",
     );
   });
   test('each field as that Nix version reads it: 2.8 (machines.cc at 2.8.0) against 2.34', async () => {
@@ -339,13 +363,13 @@ describe('local checks', () => {
     assert.equal(old.status, 'fail');
     assert.match(
       old.summary,
-      /^\/etc\/nix\/machines:1:26: field 5 '1\.5' is not a whole number; Nix 2\.8\.0 rejects it: .* to 'unsigned int'$/,
+      /^\/etc\/nix\/machines:1:26: speed factor 1\.5: Nix before 2\.20 reads the speed factor as a whole number; Nix 2\.8\.0 rejects it: .* to 'unsigned int'$/,
     );
     // 2.34 takes the float, and the indented comment, but no version takes a bad base64 host key.
     const now = await summary('2.34.8');
     assert.match(
       now.summary,
-      /^\/etc\/nix\/machines:3:32: field 8 is not base64; Nix 2\.34\.8 rejects it: invalid character in Base64 string: '!'$/,
+      /^\/etc\/nix\/machines:3:32: host key \(field 8\) is not base64; Nix 2\.34\.8 rejects it: invalid character in Base64 string: '!'$/,
     );
     const m = (v: [number, number, number], text: string) =>
       parseMachines(`@/m`, 'builders', () => text, 0, 1, machineRules(v)).errors.map((e) => e.message);
@@ -468,8 +492,8 @@ describe('builder checks on recorded output', () => {
     `ssh://box x86_64-linux /root/.ssh/nix_remote 2 1 big-parallel${extra} - ${machinesHostKeyField(ED)}`;
   const sshG = (alias: string) =>
     `hostname 127.0.0.1\nport 2301\nuser nix\nidentityfile /root/.ssh/nix_remote\nhostkeyalias ${alias}\nuserknownhostsfile /root/.ssh/known_hosts\n`;
-  const probe =
-    'NIXREMOTE:path=/usr/bin/nix-store\nNIXREMOTE:system=x86_64-linux\nNIXREMOTE:system-features=benchmark big-parallel nixos-test\nNIXREMOTE:trusted-users=root\nNIXREMOTE:user=nix\nNIXREMOTE:groups=nix users\nNIXREMOTE:daemon-socket=1\n';
+  // A multi-user builder whose daemon trusts only root.
+  const probe = probeOutput({ set: { 'store-writable': null, 'daemon-socket': '1', daemon: 'ok' } });
   let hostKeyChanged = false;
   function exec(alias: string) {
     return (file: string, args: string[]): ExecResult => {
@@ -500,11 +524,11 @@ describe('builder checks on recorded output', () => {
       over,
     );
     const m = parseMachines(machines, '/etc/nix/machines').machines[0]!;
-    const st = builderState(ctx, m);
+    const f = new BuilderFacts(ctx, m);
     try {
-      return await runChecks(builderChecks(), st);
+      return await runChecks(pathChecks('doctor'), f);
     } finally {
-      await cleanup(st);
+      f.close();
     }
   }
   const get = (r: Awaited<ReturnType<typeof run>>, id: string) => r.find((c) => c.id === id)!;
@@ -532,9 +556,9 @@ describe('builder checks on recorded output', () => {
   test('a key that others can read, with a fix action', async () => {
     const ctx = fakeCtx({ '/root/.ssh/nix_remote': 'KEY' }, exec('box'));
     ctx.stat = (p) => (p === '/root/.ssh/nix_remote' ? { uid: 0, mode: 0o644, isFile: true } : null);
-    const st = builderState(ctx, parseMachines(machineText(), 'm').machines[0]!);
-    const r = await runChecks(builderChecks(), st);
-    await cleanup(st);
+    const f = new BuilderFacts(ctx, parseMachines(machineText(), 'm').machines[0]!);
+    const r = await runChecks(pathChecks('doctor'), f);
+    f.close();
     assert.equal(get(r, 'key').fix, 'chmod 600 /root/.ssh/nix_remote');
     assert.equal(get(r, 'key').action?.description, 'chmod 600 /root/.ssh/nix_remote');
   });

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { REPO } from './paths.js';
 import { readRegistry, selectBuilders, type RegistryCtx } from '../../src/builders/registry.js';
 import { leftInPlace, removable, removalWrites, takesEffect } from '../../src/builders/removal.js';
-import { devKey, heldFlocks, parseFacts, slotLockPath, slotsInUse, type StatusCtx } from '../../src/builders/status.js';
+import { devKey, heldFlocks, slotLockPath, slotsInUse, type StatusCtx } from '../../src/builders/status.js';
 import { hostSectionsFor, matchPattern } from '../../src/ssh/ssh-config.js';
 import { findKnownHost, pinHostKey, unpinHostKey } from '../../src/ssh/known-hosts.js';
 import { parseKeyLine } from '../../src/ssh/host-key.js';
@@ -298,11 +298,7 @@ describe("status: the build hook's slots and the builder's facts", () => {
     const dev = 0xfe01;
     assert.equal(devKey(dev, 1001), '254:1:1001');
     const inodes: Record<string, number> = { 'ssh:__box-0': 1001, 'ssh:__box-1': 1002, 'ssh:__box-2': 1003 };
-    const ctx: StatusCtx = {
-      exec: async () => {
-        throw new Error('no');
-      },
-      locks: () => procLocks,
+    const ctx: Pick<StatusCtx, 'stateDir' | 'stat'> = {
       stateDir: '/s',
       stat: (p) => (inodes[path.basename(p)] ? { dev, ino: inodes[path.basename(p)]! } : null),
     };
@@ -323,22 +319,6 @@ describe("status: the build hook's slots and the builder's facts", () => {
     const r = spawnSync('flock', ['-x', f, 'cat', '/proc/locks'], { encoding: 'utf8' });
     assert.ok(heldFlocks(r.stdout).has(devKey(st.dev, st.ino)));
     assert.ok(!heldFlocks(fs.readFileSync('/proc/locks', 'utf8')).has(devKey(st.dev, st.ino)));
-  });
-
-  test('the facts a builder prints, and what a chatty or broken one prints', () => {
-    assert.deepEqual(
-      parseFacts(
-        'Welcome!\nNIXREMOTE:version=nix-store (Nix) 2.8.0\nNIXREMOTE:load=0.42\nNIXREMOTE:cores=16\nNIXREMOTE:free-kb=1048576\n',
-      ),
-      { version: '2.8.0', load: 0.42, cores: 16, freeKb: 1048576 },
-    );
-    assert.deepEqual(parseFacts('NIXREMOTE:version=nix-store (Lix, like Nix) 2.91.1\n').version, '2.91.1');
-    assert.deepEqual(parseFacts('NIXREMOTE:version=sh: 1: nix-store: not found\nNIXREMOTE:load=\n'), {
-      version: null,
-      load: null,
-      cores: null,
-      freeKb: null,
-    });
   });
 
   test('a table has no trailing spaces and lines its columns up', () => {

@@ -6,7 +6,9 @@ import type { DoctorCtx, FileInfo } from '../../src/doctor/context.js';
 import type { ExecResult } from '../../src/io/exec.js';
 import type { Install } from '../../src/init/install.js';
 import { runChecks } from '../../src/doctor/runner.js';
-import { builderChecks, builderState, cleanup } from '../../src/doctor/checks/builder.js';
+import { BuilderFacts } from '../../src/path/facts.js';
+import { probeOutput } from './probe-fixture.js';
+import { pathChecks } from '../../src/path/walk.js';
 import { parseMachines } from '../../src/nix/machines-file.js';
 import { parseKeyLine } from '../../src/ssh/host-key.js';
 import { restoreHostKeyChecking } from '../../src/ssh/ssh-config.js';
@@ -50,8 +52,7 @@ describe('restoreHostKeyChecking', () => {
 describe('doctor on the wiki setup, on recorded output', () => {
   const sshG = (checking: string) =>
     `hostname 10.0.0.5\nport 22\nuser nix\nidentityfile /root/.ssh/id_ed25519\nhostkeyalias none\nstricthostkeychecking ${checking}\nuserknownhostsfile /dev/null\nglobalknownhostsfile /etc/ssh/ssh_known_hosts\n`;
-  const probe =
-    'NIXREMOTE:path=/usr/bin/nix-store\nNIXREMOTE:system=x86_64-linux\nNIXREMOTE:system-features=big-parallel\nNIXREMOTE:user=nix\nNIXREMOTE:store-writable=1\n';
+  const probe = probeOutput({ set: { 'system-features': 'big-parallel' } });
   async function run(checking: string) {
     const files: Record<string, string> = { '/root/.ssh/config': WIKI, '/root/.ssh/id_ed25519': 'KEY' };
     const exec = async (file: string, args: string[]): Promise<ExecResult> => {
@@ -87,11 +88,11 @@ describe('doctor on the wiki setup, on recorded output', () => {
       drv: null,
       platform: 'linux',
     };
-    const st = builderState(ctx, parseMachines('ssh://builder x86_64-linux', '/etc/nix/nix.conf').machines[0]!);
+    const f = new BuilderFacts(ctx, parseMachines('ssh://builder x86_64-linux', '/etc/nix/nix.conf').machines[0]!);
     try {
-      return await runChecks(builderChecks(), st);
+      return await runChecks(pathChecks('doctor'), f);
     } finally {
-      await cleanup(st);
+      f.close();
     }
   }
 
@@ -262,10 +263,11 @@ describe('what other programs print, shown safely and explained', () => {
     assert.equal(printable("got 'Welcome\x00\x00\x1b[31m'\n\tnext"), "got 'Welcome\\x00\\x00\\x1b[31m'\n\tnext");
   });
   test("builders given by an untrusted client, in 2.3's and 2.4+'s wording, before what follows from it", async () => {
-    const { explainBuild } = await import('../../src/nix/build-errors.js');
+    const { diagnose } = await import('../../src/path/catalogue.js');
     for (const who of ['client', 'user']) {
       const out = `warning: ignoring the ${who}-specified setting 'builders', because it is a restricted setting and you are not a trusted user\nerror: unable to start any build; either increase '--max-jobs' or enable remote builds`;
-      assert.match(explainBuild(out)!.cause, /ignores builders given by a user it does not trust/);
+      const d = diagnose({ stdout: '', stderr: out, exitCode: 1 }, 'build', { name: 'b' }, 'the build', 'nix-build');
+      assert.match(d.cause, /ignores builders given by a user it does not trust/);
     }
   });
 });

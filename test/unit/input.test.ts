@@ -18,7 +18,7 @@ import {
 import { Answers, repeatCommand } from '../../src/init/answers.js';
 import type { Prompter } from '../../src/io/prompts.js';
 import { parseNixVersion, storePingArgs, parseStorePing } from '../../src/nix/version.js';
-import { parseProbe, systemFromUname } from '../../src/remote/scripts.js';
+import { parseProbe, systemFromUname } from '../../src/path/probe.js';
 import { applyPlan, renderPlan, StepFailed, type Step } from '../../src/plan/plan.js';
 
 describe('validation', () => {

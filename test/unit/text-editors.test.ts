@@ -211,7 +211,7 @@ describe('machines file', () => {
         line: 2,
         column: 24,
         message:
-          "field 4 'eight' is not a whole number; Nix rejects it: bad machine specification: failed to convert column #3 in a row: 'ssh://a x86_64-linux - eight' to 'unsigned int'",
+          "max jobs 'eight' (field 4) is not a whole number; Nix rejects it: bad machine specification: failed to convert column #3 in a row: 'ssh://a x86_64-linux - eight' to 'unsigned int'",
       },
     ]);
   });

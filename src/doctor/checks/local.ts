@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { targetCtxOf, type DoctorCtx } from '../context.js';
 import { targetByName } from '../../targets/index.js';
 import type { Install } from '../../init/install.js';
-import { localNixVersionRun } from './builder-state.js';
+import { localNixVersionRun } from '../../path/facts.js';
 import type { Check } from '../types.js';
 import { fail, pass, warn } from '../types.js';
 import {

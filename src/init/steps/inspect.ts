@@ -3,14 +3,18 @@
 import * as os from 'node:os';
 import type { Exec } from '../../io/exec.js';
 import type { HostKey } from '../../ssh/host-key.js';
-import { startupFileFor } from '../../ssh/system-ssh.js';
-import { asShCommand, parseProbe, PROBE_SCRIPT, systemFromUname, type ProbeResult } from '../../remote/scripts.js';
+import { machinesHostKeyField } from '../../ssh/host-key.js';
+import { systemFromUname, type ProbeResult } from '../../path/probe.js';
+import { BuilderFacts, type Transport } from '../../path/facts.js';
+import { pathChecks } from '../../path/walk.js';
+import { runChecks } from '../../doctor/runner.js';
+import { realCtx } from '../../doctor/context.js';
+import type { ParsedMachine } from '../../nix/machines-file.js';
 import { UsageError, validateList, validatePositiveInt } from '../../validate.js';
 import type { Access } from './access.js';
 import { sshWithPinnedKey } from './access.js';
 import type { BuilderAnswers } from './builder.js';
 import { InitFailed, type WizardCtx } from './context.js';
-import { trustVerdict } from '../../doctor/checks/remote.js';
 
 export type Protocol = 'ssh' | 'ssh-ng';
 
@@ -43,28 +47,28 @@ export async function inspectBuilder(
   let remoteProgram: string | null = flags.remoteProgram ?? null;
   if (remoteProgram !== null && !remoteProgram.startsWith('/'))
     throw new UsageError('--remote-program: give an absolute path');
-  let probe: ProbeResult | null = null;
-  if (a.session) {
-    out.step(`Looking at ${b.name}: shell output, nix-store, system, features, cores`);
-    const t = await a.session.run('true');
-    probe = parseProbe((await a.session.run(asShCommand(PROBE_SCRIPT))).stdout);
-    if (t.stdout !== '') {
-      throw new InitFailed(
-        `the builder's shell prints ${JSON.stringify(t.stdout.slice(0, 200))} for every command run over ssh; Nix reads that as its protocol and fails. ` +
-          `Make ${startupFileFor(probe.shell)} print nothing when not interactive, then re-run`,
-      );
-    }
-  } else if (a.mode === 'ssh') {
-    const r = await sshWithPinnedKey(c.exec, a.target, b.name, hostKey, [asShCommand(PROBE_SCRIPT)]);
-    if (r.exitCode !== 0)
-      throw new InitFailed(`ssh ${b.user}@${b.host} with your existing access failed: ${r.stderr.trim()}`);
-    probe = parseProbe(r.stdout);
-  } else {
+  // The builder looked at as Nix will see it, through the session init already has: the
+  // same probe and the same checks (their "init" tier) as doctor, before anything is written.
+  const transport: Transport | null = a.session
+    ? { run: (cmd, input) => a.session!.run(cmd, input).then((r) => ({ command: cmd, timedOut: false, ...r })) }
+    : a.mode === 'ssh'
+      ? { run: (cmd, input) => sshWithPinnedKey(c.exec, a.target, b.name, hostKey, [cmd], input) }
+      : null;
+  if (!transport) {
     out.warn(
       `Cannot look at ${b.name} before the key is on it: systems, features and jobs come from flags or defaults`,
     );
+    return { probe: null, remoteProgram, protocol };
   }
-
+  out.step(`Looking at ${b.name}: its shell, Nix, daemon and trust, free space, what it can build`);
+  const facts = (rp: string | null) =>
+    new BuilderFacts(
+      realCtx(c.exec, c.install, { build: false, drv: null }),
+      provisionalMachine(b.name, protocol, rp, hostKey),
+      { transport },
+    );
+  let f = facts(remoteProgram);
+  const probe = (await f.login()).probe;
   if (probe && remoteProgram === null) {
     const onPath = protocol === 'ssh-ng' ? probe.nixDaemonPath : probe.nixStorePath;
     // nix-daemon sits beside nix-store wherever an installer puts Nix.
@@ -87,23 +91,40 @@ export async function inspectBuilder(
           `Nix cannot run ${program} on ${b.name}; put it on the PATH that \`ssh ${b.name} ${program} --version\` sees, or accept --remote-program`,
         );
       remoteProgram = found;
-    } else {
-      const broken = probe.nixStoreBroken ? ` (${probe.nixStoreBroken})` : '';
-      throw new InitFailed(
-        `${program} is not on ${b.name}'s non-interactive PATH${broken}, nor in any of the usual places; install Nix on the builder, or pass --remote-program with its path`,
-      );
+      f = facts(remoteProgram);
     }
   }
-  // Whether the ssh user may build there, before anything is written: an untrusted user
-  // gets its fix and nothing is left behind, locally or on the builder.
-  if (probe) {
-    const trust = trustVerdict(probe);
-    if (trust.status === 'fail')
-      throw new InitFailed(`${trust.summary}: ${trust.cause}. Fix: ${trust.fix}; then re-run. Nothing was changed`);
-    if (trust.status === 'pass') out.ok(`allowed to build there: ${trust.summary}`);
-  }
+  const reports = await runChecks(pathChecks('init'), f);
+  const bad = reports.find((r) => r.status === 'fail');
+  if (bad)
+    throw new InitFailed(
+      `${bad.title}: ${bad.summary}: ${bad.cause}. Fix: ${bad.fix}; then re-run. Nothing was changed`,
+    );
+  for (const w of reports.filter((r) => r.status === 'warn')) out.warn(`${w.title}: ${w.summary}`);
+  const trust = reports.find((r) => r.id === 'trust');
+  if (trust?.status === 'pass') out.ok(`allowed to build there: ${trust.summary}`);
   if (remoteProgram) answers.note('--remote-program', remoteProgram);
   return { probe, remoteProgram, protocol };
+}
+
+/** The builder as a machine line before its capabilities are known: what the checks need of it. */
+function provisionalMachine(
+  name: string,
+  protocol: Protocol,
+  remoteProgram: string | null,
+  hostKey: HostKey,
+): ParsedMachine {
+  return {
+    uri: `${protocol}://${name}${remoteProgram ? `?remote-program=${remoteProgram}` : ''}`,
+    systems: [],
+    sshKey: null,
+    maxJobs: 1,
+    speedFactor: 1,
+    supportedFeatures: [],
+    mandatoryFeatures: [],
+    hostKey: machinesHostKeyField(hostKey),
+    source: { file: '(the machine line init will write)', line: 0 },
+  };
 }
 
 export interface Capabilities {

@@ -4,7 +4,8 @@
 // there, capabilities, trust, the store ping), and then the proof, doctor's real build:
 // a fresh derivation with this builder's line as the only builders, found in its store.
 import { realCtx } from '../../doctor/context.js';
-import { builderChecks, builderState, cleanup } from '../../doctor/checks/builder.js';
+import { BuilderFacts } from '../../path/facts.js';
+import { pathChecks } from '../../path/walk.js';
 import { runChecks } from '../../doctor/runner.js';
 import type { CheckReport, Result } from '../../doctor/types.js';
 import { parseMachines } from '../../nix/machines-file.js';
@@ -34,8 +35,8 @@ export function pathSteps(
   testBuild: boolean,
 ): PathSteps {
   const machine = parseMachines(machineLine, machinesFile).machines[0]!;
-  const state = builderState(realCtx(c.exec, c.install, { build: testBuild, drv: null }), machine);
-  const checks = builderChecks(false);
+  const state = new BuilderFacts(realCtx(c.exec, c.install, { build: testBuild, drv: null }), machine, { share: true });
+  const checks = pathChecks('doctor');
   const build = checks.find((x) => x.id === 'build')!;
   const before = checks.filter((x) => x !== build);
   const verify: Step = {
@@ -65,5 +66,5 @@ export function pathSteps(
         },
       }
     : null;
-  return { verify, proof, done: () => cleanup(state) };
+  return { verify, proof, done: async () => state.close() };
 }

@@ -1,102 +1,80 @@
-// The way in, as the build hook walks it: the machine line, root's ssh config, the key,
-// the name, the TCP connection, the host key.
+// The way in, as the build hook walks it: root's ssh config, the key, the name, the TCP
+// connection, the host key.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Check, Evidence } from '../types.js';
-import { fail, pass, warn } from '../types.js';
-import {
-  addHostKeyAlias,
-  CHECKING_OFF,
-  multiplexing,
-  parseSshG,
-  restoreHostKeyChecking,
-} from '../../ssh/ssh-config.js';
+import type { Evidence } from '../../doctor/types.js';
+import { fail, pass, warn } from '../../doctor/types.js';
+import { addHostKeyAlias, CHECKING_OFF, multiplexing, restoreHostKeyChecking } from '../../ssh/ssh-config.js';
 import { editFile, type Step } from '../../plan/plan.js';
 import { pinHostKey } from '../../ssh/known-hosts.js';
-import { PENALTY_FIX } from '../../ssh/ssh-errors.js';
-import {
-  fingerprint,
-  hostKeyFromMachinesField,
-  machinesHostKeyField,
-  parseKeyLine,
-  type HostKey,
-} from '../../ssh/host-key.js';
-import { declarativeHome } from '../context.js';
+import { PENALTY_FIX } from '../failures/ssh.js';
+import { fingerprint, machinesHostKeyField, parseKeyLine, type HostKey } from '../../ssh/host-key.js';
+import { declarativeHome, type DoctorCtx } from '../../doctor/context.js';
 import { readOpenSshKey } from '../../ssh/private-key.js';
 import { withHostKey } from '../../nix/machines-file.js';
-import { type BuilderState, first, pinnedLogin, reachedAuth, sshConfig } from './builder-state.js';
+import { reachedAuth } from '../session.js';
+import type { PathCheck } from '../check.js';
+
+const first = (g: Map<string, string[]>, k: string) => g.get(k)?.[0];
 
 /**
  * How ssh reaches the builder when not directly: ProxyJump or ProxyCommand from ssh -G
  * ("none" when unset). Then the address and port are the proxy's business, and only the
  * login through ssh tests the way in.
  */
-function proxyOf(s: BuilderState): string | null {
+export function proxyOf(g: Map<string, string[]>): string | null {
   for (const k of ['proxyjump', 'proxycommand']) {
-    const v = first(s, k);
+    const v = first(g, k);
     if (v && v !== 'none') return `${k === 'proxyjump' ? 'ProxyJump' : 'ProxyCommand'} ${v}`;
   }
   return null;
 }
 
 /** The user's own known_hosts file, as ssh -G names it. */
-function knownHostsOf(s: BuilderState): string {
-  const named = (first(s, 'userknownhostsfile') ?? '~/.ssh/known_hosts').split(/\s+/)[0]!;
+function knownHostsOf(s: { g: Map<string, string[]>; ctx: DoctorCtx }): string {
+  const named = (first(s.g, 'userknownhostsfile') ?? '~/.ssh/known_hosts').split(/\s+/)[0]!;
   // A pin in /dev/null is no pin: it goes where ssh looks once checking is back on.
   return (named === '/dev/null' ? '~/.ssh/known_hosts' : named).replace(/^~(?=\/)/, s.ctx.install.user.home);
 }
 
-export const networkChecks: Check<BuilderState>[] = [
-  {
-    id: 'uri',
-    title: 'store URI',
-    needs: [],
-    run: async (s) => {
-      if (s.scheme !== 'ssh' && s.scheme !== 'ssh-ng') {
-        return fail(
-          `${s.machine.uri} is not an ssh:// or ssh-ng:// store`,
-          'nixremote checks builders reached over ssh',
-          'use ssh://HOST or ssh-ng://HOST',
-        );
-      }
-      s.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-doctor-'));
-      if (s.machine.hostKey) {
-        const k = hostKeyFromMachinesField(s.machine.hostKey);
-        if (!k) {
-          return fail(
-            'the 8th field (host key) does not decode to a public key',
-            `Nix base64-decodes that field and writes it as the known host key; "${s.machine.hostKey.slice(0, 24)}..." is not one`,
-            `replace it with the output of: base64 -w0 of the builder's /etc/ssh/ssh_host_ed25519_key.pub (${s.machine.source.file}:${s.machine.source.line})`,
-          );
-        }
-        s.pinned = k;
-      }
-      return pass(`${s.machine.uri} (${s.machine.source.file}:${s.machine.source.line})`);
-    },
-  },
+export const wayInChecks: PathCheck[] = [
   {
     id: 'ssh-config',
     title: "root's ssh config for the builder",
     needs: ['uri'],
-    run: async (s) => {
-      const r = await sshConfig(s);
-      if (r.exitCode !== 0)
+    tiers: ['doctor'],
+    run: async (f) => {
+      const c = await f.sshConfig();
+      const r = c.run;
+      if (!c.ok)
         return fail('ssh -G cannot read the ssh config', r.stderr.trim(), 'fix the ssh config file it names', {
           evidence: [{ command: r.command, output: r.stderr }],
         });
-      s.g = parseSshG(r.stdout);
-      s.hostName = first(s, 'hostname') ?? s.name;
-      s.port = Number(first(s, 'port') ?? 22);
-      if (!s.keyPath) s.keyPath = (s.g.get('identityfile') ?? []).find((f) => s.ctx.stat(f)?.isFile) ?? null;
-      const proxy = proxyOf(s);
-      const shown = `HostName ${s.hostName}, Port ${s.port}, User ${first(s, 'user')}, IdentityFile ${s.keyPath ?? '(none found)'}${proxy ? `, via ${proxy}` : ''}`;
-      const mux = multiplexing(s.g);
+      const proxy = proxyOf(c.g);
+      const shown = `HostName ${c.hostName}, Port ${c.port}, User ${first(c.g, 'user')}, IdentityFile ${c.keyPath ?? '(none found)'}${proxy ? `, via ${proxy}` : ''}`;
+      // What breaks Nix's protocol however the rest is set: a terminal, or another command.
+      const tty = (first(c.g, 'requesttty') ?? 'auto').toLowerCase();
+      if (tty === 'yes' || tty === 'force')
+        return fail(
+          `RequestTTY ${tty} applies to ${f.name}`,
+          'ssh asks the builder for a terminal, which Nix\'s protocol cannot pass through (with the key\'s restrict: "PTY allocation request failed"; without it the build hangs)',
+          `put "RequestTTY no" in the Host block for ${f.name}, above any Host * that sets RequestTTY`,
+          { evidence: [{ command: r.command, output: `requesttty ${tty}` }] },
+        );
+      const remote = first(c.g, 'remotecommand');
+      if (remote && remote !== 'none')
+        return fail(
+          `RemoteCommand ${remote} applies to ${f.name}`,
+          'ssh refuses a RemoteCommand together with the command Nix sends ("Cannot execute command-line and remote command")',
+          `put "RemoteCommand none" in the Host block for ${f.name}, above any Host * that sets RemoteCommand`,
+          { evidence: [{ command: r.command, output: `remotecommand ${remote}` }] },
+        );
+      const mux = multiplexing(c.g);
       if (mux) {
         return warn(`${shown}; connection sharing applies to it (${mux})`, {
           cause:
             "Nix's build hook runs its own ssh sessions; a shared master connection that outlives them (ControlPersist) is known to hang builds or break their connections",
-          fix: `add "ControlMaster no" and "ControlPath none" to the Host block for ${s.name}, above the Host or Match that turns sharing on (nixremote init writes them)`,
+          fix: `add "ControlMaster no" and "ControlPath none" to the Host block for ${f.name}, above the Host or Match that turns sharing on (nixremote init writes them)`,
         });
       }
       return pass(shown, {
@@ -104,7 +82,7 @@ export const networkChecks: Check<BuilderState>[] = [
           {
             command: r.command,
             output: ['hostname', 'port', 'user', 'identityfile', 'hostkeyalias', 'proxyjump', 'identitiesonly']
-              .map((k) => `${k} ${(s.g.get(k) ?? ['(unset)']).join(', ')}`)
+              .map((k) => `${k} ${(c.g.get(k) ?? ['(unset)']).join(', ')}`)
               .join('\n'),
           },
         ],
@@ -115,8 +93,10 @@ export const networkChecks: Check<BuilderState>[] = [
     id: 'key',
     title: 'ssh key',
     needs: ['ssh-config'],
-    run: async (s) => {
-      const k = s.keyPath;
+    tiers: ['doctor'],
+    run: async (f) => {
+      const k = (await f.sshConfig()).keyPath;
+      const s = f;
       if (!k)
         return warn('no key file: neither the machine line nor ssh config names one that exists', {
           cause: 'ssh will try its default keys of the build user',
@@ -135,7 +115,7 @@ export const networkChecks: Check<BuilderState>[] = [
           `the machine line or ssh config names ${k}, which is missing`,
           `make it (nixremote init), or fix the path (${s.machine.source.file}:${s.machine.source.line})`,
         );
-      const uid = s.ctx.install.multiUser ? 0 : s.ctx.install.user.uid;
+      const uid = f.ctx.install.multiUser ? 0 : f.ctx.install.user.uid;
       if (st.uid !== uid)
         return fail(
           `${k} is owned by uid ${st.uid}`,
@@ -193,18 +173,20 @@ export const networkChecks: Check<BuilderState>[] = [
     id: 'dns',
     title: 'name resolves',
     needs: ['ssh-config'],
-    run: async (s) => {
-      const proxy = proxyOf(s);
+    tiers: ['doctor'],
+    run: async (f) => {
+      const c = await f.sshConfig();
+      const proxy = proxyOf(c.g);
       if (proxy) return pass(`reached through ${proxy}; not resolved here`);
-      if (/^[\d.]+$|:/.test(s.hostName)) return pass(`${s.hostName} is an address`);
+      if (/^[\d.]+$|:/.test(c.hostName)) return pass(`${c.hostName} is an address`);
       try {
-        const addrs = await s.ctx.resolve(s.hostName);
-        return pass(`${s.hostName} → ${addrs.join(', ')}`);
+        const addrs = await f.ctx.resolve(c.hostName);
+        return pass(`${c.hostName} → ${addrs.join(', ')}`);
       } catch (e) {
         return fail(
-          `${s.hostName} does not resolve`,
+          `${c.hostName} does not resolve`,
           (e as Error).message,
-          `fix DNS or /etc/hosts, or set HostName to an address in the Host block for ${s.name}`,
+          `fix DNS or /etc/hosts, or set HostName to an address in the Host block for ${f.name}`,
         );
       }
     },
@@ -213,16 +195,18 @@ export const networkChecks: Check<BuilderState>[] = [
     id: 'tcp',
     title: 'TCP connection',
     needs: ['dns'],
-    run: async (s) => {
-      if (proxyOf(s)) return pass('through a proxy: checked by the login below');
-      const r = await s.ctx.tcp(s.hostName, s.port, 5000);
-      if (r.ok) return pass(`${s.hostName}:${s.port} answers (${r.ms} ms)`);
-      const where = `${s.hostName}:${s.port}`;
+    tiers: ['doctor'],
+    run: async (f) => {
+      const c = await f.sshConfig();
+      if (proxyOf(c.g)) return pass('through a proxy: checked by the login below');
+      const r = await f.ctx.tcp(c.hostName, c.port, 5000);
+      if (r.ok) return pass(`${c.hostName}:${c.port} answers (${r.ms} ms)`);
+      const where = `${c.hostName}:${c.port}`;
       if (r.code === 'ECONNREFUSED')
         return fail(
           `${where} refused the connection`,
           'nothing listens there: sshd is stopped, or the port is wrong',
-          `start sshd on the builder (systemctl start sshd), or fix Port in the Host block for ${s.name}`,
+          `start sshd on the builder (systemctl start sshd), or fix Port in the Host block for ${f.name}`,
         );
       if (r.code === 'ETIMEDOUT')
         return fail(
@@ -243,16 +227,19 @@ export const networkChecks: Check<BuilderState>[] = [
     id: 'host-key',
     title: 'host key',
     needs: ['tcp'],
-    run: async (s) => {
-      if (proxyOf(s)) return pass('through a proxy: checked by the login below');
-      const alias = first(s, 'hostkeyalias');
+    tiers: ['doctor'],
+    run: async (f) => {
+      const c = await f.sshConfig();
+      const s = { ...c, ctx: f.ctx, name: f.name, pinned: f.pinned, machine: f.machine };
+      if (proxyOf(c.g)) return pass('through a proxy: checked by the login below');
+      const alias = first(c.g, 'hostkeyalias');
       // With HostKeyAlias ssh looks the key up under the alias; otherwise under the host
       // name, as [name]:port for a port other than 22 (sshconnect.c, get_hostfile_hostname_ipaddr).
       const lookup = alias && alias !== 'none' ? alias : s.port === 22 ? s.hostName : `[${s.hostName}]:${s.port}`;
       // The usual case, a pinned key looked up under the name Nix writes it: the login with
       // only that key acceptable checks it. Anything else is looked at below, which names
       // what is wrong.
-      if (s.pinned && lookup === s.name && reachedAuth(await pinnedLogin(s))) {
+      if (s.pinned && lookup === s.name && reachedAuth(await f.pinnedLogin())) {
         return pass(`${fingerprint(s.pinned)}, pinned on the machine line and used under ${lookup}`);
       }
       let actual: HostKey;
@@ -352,7 +339,7 @@ export const networkChecks: Check<BuilderState>[] = [
         steps: [pinStep(s.ctx.read, userFile, lookup, actual)],
       };
       const changed = known.some((k) => k.type === actual.type);
-      const checking = (first(s, 'stricthostkeychecking') ?? 'ask').toLowerCase();
+      const checking = (first(c.g, 'stricthostkeychecking') ?? 'ask').toLowerCase();
       if (CHECKING_OFF.has(checking) && (checking !== 'accept-new' || !changed)) {
         // ssh connects anyway, and so do Nix's builds: a risk to name, not a broken link.
         const config = path.join(s.ctx.install.user.home, '.ssh', 'config');

@@ -1,0 +1,318 @@
+// Facts first, then verdicts: everything the checks judge about one builder, each fact
+// gathered once, when the first check asks for it, and then shared. A check reads facts and
+// returns a verdict; it never writes one for a later check to read. The facts come from
+// the machine line, root's ssh config (ssh -G), one login as Nix makes it that runs the
+// builder probe, and Nix itself (the store ping and a real build).
+import type { DoctorCtx } from '../doctor/context.js';
+import { showCommand, type ExecResult } from '../io/exec.js';
+import { formatMachineLine, parseStoreUri, type ParsedMachine, type UriParts } from '../nix/machines-file.js';
+import { buildInput, buildProbe, type ProbeBuild, type ProbeInput } from '../nix/probe-build.js';
+import { parseNixVersion, storePingArgs, type Version } from '../nix/version.js';
+import { hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../ssh/host-key.js';
+import { parseSshG } from '../ssh/ssh-config.js';
+import { envWithoutAgent } from '../ssh/system-ssh.js';
+import { parseProbe, probeCommand, shellNoise, type ProbeResult } from './probe.js';
+import { evidenceOf, HookSsh, reachedAuth, type Evidence, type SshRun } from './session.js';
+
+/** How the login reaches the builder, when it is not ssh as the hook runs it (init's password session). */
+export interface Transport {
+  run(command: string, input?: string): Promise<ExecResult>;
+}
+
+export interface SshConfigFacts {
+  run: ExecResult;
+  ok: boolean;
+  g: Map<string, string[]>;
+  hostName: string;
+  port: number;
+  /** The key ssh will offer: the machine line's, else the first IdentityFile that exists. */
+  keyPath: string | null;
+}
+
+export interface Login {
+  run: SshRun;
+  /** Authentication succeeded: ssh ran a command there, whatever the command did. */
+  authOk: boolean;
+  /** What the shell printed on stdout before the probe's first line. */
+  noise: string;
+  /** The probe's answers, when the command sent is what ran. */
+  probe: ProbeResult | null;
+}
+
+export interface Ping {
+  v: Version;
+  r: ExecResult;
+  ev: Evidence;
+}
+
+export interface FactOptions {
+  /** ConnectTimeout for the login (status bounds a dead builder with it). */
+  connectTimeoutS?: number;
+  /** Share one connection among the runs (doctor), see HookSsh. */
+  share?: boolean;
+  /** The login through this instead of ssh (init's session, before anything is written). */
+  transport?: Transport;
+  signal?: AbortSignal;
+}
+
+const first = (g: Map<string, string[]>, k: string) => g.get(k)?.[0];
+
+export class BuilderFacts {
+  readonly uri: UriParts;
+  /** The host part of the store URI: what ssh is given and what Nix pins the key under. */
+  readonly name: string;
+  /** user@host or host, as Nix passes it to ssh. */
+  readonly target: string;
+  readonly scheme: string;
+  readonly remoteProgram: string | null;
+  /** The 8th field decoded; `pinnedBad` when it is there but is not a key. */
+  readonly pinned: HostKey | null;
+  readonly pinnedBad: boolean;
+  readonly ssh: HookSsh;
+  private memo = new Map<string, Promise<unknown>>();
+
+  constructor(
+    readonly ctx: DoctorCtx,
+    readonly machine: ParsedMachine,
+    readonly o: FactOptions = {},
+  ) {
+    this.uri = parseStoreUri(machine.uri);
+    this.name = this.uri.host;
+    this.target = this.uri.user ? `${this.uri.user}@${this.uri.host}` : this.uri.host;
+    this.scheme = this.uri.scheme;
+    this.remoteProgram = this.uri.params.get('remote-program');
+    const k = machine.hostKey ? hostKeyFromMachinesField(machine.hostKey) : null;
+    this.pinned = k;
+    this.pinnedBad = machine.hostKey !== null && k === null;
+    // The proof's input is built here while the login is made: it needs nothing of the builder.
+    if (ctx.build && !o.transport) probeInput(ctx);
+    this.ssh = new HookSsh(
+      ctx.exec,
+      { target: this.target, name: this.name, key: machine.sshKey, port: this.uri.port, pinned: k },
+      { share: o.share, connectTimeoutS: o.connectTimeoutS },
+    );
+  }
+
+  private once<T>(key: string, make: () => Promise<T>): Promise<T> {
+    let p = this.memo.get(key) as Promise<T> | undefined;
+    if (!p) {
+      p = make();
+      // Awaited by the checks that ask, or dropped when an earlier one fails: never unhandled.
+      p.catch(() => {});
+      this.memo.set(key, p);
+    }
+    return p;
+  }
+
+  /** What nix-store (ssh://) or nix-daemon (ssh-ng://) Nix runs on the builder. */
+  get program(): string {
+    return this.remoteProgram ?? (this.scheme === 'ssh-ng' ? 'nix-daemon' : 'nix-store');
+  }
+
+  /** The public key's base64, for finding its line in the builder's authorized_keys. */
+  keyBlob(keyPath: string | null): string | null {
+    if (!keyPath) return null;
+    return parseKeyLine((this.ctx.read(`${keyPath}.pub`) ?? '').trim())?.base64 ?? null;
+  }
+
+  sshConfig(): Promise<SshConfigFacts> {
+    return this.once('ssh-config', async () => {
+      const args = sshGArgs(this.machine);
+      const ready = (await prefetched.get(this.ctx))?.get(this.machine.uri);
+      const run: ExecResult =
+        ready !== undefined
+          ? { command: showCommand('ssh', args), exitCode: 0, stdout: ready, stderr: '', timedOut: false }
+          : await this.ctx.exec('ssh', args);
+      const g = run.exitCode === 0 ? parseSshG(run.stdout) : new Map<string, string[]>();
+      const keyPath =
+        this.machine.sshKey ?? (g.get('identityfile') ?? []).find((f) => this.ctx.stat(f)?.isFile) ?? null;
+      return {
+        run,
+        ok: run.exitCode === 0,
+        g,
+        hostName: first(g, 'hostname') ?? this.name,
+        port: Number(first(g, 'port') ?? this.uri.port ?? 22),
+        keyPath,
+      };
+    });
+  }
+
+  private async command(): Promise<string> {
+    const key = this.o.transport ? this.machine.sshKey : (await this.sshConfig()).keyPath;
+    return probeCommand(this.keyBlob(key));
+  }
+
+  /**
+   * The login as Nix makes it, except that only the machine line's pinned key is acceptable
+   * (StrictHostKeyChecking=yes, no global known_hosts): a login that gets as far as
+   * authentication has verified the host key, so one connection checks both. Its command
+   * is the probe, so the same session also tells what the shell prints and what the
+   * builder has. Asked for by the host key check; the login reuses it.
+   */
+  pinnedLogin(): Promise<SshRun> {
+    return this.once('pinned-login', async () =>
+      this.ssh.run([await this.command()], {
+        options: ['-o', 'StrictHostKeyChecking=yes', '-o', 'GlobalKnownHostsFile=/dev/null'],
+        signal: this.o.signal,
+      }),
+    );
+  }
+
+  /** The login with the key, running the probe: ssh as Nix runs it, or init's session. */
+  login(): Promise<Login> {
+    return this.once('login', async () => {
+      let run: SshRun;
+      if (this.o.transport) {
+        const r = await this.o.transport.run(await this.command());
+        run = { ...r, ev: evidenceOf(r) };
+      } else {
+        const tried = this.memo.has('pinned-login') ? await this.pinnedLogin() : null;
+        run =
+          tried && reachedAuth(tried)
+            ? tried
+            : await this.ssh.run([await this.command()], {
+                timeoutMs: this.o.connectTimeoutS ? (this.o.connectTimeoutS + 5) * 1000 : 30_000,
+                signal: this.o.signal,
+                ownGroup: Boolean(this.o.signal),
+              });
+      }
+      const authOk = this.o.transport ? true : reachedAuth(run) && !run.timedOut;
+      const probe = authOk && run.stdout.includes('NIXREMOTE:begin') ? parseProbe(run.stdout) : null;
+      return { run, authOk, noise: probe ? shellNoise(run.stdout) : '', probe };
+    });
+  }
+
+  /** Run one more command in the builder's shell (the same way as the login). */
+  async run(command: string[]): Promise<SshRun> {
+    if (this.o.transport) {
+      const r = await this.o.transport.run(showCommand(command[0]!, command.slice(1)));
+      return { ...r, ev: evidenceOf(r) };
+    }
+    return this.ssh.run(command, { signal: this.o.signal });
+  }
+
+  localVersion(): Promise<Version | null> {
+    return localNixVersionRun(this.ctx).then((r) => (r.exitCode === 0 ? parseNixVersion(r.stdout) : null));
+  }
+
+  /** The store ping of the local Nix version, against the store the build hook would open. */
+  ping(scheme?: string): Promise<Ping | null> {
+    const uri = hookStoreUri(this.machine, scheme);
+    return this.once(`ping ${uri}`, async () => {
+      const v = await this.localVersion();
+      if (!v) return null;
+      const r = await this.ctx.exec('nix', storePingArgs(v, uri), { env: envWithoutAgent(), timeoutMs: 80_000 });
+      return { v, r, ev: { command: r.command, output: (r.stdout + r.stderr).trim() } };
+    });
+  }
+
+  /** The system the real build is for: the machine line's first, else what the builder says. */
+  async buildSystem(): Promise<string> {
+    if (this.machine.systems[0]) return this.machine.systems[0];
+    return (await this.login()).probe?.system ?? 'builtin';
+  }
+
+  /** The real build: the probe, with exactly the configured line, so it is this builder that takes it. */
+  build(): Promise<ProbeBuild> {
+    return this.once('build', async () =>
+      buildProbe(this.ctx.exec, {
+        system: await this.buildSystem(),
+        builders: formatMachineLine(this.machine),
+        exec: { env: envWithoutAgent() },
+        input: probeInput(this.ctx),
+      }),
+    );
+  }
+
+  /** Start the store ping and the real build as soon as the login works: they need nothing else. */
+  startEarly(): void {
+    void this.ping();
+    if (this.ctx.build && this.machine.systems.length) void this.build();
+  }
+
+  close(): void {
+    this.ssh.close();
+  }
+}
+
+// One input for the proof per run, started with the first builder's facts, for all of them.
+const inputs = new WeakMap<DoctorCtx, ProbeInput>();
+export function probeInput(ctx: DoctorCtx): ProbeInput {
+  let i = inputs.get(ctx);
+  if (!i) {
+    i = buildInput(ctx.exec, { env: envWithoutAgent() });
+    i.run.catch(() => {});
+    inputs.set(ctx, i);
+  }
+  return i;
+}
+
+// One `nix --version` per run, for the local checks and every builder alike.
+const versions = new WeakMap<DoctorCtx, Promise<ExecResult>>();
+export function localNixVersionRun(ctx: DoctorCtx): Promise<ExecResult> {
+  let v = versions.get(ctx);
+  if (!v) {
+    v = ctx.exec('nix', ['--version']);
+    versions.set(ctx, v);
+  }
+  return v;
+}
+
+/** ssh -G's arguments for a machine: its store URI's user, host and port, as Nix gives them. */
+function sshGArgs(m: ParsedMachine): string[] {
+  const u = parseStoreUri(m.uri);
+  return ['-G', ...(u.port ? ['-p', String(u.port)] : []), '--', u.user ? `${u.user}@${u.host}` : u.host];
+}
+
+const prefetched = new WeakMap<DoctorCtx, Promise<Map<string, string>>>();
+
+/**
+ * `ssh -G` for every builder at once, in one shell: one process for doctor to start instead
+ * of one per builder (each start holds doctor up while the machine is busy). A builder
+ * whose config ssh cannot read is left out, and its own ssh -G says why.
+ */
+export function prefetchSshConfigs(ctx: DoctorCtx, machines: ParsedMachine[]): void {
+  if (machines.length < 2) return;
+  const script = machines
+    .map((m) => `${showCommand('ssh', sshGArgs(m))} 2>/dev/null; echo "NIXREMOTE:rc=$?"`)
+    .join('\n');
+  prefetched.set(
+    ctx,
+    ctx.exec('sh', ['-c', script]).then((r) => {
+      const out = new Map<string, string>();
+      const parts = r.stdout.split(/^NIXREMOTE:rc=(\d+)\n/m);
+      machines.forEach((m, i) => {
+        if (parts[2 * i + 1] === '0') out.set(m.uri, parts[2 * i]!);
+      });
+      return out;
+    }),
+  );
+}
+
+/** The store URI the build hook opens: the machine's key and host key as store settings (Machine::openStore). */
+export function hookStoreUri(m: ParsedMachine, scheme?: string): string {
+  const params = new URLSearchParams();
+  if (m.sshKey) params.set('ssh-key', m.sshKey);
+  if (m.hostKey) params.set('base64-ssh-public-host-key', m.hostKey);
+  const extra = params.toString();
+  let base = m.uri.includes('://') ? m.uri : `ssh://${m.uri}`;
+  if (scheme) base = `${scheme}${base.slice(base.indexOf('://'))}`;
+  if (!extra) return base;
+  return `${base}${base.includes('?') ? '&' : '?'}${extra}`;
+}
+
+/** Why Nix would not send a derivation to this machine (build-remote.cc: system, allSupported, mandatoryMet). */
+export function cannotTake(
+  m: { systems: string[]; supportedFeatures: string[]; mandatoryFeatures: string[] },
+  system: string,
+  required: string[],
+): string | null {
+  if (system !== 'builtin' && m.systems.length && !m.systems.includes(system))
+    return `it needs system ${system}; the builder offers ${m.systems.join(', ')}`;
+  const offered = new Set([...m.supportedFeatures, ...m.mandatoryFeatures]);
+  const missing = required.filter((f) => !offered.has(f));
+  if (missing.length) return `it requires feature ${missing.join(', ')}, which the builder does not offer`;
+  const unmet = m.mandatoryFeatures.filter((f) => !required.includes(f));
+  if (unmet.length) return `the builder only takes derivations that require ${unmet.join(', ')}`;
+  return null;
+}
