@@ -92,10 +92,13 @@ fi
 if [ -r /proc/loadavg ]; then read l1 rest < /proc/loadavg; echo "NIXREMOTE:load=$l1"; fi
 echo "NIXREMOTE:cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null)"
 if [ -e /dev/kvm ]; then echo "NIXREMOTE:kvm=1"; fi
-# Where builds write: the build directory is TMPDIR (else /tmp) before Nix 2.30, build-dir
-# (default /nix/var/nix/builds) from 2.30 on; Lix (2.90+) keeps TMPDIR.
-case $v in *Lix*) bd= ; mm=0 ;; esac
-if [ "$mm" -ge 2030 ]; then bd=\${bd:-/nix/var/nix/builds}; else bd=\${TMPDIR:-/tmp}; fi
+# Where builds write: build-dir (a setting from Nix 2.22, Lix 2.91), by default TMPDIR (else
+# /tmp), from Nix 2.30 /nix/var/nix/builds, from Lix 2.94 /nix/var/nix/b.
+case $v in
+  *Lix*) if [ "$mm" -ge 2094 ]; then bd=\${bd:-/nix/var/nix/b}; fi ;;
+  *) if [ "$mm" -ge 2030 ]; then bd=\${bd:-/nix/var/nix/builds}; fi ;;
+esac
+bd=\${bd:-\${TMPDIR:-/tmp}}
 [ -d "$bd" ] || bd=\${bd%/*}
 echo "NIXREMOTE:build-dir-used=$bd"
 df -Pk /nix/store /nix/var/nix "$bd" 2>/dev/null | while IFS= read -r l; do echo "NIXREMOTE:df=$l"; done

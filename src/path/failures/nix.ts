@@ -98,13 +98,15 @@ export const NIX_FAILURES: Entry[] = [
     pattern:
       /you are not privileged to build (input-addressed )?derivations|lacks a (valid signature|signature by a trusted key)|is not a trusted user/,
     versions:
-      "'not privileged to build derivations' 2.3, '... input-addressed derivations' 2.4-2.35; 'lacks a valid signature' 2.3-2.14, 'lacks a signature by a trusted key' 2.15-2.35 (local-store.cc, daemon.cc)",
+      "'not privileged to build derivations' 2.3, '... input-addressed derivations' 2.4-2.35 and Lix; 'lacks a valid signature' 2.3-2.11, 'lacks a signature by a trusted key' 2.12-2.35 and Lix (local-store.cc, daemon.cc)",
     cause: () =>
       "the builder's Nix does not trust the ssh user, so it will not build input-addressed derivations or import unsigned paths for it",
     fix: (n) =>
       `add ${n.user ?? 'the ssh user'} to trusted-users in the builder's nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon`,
   },
   {
+    // The daemon's side of a refusal by allowed-users: only its own log says it (daemon.cc,
+    // thrown in the accept loop before the handshake). The client sees the next entry.
     id: 'nix.not-allowed',
     from: 'nix',
     pattern: /is not allowed to connect to the Nix daemon/,
@@ -114,10 +116,38 @@ export const NIX_FAILURES: Entry[] = [
       `add ${n.user ?? 'the ssh user'} (or a @group of it) to allowed-users in the builder's nix.conf (NixOS: nix.settings.allowed-users) and restart its nix-daemon`,
   },
   {
+    // The daemon accepted the connection and closed it before its handshake: RST or EOF,
+    // worded by version ("reading from file: Connection reset by peer" 2.3-2.33, "unexpected
+    // end-of-file" to 2.19.2, "Nix daemon disconnected unexpectedly" 2.19.3+ and Lix to
+    // 2.93, "stream ended unexpectedly" Lix 2.94+; remote-store.cc wraps them all).
+    id: 'nix.daemon-closed',
+    from: 'nix',
+    pattern:
+      /cannot open connection to remote store '(daemon|unix:[^']*)': (error: )?(reading from file: Connection reset by peer|unexpected end-of-file|Nix daemon disconnected unexpectedly|stream ended unexpectedly)/,
+    versions: 'Nix 2.3-2.35, Lix 2.90-2.95 (remote-store.cc)',
+    cause: (n) =>
+      `the nix-daemon accepted the connection and closed it at once: it refuses ${n.user ?? 'the user'} (allowed-users, or a user in build-users-group; its log says "is not allowed to connect to the Nix daemon"), or it crashed`,
+    fix: (n) =>
+      `add ${n.user ?? 'the user'} to allowed-users in that machine's nix.conf (NixOS: nix.settings.allowed-users), restart its nix-daemon, and read its log (journalctl -u nix-daemon)`,
+  },
+  {
+    // ssh-ng: what ssh ran on the builder ended before the daemon protocol's handshake.
+    id: 'nix.ssh-ng-closed',
+    from: 'nix',
+    pattern:
+      /cannot open connection to remote store 'ssh-ng:\/\/[^']*': (error: )?(unexpected end-of-file|Nix daemon disconnected unexpectedly|stream ended unexpectedly)/,
+    versions: 'Nix 2.4-2.35, Lix 2.90-2.95 (remote-store.cc)',
+    cause: () =>
+      "what ssh ran on the builder ended before the daemon protocol began: its login shell runs no commands (/bin/false), a forced command that is not nix-daemon --stdio answers, or nix-daemon there exited (it refuses the user, or the builder's own daemon is down)",
+    fix: (n) =>
+      `nixremote doctor ${n.name} tells which: it reads the login, the key's forced command and the builder's daemon`,
+  },
+  {
     id: 'nix.daemon-refused',
     from: 'nix',
-    pattern: /cannot connect to socket at '([^']*)': Connection refused/,
-    versions: 'Nix 2.3-2.35 and Lix (remote-store.cc / uds-remote-store.cc)',
+    pattern: /cannot connect to (socket|daemon) at '([^']*)': Connection refused/,
+    versions:
+      "Nix 2.3 ('cannot connect to daemon at'), 2.4-2.35 and Lix ('cannot connect to socket at') (remote-store.cc, unix-domain-socket.cc)",
     cause: (_n, said) =>
       `a nix-daemon is not running where its socket is: the socket file is there, but nothing answers (${said})`,
     fix: (n) =>
@@ -126,8 +156,8 @@ export const NIX_FAILURES: Entry[] = [
   {
     id: 'nix.daemon-missing',
     from: 'nix',
-    pattern: /cannot connect to socket at '([^']*)': No such file or directory/,
-    versions: 'Nix 2.3-2.35 and Lix (remote-store.cc / uds-remote-store.cc)',
+    pattern: /cannot connect to (socket|daemon) at '([^']*)': No such file or directory/,
+    versions: "Nix 2.3 ('cannot connect to daemon at'), 2.4-2.35 and Lix ('cannot connect to socket at')",
     cause: (_n, said) => `no nix-daemon serves the store there: its socket does not exist (${said})`,
     fix: (n) =>
       `start the nix-daemon ${onBuilder(n)} (systemctl enable --now nix-daemon), or, for a single-user store, make it writable by the ssh user`,
@@ -153,8 +183,8 @@ export const NIX_FAILURES: Entry[] = [
   {
     id: 'nix.daemon-disconnected',
     from: 'nix',
-    pattern: /Nix daemon disconnected unexpectedly/,
-    versions: 'Nix 2.4-2.35 (remote-store.cc)',
+    pattern: /Nix daemon disconnected unexpectedly|stream ended unexpectedly/,
+    versions: 'Nix 2.19.3-2.35, Lix 2.90-2.93; Lix 2.94+ "stream ended unexpectedly" (remote-store.cc)',
     cause: () =>
       'the nix-daemon at the other end closed the connection in the middle of the protocol: it crashed, was stopped, or refused this user',
     fix: (n) =>
@@ -178,9 +208,9 @@ export const NIX_FAILURES: Entry[] = [
     id: 'nix.remote-max-jobs',
     from: 'nix',
     pattern:
-      /on '(ssh|ssh-ng):\/\/[^']*' failed:[^\n]*[Uu]nable to start any build|on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,80}local builds are disabled/,
+      /on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,40}nable to start any build|on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,80}local builds are disabled/i,
     versions:
-      "Nix 2.3-2.20 'unable', 2.21+ 'Unable', 2.34+ 'local builds are disabled' (build-remote.cc, derivation-goal.cc)",
+      "Nix 2.3-2.20 and Lix 'unable', 2.21+ 'Unable' (on two lines 2.21-2.29), 2.34+ 'local builds are disabled' (build-remote.cc, worker.cc)",
     cause: (n) =>
       `the builder's own Nix has max-jobs = 0, so it refuses the build this machine sends it (on ${n.name})`,
     fix: () =>
@@ -190,6 +220,17 @@ export const NIX_FAILURES: Entry[] = [
 
 /** Last: the build hook's own verdicts, which the ones above explain when they are there. */
 export const HOOK_FAILURES: Entry[] = [
+  {
+    // The legacy ssh store's handshake met EOF: nix-store --serve on the other end exited
+    // (legacy-ssh-store.cc). Last, since ssh's own reasons arrive in the same message.
+    id: 'hook.serve-closed',
+    from: 'hook',
+    pattern: /cannot connect to '[^']*'/,
+    versions: 'Nix 2.3-2.35 and Lix (legacy-ssh-store.cc)',
+    cause: () =>
+      "what ssh ran on the builder ended before Nix's protocol began, without saying why: its login shell runs no commands (/bin/false), or a forced command that is not nix-store --serve answers",
+    fix: (n) => `nixremote doctor ${n.name} tells which: it reads the login and the key's forced command`,
+  },
   {
     id: 'hook.no-machine-features',
     from: 'hook',
@@ -214,7 +255,7 @@ export const HOOK_FAILURES: Entry[] = [
     from: 'hook',
     pattern: /unable to start any build|local builds are disabled|Failed to find a machine for remote build/i,
     versions:
-      "Nix 2.3-2.20 'unable to start any build', 2.21+ 'Unable ...', 2.34+ 'local builds are disabled'; 'Failed to find a machine for remote build!' (build-remote.cc)",
+      "Nix 2.3-2.20 and Lix 'unable to start any build', 2.21+ 'Unable ...', 2.34+ 'local builds are disabled'; 'Failed to find a machine for remote build!' 2.4+ (build-remote.cc)",
     cause: () => 'no builder took the build, and local builds are off (max-jobs = 0 here)',
     fix: () => 'fix the builder (nixremote doctor says what is wrong with it), or allow local builds',
   },
