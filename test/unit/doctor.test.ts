@@ -608,3 +608,19 @@ describe('builder checks on recorded output', () => {
     assert.equal(formatMachineLine({ ...parseMachines(machineText(), 'm').machines[0]! }), machineText());
   });
 });
+
+describe('the same builder twice', () => {
+  test('two lines with one store URI: a warning naming both and the one to remove', async () => {
+    const ctx = fakeCtx(
+      {
+        '/etc/nix/nix.conf': 'builders = @/etc/nix/machines\n',
+        '/etc/nix/machines': 'ssh://box x86_64-linux\nssh://other x86_64-linux\nssh://box x86_64-linux - 4\n',
+      },
+      (file, args) => ok([file, ...args].join(' '), file === 'nix' ? 'nix (Nix) 2.8.0\n' : ''),
+    );
+    const r = (await runChecks(localChecks(), localState(ctx))).find((c) => c.id === 'builders')!;
+    assert.equal(r.status, 'warn');
+    assert.equal(r.summary, 'ssh://box is listed 2 times (/etc/nix/machines:1, /etc/nix/machines:3)');
+    assert.equal(r.fix, 'keep one line for each builder: remove /etc/nix/machines:3');
+  });
+});

@@ -430,3 +430,47 @@ describe('the tiers', () => {
     assert.match(neither.cause!, /^not recognised: the login was accepted, but the command printed "huh"/);
   });
 });
+
+describe('hand-made machine lines, read right', () => {
+  async function uri(line: string, nix = '2.8.0') {
+    const ctx: DoctorCtx = {
+      exec: async (file, args) => ({
+        command: [file, ...args].join(' '),
+        stdout: file === 'nix' ? `nix (Nix) ${nix}\n` : '',
+        stderr: '',
+        exitCode: 0,
+        timedOut: false,
+      }),
+      read: () => null,
+      stat: () => null,
+      resolve: async () => [],
+      tcp: async () => ({ ok: true, ms: 1 }),
+      hostKey: async () => {
+        throw new Error('unused');
+      },
+      daemon: () => null,
+      mtimeMs: () => null,
+      env: {},
+      install: root,
+      build: false,
+      drv: null,
+      platform: 'linux',
+    };
+    const f = new BuilderFacts(ctx, parseMachines(line, '/etc/nix/machines').machines[0]!);
+    const [r] = await runChecks([PATH_CHECKS.find((c) => c.id === 'uri')!], f);
+    f.close();
+    return r!;
+  }
+  test('a port in the URI: refused for Nix before 2.31, with the Host block fix; taken from 2.31', async () => {
+    const old = await uri('ssh://nix@127.0.0.1:2222 x86_64-linux');
+    assert.equal(old.status, 'fail');
+    assert.match(old.cause!, /gives ssh "127\.0\.0\.1:2222" as the host name/);
+    assert.match(old.fix!, /put "Port 2222" in a Host block for 127\.0\.0\.1/);
+    assert.equal((await uri('ssh://nix@127.0.0.1:2222 x86_64-linux', '2.31.0')).status, 'pass');
+  });
+  test('a doubled scheme and an IPv6 address without brackets', async () => {
+    assert.match((await uri('ssh://ssh://box x86_64-linux')).summary, /has its scheme twice/);
+    assert.match((await uri('ssh://fe80::1 x86_64-linux')).summary, /an IPv6 address without brackets/);
+    assert.equal((await uri('ssh://[fe80::1] x86_64-linux')).status, 'pass');
+  });
+});

@@ -126,6 +126,20 @@ export function localChecks(): Check<LocalState>[] {
             'add one: sudo nixremote init',
           );
         }
+        // The same store URI on two lines (a hand-made line beside init's, an @include twice):
+        // two builders to the build hook, with one set of slot locks (current-load/URI-N).
+        const byUri = new Map<string, string[]>();
+        for (const m of b.machines) byUri.set(m.uri, [...(byUri.get(m.uri) ?? []), `${m.source.file}:${m.source.line}`]);
+        const twice = [...byUri].filter(([, at]) => at.length > 1);
+        if (twice.length)
+          return warn(
+            `${twice.map(([uri, at]) => `${uri} is listed ${at.length} times (${at.join(', ')})`).join('; ')}`,
+            {
+              cause:
+                "Nix takes each line as a builder of its own, sharing that URI's slot locks: the builder is offered more than once, with whatever jobs, speed factor and features each line says",
+              fix: `keep one line for each builder: remove ${twice.map(([, at]) => at.slice(1).join(', ')).join(', ')}`,
+            },
+          );
         return pass(`${b.machines.length} builder${b.machines.length > 1 ? 's' : ''}: ${where}`);
       },
     },

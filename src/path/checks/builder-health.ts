@@ -25,6 +25,14 @@ export function daemonVerdict(p: ProbeResult, name: string): Result {
       "the builder's nix-daemon is not running (a multi-user store is reached only through it)",
       'start it on the builder: systemctl enable --now nix-daemon (macOS: launchctl kickstart -k system/org.nixos.nix-daemon)',
     );
+  const allowed = p.settings?.get('allowed-users');
+  const trusted = p.trustedUsers ?? [];
+  if (allowed !== undefined && !listed(allowed.split(/\s+/).filter(Boolean), p) && !listed(trusted, p))
+    return fail(
+      `${userOf(p)} is not in the builder's allowed-users (${allowed || 'empty'})`,
+      `the builder's nix-daemon refuses connections from users that allowed-users leaves out, and ${userOf(p)} is not in trusted-users either`,
+      `add ${userOf(p)} to allowed-users in the builder's nix.conf (NixOS: nix.settings.allowed-users) and restart its nix-daemon`,
+    );
   if (p.daemon && !p.daemon.ok) {
     const d = diagnose(
       { stdout: '', stderr: p.daemon.said, exitCode: 1 },
@@ -37,14 +45,6 @@ export function daemonVerdict(p: ProbeResult, name: string): Result {
       evidence: [{ command: 'nix-store --store daemon --check-validity ... (on the builder)', output: p.daemon.said }],
     });
   }
-  const allowed = p.settings?.get('allowed-users');
-  const trusted = p.trustedUsers ?? [];
-  if (allowed !== undefined && !listed(allowed.split(/\s+/).filter(Boolean), p) && !listed(trusted, p))
-    return fail(
-      `${userOf(p)} is not in the builder's allowed-users (${allowed || 'empty'})`,
-      `the builder's nix-daemon refuses connections from users that allowed-users leaves out, and ${userOf(p)} is not in trusted-users either`,
-      `add ${userOf(p)} to allowed-users in the builder's nix.conf (NixOS: nix.settings.allowed-users) and restart its nix-daemon`,
-    );
   return pass(`its nix-daemon answers${p.daemon ? ` and serves ${userOf(p)}` : ''}`);
 }
 
