@@ -5,7 +5,7 @@
 // same question and so get the same answer. What no entry matches is said to be not
 // recognised, quoted in full, with the next diagnostic step: never a default cause.
 import { decodeProtocolError } from './protocol-text.js';
-import { HOOK_FAILURES, NIX_FAILURES } from './failures/nix.js';
+import { HOOK_FAILURES, NIX_FAILURES, NIX_SYMPTOMS } from './failures/nix.js';
 import { SHELL_FAILURES } from './failures/shell.js';
 import { SSH_FAILURES } from './failures/ssh.js';
 
@@ -71,7 +71,13 @@ export interface Unknown {
 export type Diagnosis = Known | Unknown;
 
 /** The entries in the order they are tried: the first match wins, so specific ones come first. */
-export const CATALOGUE: Entry[] = [...SHELL_FAILURES, ...NIX_FAILURES, ...SSH_FAILURES, ...HOOK_FAILURES];
+export const CATALOGUE: Entry[] = [
+  ...SHELL_FAILURES,
+  ...NIX_FAILURES,
+  ...SSH_FAILURES,
+  ...NIX_SYMPTOMS,
+  ...HOOK_FAILURES,
+];
 
 /** Text as a person can read it in one line: control bytes escaped, nothing dropped. */
 export function quote(s: string): string {

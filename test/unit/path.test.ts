@@ -114,6 +114,10 @@ const SAMPLES: Record<string, [Stage, Output][]> = {
     ['ping', out("error: 'nix-store --serve' protocol mismatch from 'box', got 'Welcome'")],
     ['ping', out("error: serialised integer 7016996765293437281 is too large for type 'j'")],
   ],
+  'nix.protocol-other': [
+    ['ping', out("error: protocol mismatch\nerror: cannot connect to 'nixremote-e2e@127.0.0.1'")],
+    ['ping', out("error: 'nix-store --serve' protocol mismatch from 'box'")],
+  ],
   'nix.daemon-disconnected': [['ping', out('error: Nix daemon disconnected unexpectedly (maybe it crashed?)')]],
   'nix.eof': [['ping', out('error: unexpected end-of-file')]],
   'nix.remote-max-jobs': [
@@ -388,17 +392,18 @@ async function statusTier(login: Partial<ExecResult>, pings: Record<string, numb
 describe('the tiers', () => {
   test('status runs the cheap checks from one login; init what must hold before it writes', () => {
     const ids = (t: 'status' | 'init') => pathChecks(t).map((c) => c.id);
-    assert.deepEqual(ids('status'), ['uri', 'login', 'login-shell', 'shell', 'remote-nix', 'builder-daemon', 'space']);
-    assert.deepEqual(ids('init'), [
+    const probeTier = [
       'login-shell',
       'shell',
+      'space',
       'remote-nix',
       'builder-daemon',
       'trust',
       'builder-jobs',
-      'space',
       'ssh-modes',
-    ]);
+    ];
+    assert.deepEqual(ids('status'), ['uri', 'login', ...probeTier]);
+    assert.deepEqual(ids('init'), probeTier);
     assert.equal(
       pathChecks('doctor').length,
       PATH_CHECKS.length - 1,

@@ -129,7 +129,8 @@ export function localChecks(): Check<LocalState>[] {
         // The same store URI on two lines (a hand-made line beside init's, an @include twice):
         // two builders to the build hook, with one set of slot locks (current-load/URI-N).
         const byUri = new Map<string, string[]>();
-        for (const m of b.machines) byUri.set(m.uri, [...(byUri.get(m.uri) ?? []), `${m.source.file}:${m.source.line}`]);
+        for (const m of b.machines)
+          byUri.set(m.uri, [...(byUri.get(m.uri) ?? []), `${m.source.file}:${m.source.line}`]);
         const twice = [...byUri].filter(([, at]) => at.length > 1);
         if (twice.length)
           return warn(

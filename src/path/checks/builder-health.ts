@@ -83,7 +83,7 @@ export const trustCheck: PathCheck = {
   id: 'trust',
   title: 'allowed to build there',
   needs: ['builder-daemon'],
-  tiers: ['init', 'doctor'],
+  tiers: ['status', 'init', 'doctor'],
   run: async (f) => {
     const p = await probeOf(f);
     return p ? trustVerdict(p) : notVisible('its trusted-users');
@@ -94,7 +94,7 @@ export const jobsCheck: PathCheck = {
   id: 'builder-jobs',
   title: "the builder's own max-jobs",
   needs: ['remote-nix'],
-  tiers: ['init', 'doctor'],
+  tiers: ['status', 'init', 'doctor'],
   run: async (f) => {
     const p = await probeOf(f);
     if (!p) return notVisible('its max-jobs');
@@ -187,11 +187,9 @@ export const modesCheck: PathCheck = {
   id: 'ssh-modes',
   title: "the modes of the builder user's ssh files",
   needs: ['login-shell'],
-  tiers: ['init', 'doctor'],
+  tiers: ['status', 'init', 'doctor'],
   run: async (f) => {
     const p = await probeOf(f);
     return p ? modesVerdict(p) : notVisible('the modes of its ssh files');
   },
 };
-
-export const healthChecks: PathCheck[] = [daemonCheck, trustCheck, jobsCheck, spaceCheck, modesCheck];

@@ -130,18 +130,7 @@ export const NIX_FAILURES: Entry[] = [
     fix: (n) =>
       `add ${n.user ?? 'the user'} to allowed-users in that machine's nix.conf (NixOS: nix.settings.allowed-users), restart its nix-daemon, and read its log (journalctl -u nix-daemon)`,
   },
-  {
-    // ssh-ng: what ssh ran on the builder ended before the daemon protocol's handshake.
-    id: 'nix.ssh-ng-closed',
-    from: 'nix',
-    pattern:
-      /cannot open connection to remote store 'ssh-ng:\/\/[^']*': (error: )?(unexpected end-of-file|Nix daemon disconnected unexpectedly|stream ended unexpectedly)/,
-    versions: 'Nix 2.4-2.35, Lix 2.90-2.95 (remote-store.cc)',
-    cause: () =>
-      "what ssh ran on the builder ended before the daemon protocol began: its login shell runs no commands (/bin/false), a forced command that is not nix-daemon --stdio answers, or nix-daemon there exited (it refuses the user, or the builder's own daemon is down)",
-    fix: (n) =>
-      `nixremote doctor ${n.name} tells which: it reads the login, the key's forced command and the builder's daemon`,
-  },
+
   {
     id: 'nix.daemon-refused',
     from: 'nix',
@@ -173,12 +162,58 @@ export const NIX_FAILURES: Entry[] = [
   {
     id: 'nix.protocol-noise',
     from: 'nix',
-    pattern: /protocol mismatch|serialised integer .* is too large/,
+    pattern: /protocol mismatch from '[^']*', got '|serialised integer .* is too large/,
     versions:
       "'serialised integer ... is too large' 2.3; 'protocol mismatch from ..., got ...' 2.4-2.35 (legacy-ssh-store.cc)",
     cause: () =>
       "the builder's shell prints text before Nix's protocol starts, and Nix reads that text as its protocol",
     fix: () => 'make the shell startup files on the builder print nothing for non-interactive shells',
+  },
+
+  {
+    // The builder's own max-jobs = 0: Nix 2.8 says "build of '...' on 'ssh://NAME' failed:
+    // error: unable to start any build; ..." (the remote's error inside the hook's).
+    id: 'nix.remote-max-jobs',
+    from: 'nix',
+    pattern:
+      /on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,40}nable to start any build|on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,80}local builds are disabled/i,
+    versions:
+      "Nix 2.3-2.20 and Lix 'unable', 2.21+ 'Unable' (on two lines 2.21-2.29), 2.34+ 'local builds are disabled' (build-remote.cc, worker.cc)",
+    cause: (n) =>
+      `the builder's own Nix has max-jobs = 0, so it refuses the build this machine sends it (on ${n.name})`,
+    fix: () =>
+      "set max-jobs to auto or a number in the builder's nix.conf (NixOS: nix.settings.max-jobs) and restart its nix-daemon",
+  },
+];
+
+/**
+ * After ssh's entries: the connection ended, or the other end spoke another protocol. ssh's
+ * own reason, when it printed one, comes in the same output and is the news.
+ */
+export const NIX_SYMPTOMS: Entry[] = [
+  {
+    // Nix 2.4+ says this bare when the magic number that came back is another protocol's
+    // (legacy-ssh-store.cc, remote-store.cc); Lix also for a shell's text, which it does not quote.
+    id: 'nix.protocol-other',
+    from: 'nix',
+    pattern: /protocol mismatch\s*$|'nix-store --serve' protocol mismatch from '[^']*'\s*$/m,
+    versions:
+      "Nix 2.3-2.35 'protocol mismatch'; Lix 2.90-2.95 \"'nix-store --serve' protocol mismatch from '...'\" (no 'got')",
+    cause: () =>
+      "the program at the other end speaks another protocol than the store URI's: a forced command for the other scheme (nix-daemon --stdio answers ssh://, nix-store --serve answers ssh-ng://), a remote-program of the other kind, or, with Lix, which does not quote what it read, a shell that prints text",
+    fix: (n) => `nixremote doctor ${n.name} tells which: it reads the shell and asks both protocols`,
+  },
+  {
+    // ssh-ng: what ssh ran on the builder ended before the daemon protocol's handshake.
+    id: 'nix.ssh-ng-closed',
+    from: 'nix',
+    pattern:
+      /cannot open connection to remote store 'ssh-ng:\/\/[^']*': (error: )?(unexpected end-of-file|Nix daemon disconnected unexpectedly|stream ended unexpectedly)/,
+    versions: 'Nix 2.4-2.35, Lix 2.90-2.95 (remote-store.cc)',
+    cause: () =>
+      "what ssh ran on the builder ended before the daemon protocol began: its login shell runs no commands (/bin/false), a forced command that is not nix-daemon --stdio answers, or nix-daemon there exited (it refuses the user, or the builder's own daemon is down)",
+    fix: (n) =>
+      `nixremote doctor ${n.name} tells which: it reads the login, the key's forced command and the builder's daemon`,
   },
   {
     id: 'nix.daemon-disconnected',
@@ -201,20 +236,6 @@ export const NIX_FAILURES: Entry[] = [
       `the program at the other end of the ssh connection exited before Nix's protocol was done: a forced command (command= on the key, ForceCommand) that is not the one ${n.protocol === 'ssh-ng' ? 'ssh-ng:// needs (nix-daemon --stdio)' : 'ssh:// needs (nix-store --serve --write)'}, a remote-program that is not Nix, or one that crashed`,
     fix: (n) =>
       `look at the key's line in ~${n.user ?? ''}/.ssh/authorized_keys and at ForceCommand in sshd_config on the builder; nixremote doctor ${n.name} says which command answers`,
-  },
-  {
-    // The builder's own max-jobs = 0: Nix 2.8 says "build of '...' on 'ssh://NAME' failed:
-    // error: unable to start any build; ..." (the remote's error inside the hook's).
-    id: 'nix.remote-max-jobs',
-    from: 'nix',
-    pattern:
-      /on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,40}nable to start any build|on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,80}local builds are disabled/i,
-    versions:
-      "Nix 2.3-2.20 and Lix 'unable', 2.21+ 'Unable' (on two lines 2.21-2.29), 2.34+ 'local builds are disabled' (build-remote.cc, worker.cc)",
-    cause: (n) =>
-      `the builder's own Nix has max-jobs = 0, so it refuses the build this machine sends it (on ${n.name})`,
-    fix: () =>
-      "set max-jobs to auto or a number in the builder's nix.conf (NixOS: nix.settings.max-jobs) and restart its nix-daemon",
   },
 ];
 
