@@ -7,7 +7,7 @@ import type { DoctorCtx } from '../doctor/context.js';
 import { showCommand, type ExecResult } from '../io/exec.js';
 import { formatMachineLine, parseStoreUri, type ParsedMachine, type UriParts } from '../nix/machines-file.js';
 import { buildInput, buildProbe, type ProbeBuild, type ProbeInput } from '../nix/probe-build.js';
-import { parseNixVersion, storePingArgs, type Version } from '../nix/version.js';
+import { nixCommandFlags, parseNixVersion, storePingArgs, type Version } from '../nix/version.js';
 import { hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../ssh/host-key.js';
 import { parseSshG } from '../ssh/ssh-config.js';
 import { envWithoutAgent } from '../ssh/system-ssh.js';
@@ -52,6 +52,8 @@ export interface FactOptions {
   share?: boolean;
   /** The login through this instead of ssh (init's session, before anything is written). */
   transport?: Transport;
+  /** The ssh user, where no ssh config says it yet (init, before it writes the Host block). */
+  user?: string;
   signal?: AbortSignal;
 }
 
@@ -176,7 +178,8 @@ export class BuilderFacts {
                 ownGroup: Boolean(this.o.signal),
               });
       }
-      const authOk = this.o.transport ? true : reachedAuth(run) && !run.timedOut;
+      // ssh exits 255 for its own failures, otherwise with the remote command's status.
+      const authOk = this.o.transport ? true : run.exitCode !== 255 && !run.timedOut;
       const probe = authOk && run.stdout.includes('NIXREMOTE:begin') ? parseProbe(run.stdout) : null;
       return { run, authOk, noise: probe ? shellNoise(run.stdout) : '', probe };
     });
@@ -222,6 +225,24 @@ export class BuilderFacts {
         input: probeInput(this.ctx),
       }),
     );
+  }
+
+  /**
+   * Whether `storePath` is in the builder's store. Through the shell when it runs commands;
+   * through Nix's own protocol when a forced command answers instead (nix path-info).
+   */
+  async has(storePath: string): Promise<SshRun> {
+    if ((await this.login()).probe || this.o.transport) return this.run(['test', '-e', storePath]);
+    const v = (await this.localVersion()) ?? [2, 8, 0];
+    const r = await this.ctx.exec(
+      'nix',
+      [...nixCommandFlags(v), 'path-info', '--store', hookStoreUri(this.machine), storePath],
+      {
+        env: envWithoutAgent(),
+        timeoutMs: 60_000,
+      },
+    );
+    return { ...r, ev: evidenceOf(r) };
   }
 
   /** Start the store ping and the real build as soon as the login works: they need nothing else. */

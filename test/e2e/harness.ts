@@ -155,6 +155,25 @@ export interface BuilderOptions {
   untrusted?: boolean;
   /** Run sshd and Nix from this Debian tree (scripts/make-trees.sh: 'trixie', 'sid'). */
   tree?: string;
+  /**
+   * The builder user's login shell, in the builder's namespace only: a builder-only copy of
+   * /etc/passwd (the tree's, with a tree) with this shell is bound over it, so sshd, which
+   * reads passwd at each login, sees it. The shared user is never changed. E.g.
+   * '/usr/sbin/nologin', '/bin/false', '/nonexistent/shell'.
+   */
+  loginShell?: string;
+  /**
+   * The builder's store (DIR/nix, seen as /nix) is a tmpfs of this size, mounted in this
+   * machine's namespace before sshd starts and unmounted by destroy(). fillStore() fills it.
+   */
+  storeSizeMiB?: number;
+  /**
+   * A tmpfs of this size (DIR/builddir) bound over the builder's /tmp, where Nix before 2.30
+   * builds, and over /nix/var/nix/builds, its build-dir from 2.30 on. fillBuildDir() fills it.
+   */
+  buildDirSizeMiB?: number;
+  /** Lines appended to the builder's own /etc/nix/nix.conf, e.g. 'max-jobs = 0' or 'allowed-users = root'. */
+  nixConf?: string;
 }
 
 export class Builder {
@@ -175,6 +194,13 @@ export class Builder {
     const b = new Builder(dir, port, opts);
     const { uid, gid } = await ids(BUILDER_USER);
     for (const d of ['nix', 'home', 'etcnix']) fs.mkdirSync(path.join(dir, d));
+    if (opts.storeSizeMiB) await mountTmpfs(path.join(dir, 'nix'), opts.storeSizeMiB, '0755');
+    if (opts.buildDirSizeMiB) {
+      fs.mkdirSync(path.join(dir, 'builddir'));
+      await mountTmpfs(path.join(dir, 'builddir'), opts.buildDirSizeMiB, '1777');
+      // Where the builder's directory is bound again once this tmpfs covers /tmp (see start()).
+      fs.mkdirSync(path.join(dir, 'builddir', path.basename(dir)));
+    }
     if (opts.tree) {
       const root = treeRoot(opts.tree);
       if (!root) throw new Error(`no ${opts.tree} tree in ${TREES}: run scripts/make-trees.sh`);
@@ -182,14 +208,16 @@ export class Builder {
       // As an installer leaves /nix: newer Nix, as a user who cannot write /nix/var/nix,
       // falls back to a chroot store in ~/.local/share/nix/root and builds then fail.
       for (const d of ['nix/store', 'nix/var/nix']) fs.mkdirSync(path.join(dir, d), { recursive: true });
-      await sh(`chown -R ${uid}:${gid} ${dir}/nix`);
     }
+    // Nix from 2.30 builds in build-dir, default /nix/var/nix/builds: a mount point for the tmpfs.
+    if (opts.buildDirSizeMiB) fs.mkdirSync(path.join(dir, 'nix/var/nix/builds'), { recursive: true });
     // A single-user store owned by the builder user, so nix-store works without a daemon.
-    if (!opts.untrusted) fs.chownSync(path.join(dir, 'nix'), uid, gid);
+    if (!opts.untrusted) await sh(`chown -R ${uid}:${gid} ${dir}/nix`);
     fs.chownSync(path.join(dir, 'home'), uid, gid);
     fs.writeFileSync(
       path.join(dir, 'etcnix/nix.conf'),
-      opts.untrusted ? `${NIX_CONF}trusted-users = root\nbuild-users-group =\n` : NIX_CONF,
+      (opts.untrusted ? `${NIX_CONF}trusted-users = root\nbuild-users-group =\n` : NIX_CONF) +
+        (opts.nixConf ? opts.nixConf.replace(/\n?$/, '\n') : ''),
     );
     if (opts.bashrc) {
       fs.writeFileSync(path.join(dir, 'home/.bashrc'), opts.bashrc + '\n');
@@ -213,12 +241,18 @@ export class Builder {
         '',
       ].join('\n'),
     );
-    await b.start();
+    try {
+      await b.start();
+    } catch (e) {
+      await b.unmountTmpfs();
+      throw e;
+    }
     return b;
   }
 
   async start(): Promise<void> {
     const d = this.dir;
+    const root = this.opts.tree ? treeRoot(this.opts.tree)! : '';
     const binds = [
       `mount --bind ${d}/nix /nix`,
       `mount --bind ${d}/home /home/${BUILDER_USER}`,
@@ -244,29 +278,127 @@ export class Builder {
       }
       binds.push(`mount --bind ${d}/no-nix-store /usr/bin/nix-store`);
     }
-    if (this.opts.untrusted) binds.push(`(nix-daemon > ${d}/daemon.log 2>&1 & echo $! > ${d}/daemon.pid)`);
-    let script = `${binds.join(' && ')} && exec /usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`;
-    if (this.opts.tree) {
+    if (this.opts.loginShell) {
+      // sshd reads the shell from passwd at each login: a builder-only copy, the shared user untouched.
+      const passwd = fs.readFileSync(`${root}/etc/passwd`, 'utf8');
+      const line = new RegExp(`^${BUILDER_USER}:.*$`, 'm');
+      if (!line.test(passwd)) throw new Error(`${BUILDER_USER} is not in ${root}/etc/passwd`);
+      const shell = this.opts.loginShell;
+      fs.writeFileSync(
+        `${d}/passwd`,
+        passwd.replace(line, (l) => [...l.split(':').slice(0, 6), shell].join(':')),
+        { mode: 0o644 },
+      );
+    }
+    // A tmpfs over /tmp hides the builder's directory when that is under /tmp: bound again
+    // at its own path inside the tmpfs (made in create()), before the tmpfs covers /tmp.
+    const rel = path.relative('/tmp', d);
+    const underTmp = !rel.startsWith('..') && !path.isAbsolute(rel);
+    const startDaemon = (chroot: string) => `(${chroot}nix-daemon > ${d}/daemon.log 2>&1 & echo $! > ${d}/daemon.pid)`;
+    let script: string;
+    if (!this.opts.tree) {
+      if (this.opts.loginShell) binds.push(`mount --bind ${d}/passwd /etc/passwd`);
+      if (this.opts.buildDirSizeMiB) {
+        binds.push(`mount --bind ${d}/builddir /nix/var/nix/builds`);
+        binds.push(
+          underTmp
+            ? `mount --bind ${d} ${d}/builddir/${rel} && mount --rbind ${d}/builddir /tmp`
+            : `mount --bind ${d}/builddir /tmp`,
+        );
+      }
+      if (this.opts.untrusted) binds.push(startDaemon(''));
+      script = `${binds.join(' && ')} && exec /usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`;
+    } else {
       // The same binds, onto the tree; the builder's directory at its own path inside it.
-      const root = treeRoot(this.opts.tree)!;
+      // (hideNixStore and nixStoreInProfile are for this machine's Nix only.)
       const inTree = [
+        // First, so that the builder's directory is bound inside the tmpfs, at the place made for it.
+        ...(this.opts.buildDirSizeMiB ? [`mount --bind ${d}/builddir ${root}/tmp`] : []),
         ...treeBinds(root, [d]),
         `mount --bind ${d}/nix ${root}/nix`,
         `mount --bind ${d}/home ${root}/home/${BUILDER_USER}`,
         `mount --bind ${d}/etcnix ${root}/etc/nix`,
+        ...(this.opts.buildDirSizeMiB ? [`mount --bind ${d}/builddir ${root}/nix/var/nix/builds`] : []),
+        ...(this.opts.loginShell ? [`mount --bind ${d}/passwd ${root}/etc/passwd`] : []),
+        // The tree's own nix-daemon, chrooted like sshd.
+        ...(this.opts.untrusted ? [startDaemon(`chroot ${root} `)] : []),
       ];
       script = `${inTree.join(' && ')} && exec chroot ${root} /usr/sbin/sshd -f ${d}/sshd_config -E ${d}/sshd.log`;
     }
+    const sock = `${d}/nix/var/nix/daemon-socket/socket`;
+    // A socket left by a daemon that was killed would end the wait below before the new one listens.
+    if (this.opts.untrusted) fs.rmSync(sock, { force: true });
     const r = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { reject: false });
     if (r.exitCode !== 0)
       throw new Error(`sshd did not start: ${r.stderr}\n${fs.readFileSync(`${d}/sshd.log`, 'utf8')}`);
     await waitForPort(this.port);
     if (this.opts.untrusted) {
-      const sock = `${d}/nix/var/nix/daemon-socket/socket`;
       for (let i = 0; i < 200 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 25));
       if (!fs.existsSync(sock))
         throw new Error(`the builder's nix-daemon did not start: ${fs.readFileSync(`${d}/daemon.log`, 'utf8')}`);
     }
+  }
+
+  /**
+   * Run a shell command inside the builder's namespace (and its tree, with one), as root or,
+   * with asUser, as the builder user (setpriv, so the login shell plays no part). sshd must run.
+   */
+  inside(cmd: string, opts: { asUser?: boolean } = {}) {
+    const pidFile = path.join(this.dir, 'sshd.pid');
+    if (!fs.existsSync(pidFile)) throw new Error('the builder is not running');
+    const pid = fs.readFileSync(pidFile, 'utf8').trim();
+    const home = `/home/${BUILDER_USER}`;
+    const who = opts.asUser ? ['setpriv', `--reuid=${BUILDER_USER}`, `--regid=${BUILDER_USER}`, '--init-groups'] : [];
+    const env = ['env', '-i', 'PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin'];
+    if (opts.asUser) env.push(`HOME=${home}`, `USER=${BUILDER_USER}`, `LOGNAME=${BUILDER_USER}`);
+    else env.push('HOME=/root', 'USER=root');
+    return execa('nsenter', ['-t', pid, '-m', '-r', '-w', ...who, ...env, 'sh', '-c', cmd], { reject: false });
+  }
+
+  /**
+   * Fill the store's tmpfs (storeSizeMiB) to 0 bytes free with DIR/nix/fill, owned by root.
+   * First a path is added to the store, so it holds a working Nix database: a store that
+   * worked and then filled up.
+   */
+  async fillStore(): Promise<void> {
+    if (!this.opts.storeSizeMiB) throw new Error('fillStore needs storeSizeMiB');
+    const seed = path.join(this.dir, 'seed');
+    fs.mkdirSync(seed, { recursive: true, mode: 0o755 });
+    fs.writeFileSync(path.join(seed, 'nixremote-seed'), 'a path added before the store filled up\n', { mode: 0o644 });
+    // The single-user store is the builder user's; the root-owned one (untrusted) is root's.
+    const add = await this.inside(`nix-store --add ${seed}/nixremote-seed`, { asUser: !this.opts.untrusted });
+    if (add.exitCode !== 0) throw new Error(`nix-store --add on the builder: ${add.stderr}`);
+    if (!fs.existsSync(path.join(this.dir, 'nix/var/nix/db/db.sqlite')))
+      throw new Error('the builder has no Nix database after nix-store --add');
+    await fillUp(path.join(this.dir, 'nix'));
+  }
+
+  unfillStore(): void {
+    fs.rmSync(path.join(this.dir, 'nix/fill'), { force: true });
+  }
+
+  /** Fill the build directory's tmpfs (buildDirSizeMiB) to 0 bytes free with a file owned by root. */
+  async fillBuildDir(): Promise<void> {
+    if (!this.opts.buildDirSizeMiB) throw new Error('fillBuildDir needs buildDirSizeMiB');
+    await fillUp(path.join(this.dir, 'builddir'));
+  }
+
+  unfillBuildDir(): void {
+    fs.rmSync(path.join(this.dir, 'builddir/fill'), { force: true });
+  }
+
+  /** Kill the builder's nix-daemon (untrusted), as a crash does: its socket file stays. */
+  async stopDaemon(): Promise<void> {
+    const daemonPid = path.join(this.dir, 'daemon.pid');
+    if (!fs.existsSync(daemonPid)) throw new Error('the builder runs no nix-daemon');
+    const pid = Number(fs.readFileSync(daemonPid, 'utf8').trim());
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    for (let i = 0; i < 100 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 20));
+    fs.rmSync(daemonPid, { force: true });
   }
 
   async stop(): Promise<void> {
@@ -318,6 +450,7 @@ export class Builder {
 
   async destroy(): Promise<void> {
     await this.stop();
+    await this.unmountTmpfs();
     await sh(`chmod -R u+w ${this.dir}/nix 2>/dev/null; rm -rf ${this.dir}`);
     // The empty mount point made for it inside a tree.
     const root = this.opts.tree ? treeRoot(this.opts.tree) : null;
@@ -327,6 +460,19 @@ export class Builder {
       } catch {
         // already gone, or still a mount point somewhere: left as it is
       }
+    }
+  }
+
+  /** The tmpfs of storeSizeMiB and buildDirSizeMiB, in this machine's namespace. */
+  private async unmountTmpfs(): Promise<void> {
+    for (const [size, d] of [
+      [this.opts.storeSizeMiB, 'nix'],
+      [this.opts.buildDirSizeMiB, 'builddir'],
+    ] as const) {
+      const m = path.join(this.dir, d);
+      if (!size || (await sh(`mountpoint -q ${m}`)).exitCode !== 0) continue;
+      // Lazily if a process here still holds it; the builder's namespace, gone with sshd, had a copy.
+      if ((await sh(`umount ${m}`)).exitCode !== 0) await sh(`umount -l ${m}`);
     }
   }
 
@@ -365,6 +511,21 @@ export class Builder {
   }
 }
 
+/** A tmpfs of `mib` MiB on `dir`, in this machine's namespace. */
+async function mountTmpfs(dir: string, mib: number, mode: string): Promise<void> {
+  const r = await sh(`mount -t tmpfs -o size=${mib}m,mode=${mode} nixremote-e2e ${dir}`);
+  if (r.exitCode !== 0) throw new Error(`mount tmpfs on ${dir}: ${r.stderr}`);
+}
+
+/** Write DIR/fill (root's) until the filesystem is full, and check that 0 bytes are left. */
+async function fillUp(dir: string): Promise<void> {
+  const f = path.join(dir, 'fill');
+  const dd = await sh(`dd if=/dev/zero of=${f} bs=1M oflag=append conv=notrunc 2>&1`);
+  if (!/No space left on device/.test(String(dd.stdout))) throw new Error(`dd on ${dir} did not fill it: ${dd.stdout}`);
+  const avail = Number(String((await sh(`df --output=avail -B1 ${dir} | tail -1`)).stdout).trim());
+  if (avail !== 0) throw new Error(`${dir} still has ${avail} bytes free`);
+}
+
 async function ids(user: string): Promise<{ uid: number; gid: number }> {
   const u = await execa('id', ['-u', user]);
   const g = await execa('id', ['-g', user]);
@@ -397,11 +558,8 @@ export class Client {
     ensureMountPoints();
     fs.mkdirSync(this.root, { mode: 0o700 });
     fs.mkdirSync(this.etcNix);
-    // No build users here: the test daemon builds as root.
-    fs.writeFileSync(
-      path.join(this.etcNix, 'nix.conf'),
-      opts.multiUser ? `${NIX_CONF}build-users-group =\n` : NIX_CONF,
-    );
+    // No build users here: Nix builds as root (the proof builds its input here).
+    fs.writeFileSync(path.join(this.etcNix, 'nix.conf'), `${NIX_CONF}build-users-group =\n`);
     if (this.socketDir) fs.mkdirSync(this.socketDir);
   }
 

@@ -65,7 +65,7 @@ export async function inspectBuilder(
     new BuilderFacts(
       realCtx(c.exec, c.install, { build: false, drv: null }),
       provisionalMachine(b.name, protocol, rp, hostKey),
-      { transport },
+      { transport, user: b.user },
     );
   let f = facts(remoteProgram);
   const probe = (await f.login()).probe;

@@ -111,7 +111,7 @@ export const jobsCheck: PathCheck = {
 };
 
 /** Below these a place Nix writes is full (fail) or close to it (warn). */
-export const SPACE = { failKb: 64 * 1024, warnKb: 2 * 1024 * 1024, failInodes: 1000, warnInodes: 50_000 };
+export const SPACE = { failKb: 16 * 1024, warnKb: 2 * 1024 * 1024, failInodes: 1000, warnInodes: 50_000 };
 
 const kib = (kb: number) =>
   kb >= 1024 * 1024

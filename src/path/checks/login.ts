@@ -11,7 +11,7 @@ const names = async (f: BuilderFacts) => {
   const c = f.o.transport ? null : await f.sshConfig();
   return {
     name: f.name,
-    user: f.uri.user ?? c?.g.get('user')?.[0] ?? null,
+    user: f.uri.user ?? c?.g.get('user')?.[0] ?? f.o.user ?? null,
     key: c?.keyPath ?? f.machine.sshKey,
     protocol: f.scheme,
   };

@@ -67,11 +67,11 @@ export const buildCheck: PathCheck = {
       const d = diagnose(r, 'build', names(f), 'a build sent to this builder', byHand(formatMachineLine(f.machine)));
       return fail('a build sent to this builder failed', d.cause, d.fix, { evidence: [ev] });
     }
-    const there = await f.run(['test', '-e', out]);
+    const there = await f.has(out);
     if (there.exitCode !== 0)
       return fail(
         `${out} was built, but is not in the builder's store`,
-        `the build did not run on ${f.name}: test -e ${out} there exited ${there.exitCode}`,
+        `the build did not run on ${f.name}: ${there.command} exited ${there.exitCode}`,
         `run a build by hand and read where the build hook sends it: ${byHand(formatMachineLine(f.machine))}`,
         { evidence: [ev, there.ev] },
       );

@@ -14,6 +14,7 @@ import { readOpenSshKey } from '../../ssh/private-key.js';
 import { withHostKey } from '../../nix/machines-file.js';
 import { reachedAuth } from '../session.js';
 import type { PathCheck } from '../check.js';
+import { CATALOGUE } from '../catalogue.js';
 
 const first = (g: Map<string, string[]>, k: string) => g.get(k)?.[0];
 
@@ -53,22 +54,22 @@ export const wayInChecks: PathCheck[] = [
       const proxy = proxyOf(c.g);
       const shown = `HostName ${c.hostName}, Port ${c.port}, User ${first(c.g, 'user')}, IdentityFile ${c.keyPath ?? '(none found)'}${proxy ? `, via ${proxy}` : ''}`;
       // What breaks Nix's protocol however the rest is set: a terminal, or another command.
+      // Said in the catalogue's words, which the login's own failure gets (status sees that).
       const tty = (first(c.g, 'requesttty') ?? 'auto').toLowerCase();
-      if (tty === 'yes' || tty === 'force')
-        return fail(
-          `RequestTTY ${tty} applies to ${f.name}`,
-          'ssh asks the builder for a terminal, which Nix\'s protocol cannot pass through (with the key\'s restrict: "PTY allocation request failed"; without it the build hangs)',
-          `put "RequestTTY no" in the Host block for ${f.name}, above any Host * that sets RequestTTY`,
-          { evidence: [{ command: r.command, output: `requesttty ${tty}` }] },
-        );
       const remote = first(c.g, 'remotecommand');
-      if (remote && remote !== 'none')
-        return fail(
-          `RemoteCommand ${remote} applies to ${f.name}`,
-          'ssh refuses a RemoteCommand together with the command Nix sends ("Cannot execute command-line and remote command")',
-          `put "RemoteCommand none" in the Host block for ${f.name}, above any Host * that sets RemoteCommand`,
-          { evidence: [{ command: r.command, output: `remotecommand ${remote}` }] },
-        );
+      const breaks =
+        tty === 'yes' || tty === 'force'
+          ? { id: 'ssh.pty-refused', setting: `RequestTTY ${tty}` }
+          : remote && remote !== 'none'
+            ? { id: 'ssh.remote-command', setting: `RemoteCommand ${remote}` }
+            : null;
+      if (breaks) {
+        const e = CATALOGUE.find((x) => x.id === breaks.id)!;
+        const n = { name: f.name, user: first(c.g, 'user') ?? null };
+        return fail(`${breaks.setting} applies to ${f.name}`, e.cause(n, '', ''), e.fix(n, '', ''), {
+          evidence: [{ command: r.command, output: breaks.setting.toLowerCase() }],
+        });
+      }
       const mux = multiplexing(c.g);
       if (mux) {
         return warn(`${shown}; connection sharing applies to it (${mux})`, {

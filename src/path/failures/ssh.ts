@@ -191,7 +191,7 @@ export const SSH_FAILURES: Entry[] = [
     pattern: /PTY allocation request failed/,
     versions: `${OPENSSH} (clientloop.c, session.c)`,
     cause: () =>
-      "ssh asks the builder for a terminal (RequestTTY in the ssh config, often under Host *), which the key's restrict refuses; Nix's protocol needs none, and a terminal corrupts it",
+      "ssh asks the builder for a terminal (RequestTTY in the ssh config, often under Host *): with the key's restrict sshd refuses it and ssh stops, without restrict the terminal corrupts Nix's protocol and builds hang",
     fix: (n) => `put "RequestTTY no" in the Host block for ${n.name}, above any Host * that sets RequestTTY`,
   },
   {
