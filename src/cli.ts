@@ -76,6 +76,10 @@ program
   )
   .option('--password-stdin', 'read the builder password from standard input (for --copy-key password)')
   .option('--no-restrict', "don't prefix the authorized_keys line with 'restrict'")
+  .option(
+    '--no-fix-modes',
+    "don't make the builder user's home, ~/.ssh and authorized_keys writable by the owner only (sshd's StrictModes)",
+  )
   .addOption(
     new Option(
       '--protocol <protocol>',

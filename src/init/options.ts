@@ -9,6 +9,8 @@ export interface InitFlags {
   copyKey?: string;
   passwordStdin?: boolean;
   restrict: boolean;
+  /** false with --no-fix-modes. */
+  fixModes?: boolean;
   remoteProgram?: string;
   systems?: string;
   features?: string;

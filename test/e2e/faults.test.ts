@@ -45,8 +45,11 @@ interface Row {
   /** 'none': a row that must not be flagged. */
   verdict: 'fail' | 'warn' | 'none';
   cause?: RegExp;
-  /** init run again with the fault there: refuses before it writes ('refuses'), or goes on ('works'); absent: not run. */
-  init?: 'refuses' | 'works';
+  /**
+   * init run again with the fault there: refuses before it writes ('refuses'), goes on
+   * ('works'), or mends it ('fixes'); absent: not run.
+   */
+  init?: 'refuses' | 'works' | 'fixes';
   /** Whether status names it (a fault of one builder), and as what state. */
   status?: 'down' | 'broken' | 'idle';
   /** What a real build does with the fault there. */
@@ -324,6 +327,11 @@ for (const row of ROWS) {
             else assert.equal(s.error, undefined, JSON.stringify(s));
           }
 
+          // And the fault is real: a build sent to the builder fails, or works.
+          await fresh();
+          const built = await realBuild(c, row.buildMiB);
+          if (row.build === 'fails') assert.notEqual(built.exitCode, 0, `the build should fail:\n${built.stderr}`);
+          else assert.equal(built.exitCode, 0, `the build should work:\n${built.stderr}`);
           // init run again: before it writes anything, or with everything put back.
           if (row.init) {
             await fresh();
@@ -335,13 +343,17 @@ for (const row of ROWS) {
               if (row.verdict === 'fail') assert.ok(said.includes(got.cause!), `init names the same cause:\n${said}`);
               assert.deepEqual(c.snapshot(), before, 'init changed nothing');
             } else assert.equal(again.exitCode, 0, said);
+            if (row.init === 'fixes') {
+              assert.match(said, /writable by others/);
+              await fresh();
+              const after = await doctor(c, ['--no-build']);
+              assert.equal(
+                after.status,
+                'pass',
+                JSON.stringify(after.builders[0]!.checks.filter((x) => x.status !== 'pass')),
+              );
+            }
           }
-
-          // And the fault is real: a build sent to the builder fails, or works.
-          await fresh();
-          const built = await realBuild(c, row.buildMiB);
-          if (row.build === 'fails') assert.notEqual(built.exitCode, 0, `the build should fail:\n${built.stderr}`);
-          else assert.equal(built.exitCode, 0, `the build should work:\n${built.stderr}`);
         } finally {
           c.destroy();
           await b.destroy();

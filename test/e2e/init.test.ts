@@ -113,7 +113,7 @@ describe('init refuses before touching anything', () => {
       const before = c.snapshot();
       const r = await c.nixremote(initArgs(b, 'chatty'), { input: b.password + '\n' });
       assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
-      assert.match(String(r.stderr), /prints "Welcome to the builder\\n"/);
+      assert.match(String(r.stderr), /the shell on chatty printed "Welcome to the builder\\n"/);
       assert.match(String(r.stderr), /~\/\.bashrc/);
       assert.deepEqual(c.snapshot(), before);
     });
@@ -123,7 +123,8 @@ describe('init refuses before touching anything', () => {
     await withRig({ hideNixStore: true }, async (b, c) => {
       const r = await c.nixremote(initArgs(b, 'nonix'), { input: b.password + '\n' });
       assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
-      assert.match(String(r.stderr), /nix-store is not on nonix/);
+      assert.match(String(r.stderr), /nix-store \(nix-daemon for ssh-ng\) is not on the builder's non-interactive PATH/);
+      assert.match(String(r.stderr), /Nothing was changed/);
     });
   });
 

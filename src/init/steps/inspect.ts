@@ -10,6 +10,8 @@ import { pathChecks } from '../../path/walk.js';
 import { runChecks } from '../../doctor/runner.js';
 import { realCtx } from '../../doctor/context.js';
 import type { ParsedMachine } from '../../nix/machines-file.js';
+import { showCommand } from '../../io/exec.js';
+import { StepFailed, type RunStep } from '../../plan/plan.js';
 import { UsageError, validateList, validatePositiveInt } from '../../validate.js';
 import type { Access } from './access.js';
 import { sshWithPinnedKey } from './access.js';
@@ -20,6 +22,8 @@ export type Protocol = 'ssh' | 'ssh-ng';
 
 export interface Inspection {
   probe: ProbeResult | null;
+  /** Makes the builder user's ssh files writable by the owner only, before the key is copied. */
+  fixModes: RunStep | null;
   /** Where nix-store (ssh) or nix-daemon (ssh-ng) is when it is not on the non-interactive PATH. */
   remoteProgram: string | null;
   protocol: Protocol;
@@ -58,7 +62,7 @@ export async function inspectBuilder(
     out.warn(
       `Cannot look at ${b.name} before the key is on it: systems, features and jobs come from flags or defaults`,
     );
-    return { probe: null, remoteProgram, protocol };
+    return { probe: null, remoteProgram, protocol, fixModes: null };
   }
   out.step(`Looking at ${b.name}: its shell, Nix, daemon and trust, free space, what it can build`);
   const facts = (rp: string | null) =>
@@ -103,8 +107,53 @@ export async function inspectBuilder(
   for (const w of reports.filter((r) => r.status === 'warn')) out.warn(`${w.title}: ${w.summary}`);
   const trust = reports.find((r) => r.id === 'trust');
   if (trust?.status === 'pass') out.ok(`allowed to build there: ${trust.summary}`);
+  const fixModes = await modesStep(
+    c,
+    b,
+    a,
+    probe,
+    reports.find((r) => r.id === 'ssh-modes'),
+  );
   if (remoteProgram) answers.note('--remote-program', remoteProgram);
-  return { probe, remoteProgram, protocol };
+  return { probe, remoteProgram, protocol, fixModes };
+}
+
+/**
+ * sshd's StrictModes ignores authorized_keys that others could have written, and refuses the
+ * key with a bare "Permission denied". init holds the password session, so it can mend the
+ * modes before the key's first login, asked (default yes) or --no-fix-modes.
+ */
+async function modesStep(
+  c: WizardCtx,
+  b: BuilderAnswers,
+  a: Access,
+  probe: ProbeResult | null,
+  report: { status: string } | undefined,
+): Promise<RunStep | null> {
+  if (!probe || report?.status !== 'warn' || !a.session || a.mode !== 'password') return null;
+  const loose = probe.sshFiles.filter((f) => f.mode[5] === 'w' || f.mode[8] === 'w').map((f) => f.path);
+  const fix = await c.answers.confirm({
+    flag: '--no-fix-modes',
+    value: c.flags.fixModes === false ? false : undefined,
+    message: `sshd will refuse the key while ${loose.join(', ')} ${loose.length > 1 ? 'are' : 'is'} writable by others (StrictModes). Make ${loose.length > 1 ? 'them' : 'it'} writable by ${b.user} only (chmod go-w)?`,
+    default: true,
+  });
+  if (!fix) {
+    c.answers.note('--no-fix-modes', true);
+    return null;
+  }
+  const session = a.session;
+  const command = showCommand('chmod', ['go-w', ...loose]);
+  return {
+    kind: 'remote',
+    title: `Make ${loose.join(', ')} writable by ${b.user} only on ${b.host} (sshd's StrictModes)`,
+    detail: command,
+    run: async () => {
+      const r = await session.run(command);
+      if (r.exitCode !== 0) throw new StepFailed('modes', `${command} on ${b.host} failed: ${r.stderr.trim()}`);
+      return 'done';
+    },
+  };
 }
 
 /** The builder as a machine line before its capabilities are known: what the checks need of it. */
