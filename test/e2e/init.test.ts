@@ -123,7 +123,10 @@ describe('init refuses before touching anything', () => {
     await withRig({ hideNixStore: true }, async (b, c) => {
       const r = await c.nixremote(initArgs(b, 'nonix'), { input: b.password + '\n' });
       assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
-      assert.match(String(r.stderr), /nix-store \(nix-daemon for ssh-ng\) is not on the builder's non-interactive PATH/);
+      assert.match(
+        String(r.stderr),
+        /nix-store \(nix-daemon for ssh-ng\) is not on the builder's non-interactive PATH/,
+      );
       assert.match(String(r.stderr), /Nothing was changed/);
     });
   });

@@ -123,8 +123,9 @@ export const NIX_FAILURES: Entry[] = [
     id: 'nix.daemon-closed',
     from: 'nix',
     pattern:
-      /cannot open connection to remote store '(daemon|unix:[^']*)': (error: )?(reading from file: Connection reset by peer|unexpected end-of-file|Nix daemon disconnected unexpectedly|stream ended unexpectedly)/,
-    versions: 'Nix 2.3-2.35, Lix 2.90-2.95 (remote-store.cc)',
+      /cannot open connection to remote store '(daemon|unix:[^']*)': (error: )?((reading from|writing to) file: (Connection reset by peer|Broken pipe)|(read|write) of \d+ bytes: (Connection reset by peer|Broken pipe)|unexpected end-of-file|Nix daemon disconnected unexpectedly|stream ended unexpectedly)|splicing data from daemon socket to stdout: Connection reset by peer/,
+    versions:
+      "Nix 2.3-2.35, Lix 2.90-2.95 (remote-store.cc); 'read of N bytes' from 2.34; 'splicing data from daemon socket' is nix-daemon --stdio's (ssh-ng) side (recorded: test/fixtures/recorded/*/untrusted-allowed-users-root.txt)",
     cause: (n) =>
       `the nix-daemon accepted the connection and closed it at once: it refuses ${n.user ?? 'the user'} (allowed-users, or a user in build-users-group; its log says "is not allowed to connect to the Nix daemon"), or it crashed`,
     fix: (n) =>
@@ -176,7 +177,7 @@ export const NIX_FAILURES: Entry[] = [
     id: 'nix.remote-max-jobs',
     from: 'nix',
     pattern:
-      /on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,40}nable to start any build|on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,80}local builds are disabled/i,
+      /on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,80}?nable to start any build|on '(ssh|ssh-ng):\/\/[^']*' failed:[\s\S]{0,200}?local builds are disabled/i,
     versions:
       "Nix 2.3-2.20 and Lix 'unable', 2.21+ 'Unable' (on two lines 2.21-2.29), 2.34+ 'local builds are disabled' (build-remote.cc, worker.cc)",
     cause: (n) =>

@@ -208,7 +208,9 @@ export const SSH_FAILURES: Entry[] = [
   {
     id: 'ssh.dropped',
     from: 'sshd',
-    pattern: /kex_exchange_identification|Connection closed by|Connection reset by/,
+    // ssh's own words name the far end ("by 127.0.0.1 port 22"); Nix's "Connection reset by
+    // peer" (strerror, a daemon socket) is not sshd's doing.
+    pattern: /kex_exchange_identification|Connection (closed|reset) by \S+ port \d+/,
     versions: `${OPENSSH} (kex.c); PerSourcePenalties from sshd 9.8`,
     cause: () =>
       'sshd closed the connection before the login: on OpenSSH 9.8 and later most often PerSourcePenalties, which refuses an address for a while (15 s at first, up to 10 minutes) after failed logins from it; also MaxStartups (too many logins at once), fail2ban or sshguard',
