@@ -48,6 +48,14 @@ const SAMPLES: Record<string, [Stage, Output][]> = {
       ),
     ],
   ],
+  'nix.bad-machine-line': [
+    [
+      'build',
+      out(
+        "error: bad machine specification: failed to convert column #4 in a row: 'ssh://box x86_64-linux - 1 1.5' to 'unsigned int'",
+      ),
+    ],
+  ],
   'store.db-full': [
     [
       'build',

@@ -37,6 +37,16 @@ export const NIX_FAILURES: Entry[] = [
       'on a multi-user install make the group and its users again (the installer\'s nixbld1..32 in group nixbld); on a single-user one set "build-users-group =" in nix.conf',
   },
   {
+    // machines.cc: a line this Nix cannot read makes it reject the whole builders list.
+    id: 'nix.bad-machine-line',
+    from: 'nix',
+    pattern: /bad machine specification: ([^\n]*)/,
+    versions: "Nix 2.8-2.35 and Lix (machines.cc: 'bad machine specification: ...')",
+    cause: (_n, said) =>
+      `this Nix cannot read a machine line, and then uses none of the builders (${said.replace(/^error: /, '')})`,
+    fix: () => "nixremote doctor's 'configured builders' check names the line and the field; fix or remove that line",
+  },
+  {
     id: 'store.db-full',
     from: 'sqlite',
     pattern: /database or disk is full/,
