@@ -139,8 +139,13 @@ export class BuilderFacts {
     });
   }
 
+  /**
+   * The probe, with this machine's public key to look for in authorized_keys: the machine
+   * line's key, or (doctor, which reads ssh -G anyway) the one ssh will offer. status does
+   * not start an ssh -G per builder for it.
+   */
   private async command(): Promise<string> {
-    const key = this.o.transport ? this.machine.sshKey : (await this.sshConfig()).keyPath;
+    const key = this.machine.sshKey ?? (this.o.share ? (await this.sshConfig()).keyPath : null);
     return probeCommand(this.keyBlob(key));
   }
 
@@ -245,8 +250,13 @@ export class BuilderFacts {
     return { ...r, ev: evidenceOf(r) };
   }
 
-  /** Start the store ping and the real build as soon as the login works: they need nothing else. */
+  /**
+   * Start the store ping and the real build as soon as the login works: they need nothing
+   * else. Only for the walk that has them (doctor's, which shares its connection); status
+   * and init's look before writing do not ping.
+   */
   startEarly(): void {
+    if (!this.o.share) return;
     void this.ping();
     if (this.ctx.build && this.machine.systems.length) void this.build();
   }
