@@ -78,7 +78,8 @@ echo "NIXREMOTE:daemon-path=$(command -v nix-daemon 2>/dev/null)"
 echo "NIXREMOTE:uname=$(uname -sm)"
 echo "NIXREMOTE:shell=$SHELL"
 echo "NIXREMOTE:home=$HOME"
-echo "NIXREMOTE:user=$(id -un)"
+# sshd sets USER from the account it logged in (session.c); id only where it did not.
+echo "NIXREMOTE:user=\${USER:-$(id -un)}"
 echo "NIXREMOTE:groups=$(id -Gn)"
 if [ -w /nix/store ]; then echo "NIXREMOTE:store-writable=1"; fi
 if [ -S /nix/var/nix/daemon-socket/socket ]; then
@@ -101,8 +102,15 @@ esac
 bd=\${bd:-\${TMPDIR:-/tmp}}
 [ -d "$bd" ] || bd=\${bd%/*}
 echo "NIXREMOTE:build-dir-used=$bd"
-df -Pk /nix/store /nix/var/nix "$bd" 2>/dev/null | while IFS= read -r l; do echo "NIXREMOTE:df=$l"; done
-df -Pi /nix/store /nix/var/nix "$bd" 2>/dev/null | while IFS= read -r l; do echo "NIXREMOTE:dfi=$l"; done
+# GNU df tells space and inodes in one run; BSD's (macOS) in two.
+if s=$(df -k --output=size,avail,iavail,itotal,target /nix/store /nix/var/nix "$bd" 2>/dev/null); then
+  while IFS= read -r l; do echo "NIXREMOTE:dfo=$l"; done <<NIXREMOTE_DF
+$s
+NIXREMOTE_DF
+else
+  df -Pk /nix/store /nix/var/nix "$bd" 2>/dev/null | while IFS= read -r l; do echo "NIXREMOTE:df=$l"; done
+  df -Pi /nix/store /nix/var/nix "$bd" 2>/dev/null | while IFS= read -r l; do echo "NIXREMOTE:dfi=$l"; done
+fi
 # sshd's StrictModes judges these: owner and mode of each.
 ls -ldn "$HOME" "$HOME/.ssh" "$HOME/.ssh/authorized_keys" 2>/dev/null | while IFS= read -r l; do echo "NIXREMOTE:ls=$l"; done
 # The lines of authorized_keys that hold this machine's key ($1, its base64), for their options.
@@ -182,6 +190,17 @@ function dfRows(lines: string[]): { mount: string; total: number; free: number }
   });
 }
 
+/** GNU df --output=size,avail,iavail,itotal,target rows: blocks (at 1) or inodes (at 2). */
+function gnuRows(lines: string[], at: 1 | 2): { mount: string; total: number; free: number }[] {
+  return lines.slice(1).map((l) => {
+    const f = l.trim().split(/\s+/);
+    const mount = f.slice(4).join(' ');
+    return at === 1
+      ? { mount, total: Number(f[0]), free: Number(f[1]) }
+      : { mount, total: Number(f[3]), free: Number(f[2]) };
+  });
+}
+
 export function parseProbe(out: string): ProbeResult {
   const kv = new Map<string, string>();
   const many = new Map<string, string[]>();
@@ -194,7 +213,8 @@ export function parseProbe(out: string): ProbeResult {
     const [, k, v = ''] = m;
     if (k === 'begin') began = true;
     else if (k === 'end') ended = true;
-    else if (k === 'df' || k === 'dfi' || k === 'ls' || k === 'keyline') many.set(k, [...(many.get(k) ?? []), v]);
+    else if (k === 'df' || k === 'dfi' || k === 'dfo' || k === 'ls' || k === 'keyline')
+      many.set(k, [...(many.get(k) ?? []), v]);
     else kv.set(k!, v.trim());
   }
   const words = (k: string) => (kv.get(k) ?? '').split(/\s+/).filter(Boolean);
@@ -202,8 +222,9 @@ export function parseProbe(out: string): ProbeResult {
   const settings = new Map<string, string>();
   for (const s of PROBED_SETTINGS) if (kv.has(s)) settings.set(s, kv.get(s)!);
   const buildDir = kv.get('build-dir-used') ?? '/tmp';
-  const df = dfRows(many.get('df') ?? []);
-  const dfi = dfRows(many.get('dfi') ?? []);
+  const dfo = many.get('dfo');
+  const df = dfo ? gnuRows(dfo, 1) : dfRows(many.get('df') ?? []);
+  const dfi = dfo ? gnuRows(dfo, 2) : dfRows(many.get('dfi') ?? []);
   const roles: [Space['role'], string][] = [
     ['store', '/nix/store'],
     ['state', '/nix/var/nix'],

@@ -254,6 +254,28 @@ describe('the catalogue', () => {
 });
 
 describe('the probe', () => {
+  test("GNU df's one run and BSD df's two give the same facts", () => {
+    const gnu = parseProbe(
+      [
+        'NIXREMOTE:begin',
+        'NIXREMOTE:build-dir-used=/nix/var/nix/builds',
+        'NIXREMOTE:dfo=1K-blocks   Avail  IFree  Inodes Mounted on',
+        'NIXREMOTE:dfo=   32768       0   8180    8192 /nix',
+        'NIXREMOTE:dfo=   32768       0   8180    8192 /nix',
+        'NIXREMOTE:dfo=   16384   16000   4000    4096 /nix/var/nix/builds',
+        'NIXREMOTE:end',
+      ].join('\n'),
+    );
+    assert.deepEqual(
+      gnu.space.map((x) => [x.role, x.path, x.mount, x.availKb, x.sizeKb, x.inodesFree, x.inodes]),
+      [
+        ['store', '/nix/store', '/nix', 0, 32768, 8180, 8192],
+        ['state', '/nix/var/nix', '/nix', 0, 32768, 8180, 8192],
+        ['build', '/nix/var/nix/builds', '/nix/var/nix/builds', 16000, 16384, 4000, 4096],
+      ],
+    );
+    assert.equal(spaceVerdict(gnu, 'box').status, 'fail');
+  });
   test('facts, from a chatty shell: what precedes the first line is noise, not an answer', () => {
     const p = parseProbe(
       probeOutput({
@@ -355,27 +377,17 @@ const root: Install = {
   settingsFile: '/etc/nix/nix.conf',
 };
 
-/** The status tier on one builder whose login prints `login` and whose store pings answer `pings`. */
-async function statusTier(login: Partial<ExecResult>, pings: Record<string, number> = {}) {
-  const ctx: DoctorCtx = {
-    exec: async (file, args) => {
-      const r = (o: Partial<ExecResult>): ExecResult => ({
-        command: [file, ...args].join(' '),
-        stdout: '',
-        stderr: '',
-        exitCode: 0,
-        timedOut: false,
-        ...o,
-      });
-      if (file === 'ssh') return r(login);
-      if (file === 'nix' && args[0] === '--version') return r({ stdout: 'nix (Nix) 2.8.0\n' });
-      if (file === 'nix') {
-        const uri = args[args.indexOf('--store') + 1]!;
-        const scheme = uri.slice(0, uri.indexOf(':'));
-        return r({ exitCode: pings[scheme] ?? 1, stderr: pings[scheme] === 0 ? '' : 'error: unexpected end-of-file' });
-      }
-      return r({ exitCode: 1 });
-    },
+/** A machine with nothing on it but what `exec` answers: no files, no daemon, Linux. */
+function quietCtx(exec: (file: string, args: string[]) => Partial<ExecResult>): DoctorCtx {
+  return {
+    exec: async (file, args) => ({
+      command: [file, ...args].join(' '),
+      stdout: '',
+      stderr: '',
+      exitCode: 0,
+      timedOut: false,
+      ...exec(file, args),
+    }),
     read: () => null,
     stat: () => null,
     resolve: async () => ['127.0.0.1'],
@@ -391,6 +403,20 @@ async function statusTier(login: Partial<ExecResult>, pings: Record<string, numb
     drv: null,
     platform: 'linux',
   };
+}
+
+/** The status tier on one builder whose login prints `login` and whose store pings answer `pings`. */
+async function statusTier(login: Partial<ExecResult>, pings: Record<string, number> = {}) {
+  const ctx = quietCtx((file, args) => {
+    if (file === 'ssh') return login;
+    if (file === 'nix' && args[0] === '--version') return { stdout: 'nix (Nix) 2.8.0\n' };
+    if (file === 'nix') {
+      const uri = args[args.indexOf('--store') + 1]!;
+      const scheme = uri.slice(0, uri.indexOf(':'));
+      return { exitCode: pings[scheme] ?? 1, stderr: pings[scheme] === 0 ? '' : 'error: unexpected end-of-file' };
+    }
+    return { exitCode: 1 };
+  });
   const m = parseMachines('ssh://nix@box x86_64-linux', '/etc/nix/machines').machines[0]!;
   const f = new BuilderFacts(ctx, m);
   try {
@@ -449,29 +475,7 @@ describe('the tiers', () => {
 
 describe('hand-made machine lines, read right', () => {
   async function uri(line: string, nix = '2.8.0') {
-    const ctx: DoctorCtx = {
-      exec: async (file, args) => ({
-        command: [file, ...args].join(' '),
-        stdout: file === 'nix' ? `nix (Nix) ${nix}\n` : '',
-        stderr: '',
-        exitCode: 0,
-        timedOut: false,
-      }),
-      read: () => null,
-      stat: () => null,
-      resolve: async () => [],
-      tcp: async () => ({ ok: true, ms: 1 }),
-      hostKey: async () => {
-        throw new Error('unused');
-      },
-      daemon: () => null,
-      mtimeMs: () => null,
-      env: {},
-      install: root,
-      build: false,
-      drv: null,
-      platform: 'linux',
-    };
+    const ctx = quietCtx((file) => ({ stdout: file === 'nix' ? `nix (Nix) ${nix}\n` : '' }));
     const f = new BuilderFacts(ctx, parseMachines(line, '/etc/nix/machines').machines[0]!);
     const [r] = await runChecks([PATH_CHECKS.find((c) => c.id === 'uri')!], f);
     f.close();
