@@ -59,6 +59,9 @@ export interface FactOptions {
 
 const first = (g: Map<string, string[]>, k: string) => g.get(k)?.[0];
 
+/** The probe in evidence: a hundred lines of sh that tell a reader nothing there. */
+const PROBE_SHOWN = "'<the builder probe, src/path/probe.ts>'";
+
 export class BuilderFacts {
   readonly uri: UriParts;
   /** The host part of the store URI: what ssh is given and what Nix pins the key under. */
@@ -161,6 +164,7 @@ export class BuilderFacts {
       this.ssh.run([await this.command()], {
         options: ['-o', 'StrictHostKeyChecking=yes', '-o', 'GlobalKnownHostsFile=/dev/null'],
         signal: this.o.signal,
+        show: PROBE_SHOWN,
       }),
     );
   }
@@ -170,8 +174,9 @@ export class BuilderFacts {
     return this.once('login', async () => {
       let run: SshRun;
       if (this.o.transport) {
-        const r = await this.o.transport.run(await this.command());
-        run = { ...r, ev: evidenceOf(r) };
+        const command = await this.command();
+        const r = await this.o.transport.run(command);
+        run = { ...r, ev: evidenceOf(r, { command, as: PROBE_SHOWN }) };
       } else {
         const tried = this.memo.has('pinned-login') ? await this.pinnedLogin() : null;
         run =
@@ -181,6 +186,7 @@ export class BuilderFacts {
                 timeoutMs: this.o.connectTimeoutS ? (this.o.connectTimeoutS + 5) * 1000 : 30_000,
                 signal: this.o.signal,
                 ownGroup: Boolean(this.o.signal),
+                show: PROBE_SHOWN,
               });
       }
       // ssh exits 255 for its own failures, otherwise with the remote command's status.

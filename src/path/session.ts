@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Exec, ExecResult } from '../io/exec.js';
+import { shellQuote, type Exec, type ExecResult } from '../io/exec.js';
 import { keyLine, type HostKey } from '../ssh/host-key.js';
 import { envWithoutAgent, nixSshArgs } from '../ssh/system-ssh.js';
 
@@ -50,12 +50,14 @@ export interface RunOptions {
   input?: string;
   signal?: AbortSignal;
   ownGroup?: boolean;
+  /** How to show the remote command in the evidence, when it is too long to read (the probe). */
+  show?: string;
 }
 
 /** What a run printed, as evidence: both streams, cut to a readable length. */
-export function evidenceOf(r: ExecResult): Evidence {
+export function evidenceOf(r: ExecResult, show?: { command: string; as: string }): Evidence {
   return {
-    command: r.command,
+    command: show ? r.command.replace(shellQuote(show.command), show.as) : r.command,
     output: (r.stdout + r.stderr).trim().slice(0, 2000) || `(no output, exit ${r.exitCode})`,
   };
 }
@@ -110,7 +112,7 @@ export class HookSsh {
       signal: o.signal,
       ownGroup: o.ownGroup,
     });
-    return { ...r, ev: evidenceOf(r) };
+    return { ...r, ev: evidenceOf(r, o.show ? { command: command[command.length - 1]!, as: o.show } : undefined) };
   }
 
   /** The temporary files (the pinned known_hosts, the control socket) go. */
