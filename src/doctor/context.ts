@@ -3,7 +3,7 @@
 import * as dns from 'node:dns/promises';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import type { Exec } from '../io/exec.js';
+import type { Exec, ExecResult } from '../io/exec.js';
 import { readText } from '../io/files.js';
 import { fetchHostKey } from '../io/ssh2-session.js';
 import type { HostKey } from '../ssh/host-key.js';
@@ -163,4 +163,15 @@ function findDaemon(): DaemonInfo | null | 'unseen' {
     }
   }
   return best;
+}
+
+// One `nix --version` per run, for the local checks and every builder alike.
+const versions = new WeakMap<DoctorCtx, Promise<ExecResult>>();
+export function localNixVersionRun(ctx: DoctorCtx): Promise<ExecResult> {
+  let v = versions.get(ctx);
+  if (!v) {
+    v = ctx.exec('nix', ['--version']);
+    versions.set(ctx, v);
+  }
+  return v;
 }

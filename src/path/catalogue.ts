@@ -4,51 +4,13 @@
 // stderr together and on the exit code, and nowhere else. init, doctor and status ask the
 // same question and so get the same answer. What no entry matches is said to be not
 // recognised, quoted in full, with the next diagnostic step: never a default cause.
+import type { Entry, Names, Output, Source, Stage } from './entry.js';
 import { decodeProtocolError } from './protocol-text.js';
 import { HOOK_FAILURES, NIX_FAILURES, NIX_SYMPTOMS } from './failures/nix.js';
 import { SHELL_FAILURES } from './failures/shell.js';
 import { SSH_FAILURES } from './failures/ssh.js';
 
-/** Who prints the text an entry matches. */
-export type Source = 'ssh' | 'sshd' | 'shell' | 'nix' | 'sqlite' | 'fs' | 'hook';
-
-/** The step whose output is being read: some texts mean something only in one. */
-export type Stage = 'login' | 'ping' | 'build' | 'probe';
-
-/** What a step printed and how it ended. */
-export interface Output {
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-}
-
-/** The builder's names, for the causes and fixes. */
-export interface Names {
-  /** The builder's name (the store URI's host, the ssh alias). */
-  name: string;
-  user?: string | null;
-  key?: string | null;
-  /** ssh or ssh-ng. */
-  protocol?: string;
-}
-
-export interface Entry {
-  id: string;
-  from: Source;
-  /** The program's own wording. Absent: the entry is about silence (see `silent`). */
-  pattern?: RegExp;
-  /** Matches only output with nothing on stdout and stderr. */
-  silent?: boolean;
-  /** Matches only these exit codes. */
-  exit?: number[];
-  /** Matches only in these steps. */
-  stages?: Stage[];
-  /** The versions whose wording the pattern matches, and the source file it is from. */
-  versions: string;
-  /** `said` is the line that matched, `text` all of stdout and stderr. */
-  cause: (n: Names, said: string, text: string) => string;
-  fix: (n: Names, said: string, text: string) => string;
-}
+export type { Entry, Names, Output, Source, Stage } from './entry.js';
 
 export interface Known {
   known: true;

@@ -3,7 +3,7 @@
 // returns a verdict; it never writes one for a later check to read. The facts come from
 // the machine line, root's ssh config (ssh -G), one login as Nix makes it that runs the
 // builder probe, and Nix itself (the store ping and a real build).
-import type { DoctorCtx } from '../doctor/context.js';
+import { localNixVersionRun, type DoctorCtx } from '../doctor/context.js';
 import { showCommand, type ExecResult } from '../io/exec.js';
 import { formatMachineLine, parseStoreUri, type ParsedMachine, type UriParts } from '../nix/machines-file.js';
 import { buildInput, buildProbe, type ProbeBuild, type ProbeInput } from '../nix/probe-build.js';
@@ -282,17 +282,6 @@ export function probeInput(ctx: DoctorCtx): ProbeInput {
     inputs.set(ctx, i);
   }
   return i;
-}
-
-// One `nix --version` per run, for the local checks and every builder alike.
-const versions = new WeakMap<DoctorCtx, Promise<ExecResult>>();
-export function localNixVersionRun(ctx: DoctorCtx): Promise<ExecResult> {
-  let v = versions.get(ctx);
-  if (!v) {
-    v = ctx.exec('nix', ['--version']);
-    versions.set(ctx, v);
-  }
-  return v;
 }
 
 /** ssh -G's arguments for a machine: its store URI's user, host and port, as Nix gives them. */

@@ -2,10 +2,9 @@
 // here, where `builders` is set and whether the daemon honours it, whether the daemon
 // has read the current nix.conf, and whether it can find ssh.
 import * as path from 'node:path';
-import { targetCtxOf, type DoctorCtx } from '../context.js';
+import { localNixVersionRun, targetCtxOf, type DoctorCtx } from '../context.js';
 import { targetByName } from '../../targets/index.js';
 import type { Install } from '../../init/install.js';
-import { localNixVersionRun } from '../../path/facts.js';
 import type { Check } from '../types.js';
 import { fail, pass, warn } from '../types.js';
 import {

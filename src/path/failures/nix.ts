@@ -3,7 +3,7 @@
 // Nix's own (src/libstore/sqlite.cc, daemon.cc, remote-store.cc, legacy-ssh-store.cc,
 // build/derivation-goal.cc, build-remote.cc; src/libutil/file-system.cc), with the versions
 // each wording holds for.
-import type { Entry } from '../catalogue.js';
+import type { Entry } from '../entry.js';
 
 const onBuilder = (n: { name: string }) => `on ${n.name}`;
 const gcFix = (n: { name: string }) =>

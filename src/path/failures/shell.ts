@@ -1,6 +1,6 @@
 // The builder account's login shell. sshd runs every command, Nix's too, as
 // `SHELL -c COMMAND`, so a shell that refuses commands stops Nix before its protocol starts.
-import type { Entry } from '../catalogue.js';
+import type { Entry } from '../entry.js';
 
 const shellFix = (user: string | null | undefined) =>
   `give ${user ?? 'the ssh user'} a shell that runs commands, on the builder: usermod -s /bin/sh ${user ?? 'USER'} (NixOS: users.users.${user ?? 'USER'}.shell = pkgs.bashInteractive; or useDefaultShell = true)`;

@@ -1,7 +1,7 @@
 // What OpenSSH's client says when it fails, and what sshd sends back. The strings are
 // OpenSSH's own (ssh.c, sshconnect.c, sshconnect2.c, kex.c, authfile.c, readconf.c,
 // clientloop.c), worded so from 7.x through 10.x.
-import type { Entry } from '../catalogue.js';
+import type { Entry } from '../entry.js';
 
 /** What to do about sshd turning this address away (PerSourcePenalties and the like). */
 export const PENALTY_FIX =
