@@ -22,8 +22,8 @@ export function daemonVerdict(p: ProbeResult, name: string): Result {
   if (!p.daemonSocket)
     return fail(
       "the builder's store is not writable by the ssh user, and no nix-daemon socket is there",
-      "the builder's nix-daemon is not running (a multi-user store is reached only through it)",
-      'start it on the builder: systemctl enable --now nix-daemon (macOS: launchctl kickstart -k system/org.nixos.nix-daemon)',
+      `${userOf(p)} can reach that store only through a nix-daemon, and none listens on /nix/var/nix/daemon-socket/socket: the daemon is not running, or the store is another user's single-user install`,
+      'start the nix-daemon on the builder (systemctl enable --now nix-daemon; macOS: launchctl kickstart -k system/org.nixos.nix-daemon), or log in as the user who owns the store',
     );
   const allowed = p.settings?.get('allowed-users');
   const trusted = p.trustedUsers ?? [];

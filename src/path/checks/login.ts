@@ -30,9 +30,9 @@ export const loginCheck: PathCheck = {
     }
     if (run.timedOut)
       return fail(
-        `ssh ${f.target} did not answer in time`,
-        'the connection stalled after it was made: a slow or broken link, or an overloaded builder',
-        `check the network, then: ssh -v ${f.name} true as the build user`,
+        `ssh ${f.target} did not finish in time`,
+        `ssh was stopped after waiting; until then it printed ${quote((run.stdout + run.stderr).trim()) || 'nothing'}`,
+        `ssh -v ${f.name} true as the build user shows where it stops`,
         { evidence: [run.ev] },
       );
     const d = diagnose(run, 'login', await names(f), `ssh ${f.target}`, `ssh -v ${f.name} true as the build user`);
