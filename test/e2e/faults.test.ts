@@ -56,8 +56,10 @@ interface Row {
   build: 'fails' | 'works';
   /** A build that writes this many MiB in its build directory (the probe writes 3 bytes). */
   buildMiB?: number;
-  /** The trees where the fault exists ('' is this machine). */
+  /** The builder trees where the fault exists ('' is this machine). */
   on?: string[];
+  /** A fault of the client's side: the client trees it exists on instead (the builder is this machine's). */
+  clients?: string[];
   /** sshd 9.8+ penalises failed logins: start it afresh before each step that fails one. */
   penalised?: boolean;
 }
@@ -225,7 +227,8 @@ const ROWS: Row[] = [
     cause: /Nix before 2\.31 gives ssh "127\.0\.0\.1:\d+" as the host name/,
     status: 'broken',
     build: 'fails',
-    on: [''],
+    // Nix 2.31 and later pass the port to ssh (ssh.cc), so the fault is the older clients'.
+    clients: ['', 'trixie'],
   },
   {
     name: 'RequestTTY force under Host *',
@@ -235,7 +238,8 @@ const ROWS: Row[] = [
     cause: /ssh asks the builder for a terminal \(RequestTTY in the ssh config, often under Host \*\)/,
     status: 'down',
     build: 'fails',
-    on: [''],
+    // OpenSSH 9.2, 10.0 and 10.6 as the client.
+    clients: ['', 'trixie', 'sid'],
   },
   {
     name: 'a shell that prints on stderr only (not a fault)',
@@ -279,11 +283,12 @@ async function realBuild(c: Client, mib = 0) {
 
 for (const row of ROWS) {
   describe(row.name, () => {
-    for (const v of row.on ?? VERSIONS) {
-      const label = v || 'Nix 2.8 (this machine)';
+    for (const v of row.clients ?? row.on ?? VERSIONS) {
+      const side = row.clients ? 'client' : 'builder';
+      const label = `${side} ${v || 'Nix 2.8 (this machine)'}`;
       test(label, { skip: v && !treeRoot(v) ? `no ${v} tree` : false }, async () => {
-        const b = await B.create({ ...row.opts, ...(v ? { tree: v } : {}) });
-        const c = new Client();
+        const b = await B.create({ ...row.opts, ...(v && !row.clients ? { tree: v } : {}) });
+        const c = new Client(v && row.clients ? { tree: v } : {});
         try {
           const args = [...initCommand(b, 'box'), '--password-stdin'];
           const good = await c.nixremote(args, { input: b.password + '\n' });
