@@ -155,6 +155,27 @@ Exit status: 0 all passed (warnings allowed), 1 something failed, 2 usage error.
   });
 
 program
+  .command('explain')
+  .description(
+    "Read a build's output and say, for each remote-build line, which builder it was, the cause and the fix.",
+  )
+  .argument('[log]', 'the log file (default: standard input)')
+  .option('--json', 'print {"findings": [...]} on stdout and nothing else')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  nix build .#thing 2>&1 | nixremote explain
+  nixremote explain build.log --json
+
+Exit status: 0 nothing wrong found, 1 failures explained, 2 usage error.`,
+  )
+  .action(async (log: string | undefined, opts) => {
+    const { explainCommand } = await import('./commands/explain.js');
+    process.exitCode = await explainCommand(log, opts);
+  });
+
+program
   .command('list')
   .description('Every builder Nix will use, from every place Nix reads them, with where each is defined.')
   .option('--json', 'print {"builders": [...]} on stdout and nothing else')

@@ -337,6 +337,25 @@ for (const row of ROWS) {
           const built = await realBuild(c, row.buildMiB);
           if (row.build === 'fails') assert.notEqual(built.exitCode, 0, `the build should fail:\n${built.stderr}`);
           else assert.equal(built.exitCode, 0, `the build should work:\n${built.stderr}`);
+          // explain reads that build's output: the builder, a cause from the catalogue, or nothing wrong.
+          const ex = await c.nixremote(['explain', '--json'], { input: String(built.stderr) });
+          const findings: { kind: string; builder: string | null; cause?: string }[] = JSON.parse(
+            String(ex.stdout),
+          ).findings;
+          const failedOn = findings.filter((x) => x.kind === 'failed');
+          if (row.build === 'fails') {
+            assert.equal(ex.exitCode, 1, String(ex.stdout));
+            assert.ok(
+              failedOn.some((x) => x.builder === 'box' || x.builder === '127.0.0.1'),
+              `explain names the builder:\n${ex.stdout}\n${built.stderr}`,
+            );
+          } else {
+            assert.equal(ex.exitCode, 0, String(ex.stdout));
+            assert.ok(
+              findings.some((x) => x.kind === 'sent' && x.builder === 'box'),
+              String(ex.stdout),
+            );
+          }
           // init run again: before it writes anything, or with everything put back.
           if (row.init) {
             await fresh();

@@ -78,7 +78,7 @@ export const NIX_FAILURES: Entry[] = [
   {
     id: 'fs.full',
     from: 'fs',
-    pattern: /No space left on device/,
+    pattern: /No space left on device|build failure may have been caused by lack of free disk space/,
     versions:
       'ENOSPC, as Nix 2.3-2.35 wraps it ("writing to file: No space left on device"); 2.19+ adds "build failure may have been caused by lack of free disk space"',
     cause: () =>
