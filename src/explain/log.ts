@@ -87,16 +87,13 @@ function noMachine(text: string): string | null {
     }),
   );
   const listed = Number(/(\d+) available machines/.exec(text)?.[1] ?? machines.length);
-  const wantsText = `${system}${features.length ? ` with ${features.join(', ')}` : ''}`;
-  if (listed === 0) return `no builder is configured for the build hook, and it needs ${wantsText}`;
+  const wants = `${system}${features.length ? ` with ${features.join(', ')}` : ''}`;
+  if (listed === 0) return `no builder is configured for the build hook, and it needs ${wants}`;
   // Before 2.12 the listing joins every list with ", ", so its fields cannot be told apart.
   if (machines.length !== listed)
-    return `none of the ${listed} builders the build hook had was free and able to take ${wantsText}; this Nix lists them in a form that cannot be read back (before 2.12), so which rule each failed is not said here`;
-  const why = machines
-    .map((m, i) => cannotTake(m, system, features) ?? null)
-    .map((w, i) => (w ? `machine ${i + 1}: ${w}` : null));
+    return `none of the ${listed} builders the build hook had was free and able to take ${wants}; this Nix lists them in a form that cannot be read back (before 2.12), so which rule each failed is not said here`;
+  const why = machines.map((m) => cannotTake(m, system, features)).map((w, i) => (w ? `machine ${i + 1}: ${w}` : null));
   const able = why.filter((w) => w === null).length;
-  const wants = `${system}${features.length ? ` with ${features.join(', ')}` : ''}`;
   if (able === 0) return `none of the ${machines.length} builders can take ${wants}: ${why.join('; ')}`;
   return `${able} of the ${machines.length} builders could take ${wants}, but none was free or reachable when asked${why.some(Boolean) ? ` (${why.filter(Boolean).join('; ')})` : ''}`;
 }
