@@ -1,78 +1,39 @@
 // `explain` on the logs real builds printed: the recordings of the fault table, per version.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { explainLog } from '../../src/explain/log.js';
-import { REPO } from './paths.js';
-
-const root = path.join(REPO, 'test/fixtures/recorded');
-
-/** The stderr of every nix-build block of a recording, with its exit code. */
-function builds(file: string): { command: string; exit: number; stderr: string }[] {
-  const text = fs.readFileSync(file, 'utf8');
-  return text
-    .split(/^\$ /m)
-    .slice(1)
-    .filter((b) => b.split('\n')[0]!.includes('nix-build'))
-    .map((b) => ({
-      command: b.split('\n')[0]!,
-      exit: Number(/^# exit (\d+)/m.exec(b)?.[1]),
-      stderr: (b.split('## stderr\n')[1] ?? '').replace(/\n# [\s\S]*$/, ''),
-    }));
-}
-
-/** The entry each fault's failed builds are explained by (first failure of the log). */
-const EXPECTED: Record<string, string[]> = {
-  'build-dir-full': ['fs.full'],
-  'client-port-in-uri': ['ssh.port-in-hostname'],
-  'client-requesttty-force-restrict': ['ssh.pty-refused'],
-  'forced-command-nix-daemon-stdio': ['nix.protocol-other'],
-  'forced-command-nix-store-serve': ['nix.protocol-other'],
-  'login-shell-false': ['hook.serve-closed', 'nix.ssh-ng-closed'],
-  'login-shell-missing': ['ssh.auth'],
-  'login-shell-nologin': ['shell.nologin'],
-  'max-jobs-0': ['nix.remote-max-jobs'],
-  'store-full': ['store.db-io', 'fs.full'],
-  'strictmodes-ssh-dir-0777': ['ssh.auth'],
-  'strictmodes-ssh-dir-0777.no-restarts': ['ssh.auth', 'ssh.dropped'],
-  'untrusted-allowed-users-root': ['nix.daemon-closed', 'nix.ssh-ng-closed'],
-  'untrusted-daemon-stopped': ['nix.daemon-refused', 'nix.ssh-ng-closed'],
-  untrusted: ['nix.untrusted'],
-};
+import { blocks, RECORDED_BUILD_CAUSES, RECORDED_CAUSES, recordings } from './recordings.js';
 
 describe('explain, on what real builds printed', () => {
-  const dirs = fs.readdirSync(root).filter((d) => d.startsWith('nix-'));
-  for (const dir of dirs)
-    for (const file of fs.readdirSync(path.join(root, dir))) {
-      const fault = file.replace(/(\.client-nix-[\d.]+)?\.txt$/, '');
-      // Without restrict, RequestTTY makes the build hang until the recorder stopped it: no remote failure to name.
-      if (fault === 'client-requesttty-force') continue;
-      test(`${dir}/${file}`, () => {
-        for (const b of builds(path.join(root, dir, file))) {
-          const found = explainLog(b.stderr);
-          const failed = found.filter((f) => f.kind === 'failed');
-          if (b.exit === 0) {
-            assert.deepEqual(failed, [], `${b.command.slice(0, 100)}: a build that worked`);
-            if (/building '[^']+' on '/.test(b.stderr))
-              assert.ok(
-                found.some((f) => f.kind === 'sent' && f.builder === '127.0.0.1'),
-                'it names the builder',
-              );
-            continue;
-          }
-          assert.ok(failed.length, `${b.command.slice(0, 100)}: nothing explained in\n${b.stderr}`);
-          const first = failed[0]!;
-          assert.ok(
-            EXPECTED[fault]?.includes(first.id!),
-            `${b.command.slice(0, 100)}: named ${first.id}: ${first.cause}`,
-          );
-          // The builder is named: by Nix's line, or by the "building ... on" just before it.
-          if (/cannot build on '|build of '[^']+' on '|building '[^']+' on '/.test(b.stderr))
-            assert.equal(first.builder, '127.0.0.1', JSON.stringify(first));
+  for (const [dir, file, fault] of recordings()) {
+    // Without restrict, RequestTTY makes the build hang until the recorder stopped it: no remote failure to name.
+    if (fault === 'client-requesttty-force') continue;
+    test(`${dir}/${file}`, () => {
+      for (const b of blocks(dir, file).filter((x) => x.command.includes('nix-build'))) {
+        const found = explainLog(b.stderr);
+        const failed = found.filter((f) => f.kind === 'failed');
+        if (b.exit === 0) {
+          assert.deepEqual(failed, [], `${b.command.slice(0, 100)}: a build that worked`);
+          if (/building '[^']+' on '/.test(b.stderr))
+            assert.ok(
+              found.some((f) => f.kind === 'sent' && f.builder === '127.0.0.1'),
+              'it names the builder',
+            );
+          continue;
         }
-      });
-    }
+        assert.ok(failed.length, `${b.command.slice(0, 100)}: nothing explained in\n${b.stderr}`);
+        const first = failed[0]!;
+        // The first failure, by the same entries the catalogue names that fault's steps with.
+        assert.ok(
+          RECORDED_CAUSES[fault]?.includes(first.id!),
+          `${b.command.slice(0, 100)}: named ${first.id}: ${first.cause}`,
+        );
+        // The builder is named: by Nix's line, or by the "building ... on" just before it.
+        if (/cannot build on '|build of '[^']+' on '|building '[^']+' on '/.test(b.stderr))
+          assert.equal(first.builder, '127.0.0.1', JSON.stringify(first));
+      }
+    });
+  }
 });
 
 describe('explain, on the build hook listing its machines', () => {

@@ -13,9 +13,7 @@ import type { DoctorCtx } from '../../src/doctor/context.js';
 import type { ExecResult } from '../../src/io/exec.js';
 import type { Install } from '../../src/init/install.js';
 import { probeOutput } from './probe-fixture.js';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { REPO } from './paths.js';
+import { blocks, RECORDED, RECORDED_CAUSES, recordings } from './recordings.js';
 
 const out = (stderr: string, exitCode = 1, stdout = ''): Output => ({ stdout, stderr, exitCode });
 
@@ -496,54 +494,29 @@ describe('hand-made machine lines, read right', () => {
 });
 
 describe('what each fault printed for real, per version (test/fixtures/recorded)', () => {
-  const root = path.join(REPO, 'test/fixtures/recorded');
-  /** The entries each recorded fault's failing steps must be named by; a step not listed is a test failure. */
-  const expected: Record<string, string[]> = {
-    'bashrc-stderr': [],
-    'build-dir-full': ['fs.full'],
-    'client-port-in-uri': ['ssh.port-in-hostname'],
-    'client-requesttty-force-restrict': ['ssh.pty-refused'],
-    // Without restrict the build hangs until the recorder's timeout: nothing to name but that.
-    'client-requesttty-force': ['not-recognised'],
-    'forced-command-nix-daemon-stdio': ['nix.eof', 'nix.protocol-other'],
-    'forced-command-nix-store-serve': ['nix.eof', 'nix.protocol-other'],
-    'login-shell-false': ['shell.false', 'hook.serve-closed', 'nix.ssh-ng-closed'],
-    'login-shell-missing': ['ssh.auth'],
-    'login-shell-nologin': ['shell.nologin'],
-    'max-jobs-0': ['nix.remote-max-jobs'],
-    'store-full': ['store.db-io', 'fs.full'],
-    'strictmodes-ssh-dir-0777': ['ssh.auth'],
-    // Run back to back on OpenSSH 10, the failed logins bring PerSourcePenalties in.
-    'strictmodes-ssh-dir-0777.no-restarts': ['ssh.auth', 'ssh.dropped'],
-    'untrusted-allowed-users-root': ['nix.daemon-closed', 'nix.ssh-ng-closed'],
-    'untrusted-daemon-stopped': ['nix.daemon-refused', 'nix.ssh-ng-closed'],
-    untrusted: ['nix.untrusted'],
-  };
-  const dirs = fs.existsSync(root) ? fs.readdirSync(root).filter((d) => d.startsWith('nix-')) : [];
-  test('the recordings are there', () => assert.ok(dirs.length >= 3, root));
-  for (const dir of dirs)
-    for (const file of fs.readdirSync(path.join(root, dir))) {
-      const fault = file.replace(/(\.client-nix-[\d.]+)?\.txt$/, '');
-      test(`${dir}/${file}`, () => {
-        const allowed = expected[fault];
-        assert.ok(allowed, `no expectation for ${fault}`);
-        const text = fs.readFileSync(path.join(root, dir, file), 'utf8');
-        for (const block of text.split(/^\$ /m).slice(1)) {
-          const command = block.split('\n')[0]!;
-          const exit = Number(/^# exit (\d+)/m.exec(block)?.[1]);
-          const stage: Stage | null = command.includes('nix-build')
-            ? 'build'
-            : /store (ping|info)/.test(command)
-              ? 'ping'
-              : /^ssh /.test(command)
-                ? 'login'
-                : null;
-          if (exit === 0 || !stage) continue;
-          const stdout = /## stdout\n([\s\S]*?)## stderr\n/.exec(block)?.[1] ?? '';
-          const stderr = (block.split('## stderr\n')[1] ?? '').replace(/\n# [\s\S]*$/, '');
-          const d = diagnose({ stdout, stderr, exitCode: exit }, stage, { name: 'box', user: 'nix' }, 's', 'n');
-          assert.ok(allowed.includes(d.id), `${command.slice(0, 120)}\n  named ${d.id}: ${d.cause}`);
-        }
-      });
-    }
+  const all = recordings();
+  test('the recordings are there', () => assert.ok(new Set(all.map(([d]) => d)).size >= 3, RECORDED));
+  for (const [dir, file, fault] of all)
+    test(`${dir}/${file}`, () => {
+      const allowed = RECORDED_CAUSES[fault];
+      assert.ok(allowed, `no expectation for ${fault}`);
+      for (const b of blocks(dir, file)) {
+        const stage: Stage | null = b.command.includes('nix-build')
+          ? 'build'
+          : /store (ping|info)/.test(b.command)
+            ? 'ping'
+            : /^ssh /.test(b.command)
+              ? 'login'
+              : null;
+        if (b.exit === 0 || !stage) continue;
+        const d = diagnose(
+          { stdout: b.stdout, stderr: b.stderr, exitCode: b.exit },
+          stage,
+          { name: 'box', user: 'nix' },
+          's',
+          'n',
+        );
+        assert.ok(allowed.includes(d.id), `${b.command.slice(0, 120)}\n  named ${d.id}: ${d.cause}`);
+      }
+    });
 });
