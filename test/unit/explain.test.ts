@@ -23,9 +23,9 @@ describe('explain, on what real builds printed', () => {
         }
         assert.ok(failed.length, `${b.command.slice(0, 100)}: nothing explained in\n${b.stderr}`);
         const first = failed[0]!;
-        // The first failure, by the same entries the catalogue names that fault's steps with.
+        // The first failure, by the entries the catalogue names that fault's builds with.
         assert.ok(
-          RECORDED_CAUSES[fault]?.includes(first.id!),
+          (RECORDED_BUILD_CAUSES[fault] ?? RECORDED_CAUSES[fault])?.includes(first.id!),
           `${b.command.slice(0, 100)}: named ${first.id}: ${first.cause}`,
         );
         // The builder is named: by Nix's line, or by the "building ... on" just before it.
