@@ -40,7 +40,6 @@ export interface BuilderStatus {
 }
 
 export interface StatusCtx {
-  exec: Exec;
   /** This machine's held flock locks, as /proc/locks lists them; null where there is none. */
   locks: () => string | null;
   /** Nix's state directory, whose current-load/ holds the build hook's slot locks. */
@@ -59,7 +58,6 @@ export function realStatusCtx(
   env: NodeJS.ProcessEnv = process.env,
 ): StatusCtx {
   return {
-    exec,
     path: realCtx(exec, install, { build: false, drv: null }),
     signal,
     locks: () => {

@@ -11,6 +11,7 @@ import { nixCommandFlags, parseNixVersion, storePingArgs, type Version } from '.
 import { hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../ssh/host-key.js';
 import { parseSshG } from '../ssh/ssh-config.js';
 import { envWithoutAgent } from '../ssh/system-ssh.js';
+import type { Names } from './entry.js';
 import { parseProbe, probeCommand, shellNoise, type ProbeResult } from './probe.js';
 import { evidenceOf, HookSsh, reachedAuth, type Evidence, type SshRun } from './session.js';
 
@@ -112,6 +113,17 @@ export class BuilderFacts {
   /** What nix-store (ssh://) or nix-daemon (ssh-ng://) Nix runs on the builder. */
   get program(): string {
     return this.remoteProgram ?? (this.scheme === 'ssh-ng' ? 'nix-daemon' : 'nix-store');
+  }
+
+  /** The builder's names for the catalogue's causes and fixes (the ssh user from ssh -G where it says it). */
+  async names(): Promise<Names> {
+    const c = this.o.transport ? null : await this.sshConfig();
+    return {
+      name: this.name,
+      user: this.uri.user ?? c?.g.get('user')?.[0] ?? this.o.user ?? null,
+      key: c?.keyPath ?? this.machine.sshKey,
+      protocol: this.scheme,
+    };
   }
 
   /** The public key's base64, for finding its line in the builder's authorized_keys. */

@@ -8,8 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { shellQuote, type Exec, type ExecResult } from '../io/exec.js';
-import { keyLine, type HostKey } from '../ssh/host-key.js';
-import { envWithoutAgent, nixSshArgs } from '../ssh/system-ssh.js';
+import type { HostKey } from '../ssh/host-key.js';
+import { envWithoutAgent, nixSshArgs, pinnedKnownHosts } from '../ssh/system-ssh.js';
 
 export interface Evidence {
   command: string;
@@ -78,10 +78,7 @@ export class HookSsh {
 
   /** Nix writes the pinned key to a known_hosts file of its own, under the store URI's host. */
   private knownHosts(): string | null {
-    if (!this.t.pinned) return null;
-    const f = path.join(this.tmp(), 'pinned_known_hosts');
-    if (!fs.existsSync(f)) fs.writeFileSync(f, `${this.t.name} ${keyLine(this.t.pinned)}\n`);
-    return f;
+    return this.t.pinned ? pinnedKnownHosts(this.tmp(), this.t.name, this.t.pinned) : null;
   }
 
   args(command: string[], extra: string[] = []): string[] {

@@ -1,21 +1,11 @@
 // The login, as Nix makes it: the key accepted, the account's shell running the command
 // sent, and a shell that prints nothing of its own on stdout.
-import { diagnose, match, quote } from '../catalogue.js';
+import { diagnose, match, quote, type Names } from '../catalogue.js';
 import { fail, pass, warn, type Result } from '../../doctor/types.js';
 import { startupFileFor } from '../../ssh/system-ssh.js';
 import { decodeProtocolError } from '../protocol-text.js';
 import type { BuilderFacts } from '../facts.js';
 import type { PathCheck } from '../check.js';
-
-const names = async (f: BuilderFacts) => {
-  const c = f.o.transport ? null : await f.sshConfig();
-  return {
-    name: f.name,
-    user: f.uri.user ?? c?.g.get('user')?.[0] ?? f.o.user ?? null,
-    key: c?.keyPath ?? f.machine.sshKey,
-    protocol: f.scheme,
-  };
-};
 
 export const loginCheck: PathCheck = {
   id: 'login',
@@ -35,7 +25,7 @@ export const loginCheck: PathCheck = {
         `ssh -v ${f.name} true as the build user shows where it stops`,
         { evidence: [run.ev] },
       );
-    const d = diagnose(run, 'login', await names(f), `ssh ${f.target}`, `ssh -v ${f.name} true as the build user`);
+    const d = diagnose(run, 'login', await f.names(), `ssh ${f.target}`, `ssh -v ${f.name} true as the build user`);
     return fail(`ssh ${f.target} failed (exit ${run.exitCode})`, d.cause, d.fix, { evidence: [run.ev] });
   },
 };
@@ -54,7 +44,7 @@ export const loginShellCheck: PathCheck = {
   run: async (f) => {
     const { run, probe } = await f.login();
     if (probe) return pass(`${probe.shell ?? 'the login shell'} runs the command sent`);
-    const n = await names(f);
+    const n = await f.names();
     const hit = match(run, 'login');
     if (hit && hit.entry.from === 'shell')
       return fail(
@@ -71,7 +61,7 @@ export const loginShellCheck: PathCheck = {
 async function forcedCommand(
   f: BuilderFacts,
   run: Awaited<ReturnType<BuilderFacts['login']>>['run'],
-  n: Awaited<ReturnType<typeof names>>,
+  n: Names,
 ): Promise<Result> {
   const unseen =
     "the builder's facts (its shell, Nix version and settings, trust, free space, the modes of its ssh files) are not visible through it";

@@ -4,7 +4,6 @@ import { fail, pass } from '../../doctor/types.js';
 import { formatVersion, parseStorePing } from '../../nix/version.js';
 import { showCommand } from '../../io/exec.js';
 import { formatMachineLine } from '../../nix/machines-file.js';
-import type { BuilderFacts } from '../facts.js';
 import type { PathCheck } from '../check.js';
 
 /** A build to run by hand that shows more: a tiny derivation, as the proof's, with Nix's chatter on. */
@@ -19,8 +18,6 @@ function byHand(builders: string | null): string {
   ]);
 }
 
-const names = (f: BuilderFacts) => ({ name: f.name, user: f.uri.user, key: f.machine.sshKey, protocol: f.scheme });
-
 export const storePingCheck: PathCheck = {
   id: 'store-ping',
   title: 'store ping',
@@ -32,7 +29,7 @@ export const storePingCheck: PathCheck = {
     if (!ping) return fail('cannot run the local nix', '`nix --version` failed here', 'install Nix, or put it on PATH');
     const { r, ev, v } = ping;
     if (r.exitCode !== 0) {
-      const d = diagnose(r, 'ping', names(f), 'the store ping', `${r.command} -vvv`);
+      const d = diagnose(r, 'ping', await f.names(), 'the store ping', `${r.command} -vvv`);
       return fail('the store ping failed', d.cause, d.fix, { evidence: [ev] });
     }
     const info = parseStorePing(r.stdout + r.stderr);
@@ -61,10 +58,16 @@ export const buildCheck: PathCheck = {
     const ev = { command: r.command, output: (r.stdout + r.stderr).trim().split('\n').slice(-12).join('\n') };
     if (!out) {
       if (stage === 'input') {
-        const d = diagnose(r, 'build', names(f), "the proof's input, built here", byHand(null));
+        const d = diagnose(r, 'build', await f.names(), "the proof's input, built here", byHand(null));
         return fail("the proof's input could not be built on this machine", d.cause, d.fix, { evidence: [ev] });
       }
-      const d = diagnose(r, 'build', names(f), 'a build sent to this builder', byHand(formatMachineLine(f.machine)));
+      const d = diagnose(
+        r,
+        'build',
+        await f.names(),
+        'a build sent to this builder',
+        byHand(formatMachineLine(f.machine)),
+      );
       return fail('a build sent to this builder failed', d.cause, d.fix, { evidence: [ev] });
     }
     const there = await f.has(out);
