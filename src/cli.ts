@@ -175,6 +175,44 @@ Exit status: 0 nothing wrong found, 1 failures explained, 2 usage error.`,
     process.exitCode = await explainCommand(log, opts);
   });
 
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+program
+  .command('why')
+  .description(
+    'Where a build would go now, derivation by derivation: which builder, here, or waiting, the rule that decided it, and why not each other builder.',
+  )
+  .argument('[installable...]', 'a .drv path, a .nix file, or a flake reference (nixpkgs#hello)')
+  .option('-f, --file <file>', 'a Nix file to instantiate (with -A, as nix-build takes it)')
+  .option('-A, --attr <attr>', 'an attribute of --file (repeatable)', collect)
+  .option('-j, --max-jobs <n>', "this machine's max-jobs, as nix build -j would set it ('auto' or a number)")
+  .option('--builders <spec>', "the builders, as nix build --builders would set them ('' for none)")
+  .option('--system <system>', "this machine's system, as --system would set it")
+  .option(
+    '--extra-platforms <list>',
+    'systems this machine also builds for (space-separated), as --extra-platforms would set them',
+  )
+  .option('--system-features <list>', "this machine's features (space-separated), as --system-features would set them")
+  .option('--no-check', 'do not log in to the builders: take every one as reachable')
+  .option('--json', 'print {"derivations": [...], ...} on stdout and nothing else')
+  .addHelpText(
+    'after',
+    `
+It instantiates what it is given and runs nix-store --realise --dry-run; it builds
+nothing and changes nothing.
+
+Examples:
+  sudo nixremote why -f default.nix -A hello
+  sudo nixremote why nixpkgs#hello --max-jobs 0
+  sudo nixremote why /nix/store/...-thing.drv --json
+
+Exit status: 0, or 1 when a derivation would fail for want of anywhere to build it; 2 usage error.`,
+  )
+  .action(async (installables: string[], opts) => {
+    const { whyCommand } = await import('./commands/why.js');
+    process.exitCode = await whyCommand(installables, opts);
+  });
+
 program
   .command('list')
   .description('Every builder Nix will use, from every place Nix reads them, with where each is defined.')

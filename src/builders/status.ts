@@ -124,7 +124,11 @@ export function slotsInUse(
 }
 
 /** What status makes of one builder: the cheap tier of the daemon's path, from one login. */
-export async function builderStatus(ctx: StatusCtx, b: BuilderEntry, held: Set<string> | null): Promise<BuilderStatus> {
+export async function builderStatus(
+  ctx: StatusCtx,
+  b: Pick<BuilderEntry, 'name' | 'uri' | 'maxJobs' | 'machine'>,
+  held: Set<string> | null,
+): Promise<BuilderStatus> {
   const base = { name: b.name, uri: b.uri, maxJobs: b.maxJobs, slotsInUse: slotsInUse(ctx, b.uri, b.maxJobs, held) };
   const none = { latencyMs: null, nixVersion: null, load: null, cores: null, storeFreeBytes: null };
   if (!b.machine) return { ...base, ...none, state: 'down', reachable: false, error: `${b.uri} is not in use yet` };
