@@ -170,6 +170,7 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
             rule: x.rule,
             failsThere: x.failsThere,
             tried: x.tried,
+            firstWould: x.firstWould,
             others: x.others,
             local: x.local,
           })),
@@ -261,6 +262,8 @@ function printVerdict(out: Output, x: Verdict): void {
   else out.ok(head);
   out.info(`    ${x.rule}`);
   if (x.failsThere) out.info(`    but the build will fail there: ${x.failsThere}`);
+  if (x.firstWould)
+    out.info(`    (after the others that start with it took their slots; asked first, it would go to ${x.firstWould})`);
   for (const o of x.others) out.info(out.dim(`    ${o.name}: ${o.why}`));
   if (x.where !== 'here' && x.local.why) out.info(out.dim(`    here: ${x.local.why}`));
 }

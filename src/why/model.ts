@@ -82,6 +82,11 @@ export interface Verdict {
   tried: string[];
   /** For every builder not chosen, why not. */
   others: { name: string; why: string }[];
+  /**
+   * Where it would go if it were asked before the others of its wave, when that differs:
+   * Nix asks about derivations that start together in no fixed order.
+   */
+  firstWould: string | null;
   /** Whether this machine could build it at all, and if not, why. */
   local: { could: boolean; why: string | null };
 }
@@ -148,7 +153,9 @@ export function waves(drvs: WhyDrv[]): WhyDrv[][] {
   const out: WhyDrv[][] = [];
   for (const d of drvs) {
     const n = depth(d, new Set());
-    (out[n] ??= []).push(d);
+    const wave = out[n] ?? [];
+    wave.push(d);
+    out[n] = wave;
   }
   return out.filter(Boolean);
 }
@@ -173,8 +180,8 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
         could: couldHere,
         why: cannot ?? (couldHere ? null : 'max-jobs = 0: this machine builds nothing itself'),
       };
-      const verdict = (v: Omit<Verdict, 'drv' | 'local' | 'others' | 'tried' | 'failsThere'> & Partial<Verdict>) =>
-        out.push({ drv: d, local: localInfo, others: [], tried: [], failsThere: null, ...v });
+      const verdict = (v: Pick<Verdict, 'where' | 'builder' | 'rule'> & Partial<Verdict>) =>
+        out.push({ drv: d, local: localInfo, others: [], tried: [], failsThere: null, firstWould: null, ...v });
       if (d.preferLocal && couldHere) {
         localRunning++;
         verdict({
@@ -195,15 +202,10 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
       const tried: string[] = [];
       const held = (m: WhyMachine) => m.held + (taken.get(m.uri) ?? 0);
       for (;;) {
-        let rightType = 0;
-        let best: { m: WhyMachine; load: number } | null = null;
-        for (const m of machines) {
-          if (disabled.has(m) || lineRefuses(m, d)) continue;
-          rightType++;
-          const load = held(m);
-          if (load >= m.maxJobs) continue;
-          if (better(local.version, m, load, best)) best = { m, load };
-        }
+        const { rightType, best } = pick(local.version, machines, d, disabled, held);
+        // Asked before the rest of its wave, with only the slots others hold now.
+        const alone = pick(local.version, machines, d, disabled, (m) => m.held).best;
+        const firstWould = taken.size && alone?.m !== best?.m ? (alone?.m.name ?? 'nowhere free') : null;
         const others = () =>
           machines
             .filter((m) => m !== best?.m)
@@ -216,13 +218,14 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
               rule: `waits for a builder: ${plural(rightType, 'builder')} can take it, none has a free slot now, and this machine ${cannot ? 'cannot build it' : 'has no free build slot'}`,
               tried,
               others: others(),
+              firstWould,
             });
           } else {
             const why =
               rightType > 0
                 ? `no builder that takes it has a free slot, and this machine can build it now`
                 : `no builder can take ${d.system}${d.features.length ? ` with ${d.features.join(', ')}` : ''}${tried.length ? ' (of those it could reach)' : ''}`;
-            verdict({ ...declined(d, local, localRunning, why), tried, others: others() });
+            verdict({ ...declined(d, local, localRunning, why), tried, others: others(), firstWould });
             if (out.at(-1)!.where === 'here') localRunning++;
           }
           break;
@@ -243,6 +246,7 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
           builder: chosen.name,
           rule: chooseRule(local.version, chosen, best.load, free, able, d),
           failsThere: reach?.kind === 'fails-there' ? reach.why : null,
+          firstWould,
           tried,
           others: machines
             .filter((m) => m !== chosen)
@@ -258,6 +262,26 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
     }
   }
   return out;
+}
+
+/** build-remote.cc's choice: the machines that take it, and the first best with a free slot. */
+function pick(
+  v: Version,
+  machines: WhyMachine[],
+  d: WhyDrv,
+  disabled: Set<WhyMachine>,
+  held: (m: WhyMachine) => number,
+): { rightType: number; best: { m: WhyMachine; load: number } | null } {
+  let rightType = 0;
+  let best: { m: WhyMachine; load: number } | null = null;
+  for (const m of machines) {
+    if (disabled.has(m) || lineRefuses(m, d)) continue;
+    rightType++;
+    const load = held(m);
+    if (load >= m.maxJobs) continue;
+    if (better(v, m, load, best)) best = { m, load };
+  }
+  return { rightType, best };
 }
 
 /** The hook declined: Nix tries to build it here. */
