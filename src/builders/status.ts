@@ -1,16 +1,18 @@
 // The fleet as the build hook sees it now: one ssh login per builder made the way Nix makes
 // it, a few read-only facts from the builder, and the build slots this machine's build
 // hook holds. It runs no build and changes nothing.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Exec } from '../io/exec.js';
-import { realCtx, type DoctorCtx } from '../doctor/context.js';
+import { localNixVersionRun, realCtx, type DoctorCtx } from '../doctor/context.js';
 import { runChecks } from '../doctor/runner.js';
 import type { Install } from '../init/install.js';
 import { BuilderFacts } from '../path/facts.js';
 import { pathChecks } from '../path/walk.js';
 import { mapLimit } from '../util/map-limit.js';
+import { atLeast, isLix, parseNixVersion, type Version } from '../nix/version.js';
 import type { BuilderEntry } from './registry.js';
 
 /** What init writes as ConnectTimeout: a dead builder answers no later than this. */
@@ -80,12 +82,53 @@ export function realStatusCtx(
 }
 
 /**
- * The build hook takes slot N of a machine by flock on current-load/URI-N, with '/' in the
- * URI as '_' (build-remote.cc: escapeUri, openSlotLock), and holds it while the build runs
- * there. A slot is in use while some process holds that lock.
+ * The store URI as the build hook names it: a bare host (or user@host) is ssh:// to Nix
+ * (machines.cc, every version), and from 2.23 the URI is rendered back from its parsed
+ * form, with the query's parameters sorted (StoreReference::render).
  */
-export function slotLockPath(stateDir: string, uri: string, slot: number): string {
-  return path.join(stateDir, 'current-load', `${uri.replace(/\//g, '_')}-${slot}`);
+export function hookUri(uri: string, v: Version | null): string {
+  const bare =
+    !uri.includes('://') && !uri.includes('/') && !/^(auto|daemon|local)(\?|$)/.test(uri) && !uri.startsWith('?');
+  const full = bare ? `ssh://${uri}` : uri;
+  const q = full.indexOf('?');
+  if (q < 0 || !v || !atLeast(v, 2, 23) || isLix(v)) return full;
+  const params = full
+    .slice(q + 1)
+    .split('&')
+    .filter(Boolean)
+    .sort((a, b) => (a.split('=')[0]! < b.split('=')[0]! ? -1 : a.split('=')[0]! > b.split('=')[0]! ? 1 : 0));
+  return `${full.slice(0, q)}?${params.join('&')}`;
+}
+
+/**
+ * The build hook takes slot N of a machine by flock on current-load/NAME-N and holds it
+ * while the build runs there (build-remote.cc, openSlotLock). In Nix NAME is the URI with
+ * '/' as '_'; in Lix (2.90 on) the first 48 characters of that, '-', and 16 characters of
+ * the URI's SHA-256 in Nix's base32 (makeLockFilename).
+ */
+export function slotLockPath(stateDir: string, uri: string, slot: number, v: Version | null = null): string {
+  const u = hookUri(uri, v);
+  const escaped = u.replace(/\//g, '_');
+  const name =
+    v && isLix(v)
+      ? `${escaped.slice(0, 48)}-${nixBase32(createHash('sha256').update(u).digest()).slice(0, 16)}`
+      : escaped;
+  return path.join(stateDir, 'current-load', `${name}-${slot}`);
+}
+
+/** Nix's base32 (libutil/hash.cc, printHash32): its own alphabet, last 5-bit group first. */
+export function nixBase32(bytes: Uint8Array): string {
+  const chars = '0123456789abcdfghijklmnpqrsvwxyz';
+  const len = Math.floor((bytes.length * 8 - 1) / 5) + 1;
+  let s = '';
+  for (let n = len - 1; n >= 0; n--) {
+    const b = n * 5;
+    const i = Math.floor(b / 8);
+    const j = b % 8;
+    const c = (bytes[i]! >> j) | (i >= bytes.length - 1 ? 0 : (bytes[i + 1]! << (8 - j)) & 0xff);
+    s += chars[c & 0x1f];
+  }
+  return s;
 }
 
 /** "MAJOR:MINOR:INODE" of every flock held (not waited for) in /proc/locks text. */
@@ -113,11 +156,12 @@ export function slotsInUse(
   uri: string,
   maxJobs: number,
   held: Set<string> | null,
+  v: Version | null = null,
 ): number {
   if (!held) return 0;
   let n = 0;
   for (let slot = 0; slot < maxJobs; slot++) {
-    const st = ctx.stat(slotLockPath(ctx.stateDir, uri, slot));
+    const st = ctx.stat(slotLockPath(ctx.stateDir, uri, slot, v));
     if (st && held.has(devKey(st.dev, st.ino))) n++;
   }
   return n;
@@ -129,7 +173,9 @@ export async function builderStatus(
   b: Pick<BuilderEntry, 'name' | 'uri' | 'maxJobs' | 'machine'>,
   held: Set<string> | null,
 ): Promise<BuilderStatus> {
-  const base = { name: b.name, uri: b.uri, maxJobs: b.maxJobs, slotsInUse: slotsInUse(ctx, b.uri, b.maxJobs, held) };
+  // The lock names depend on the local Nix (Lix hashes them): one `nix --version` per run.
+  const v = await localNixVersionRun(ctx.path).then((r) => (r.exitCode === 0 ? parseNixVersion(r.stdout) : null));
+  const base = { name: b.name, uri: b.uri, maxJobs: b.maxJobs, slotsInUse: slotsInUse(ctx, b.uri, b.maxJobs, held, v) };
   const none = { latencyMs: null, nixVersion: null, load: null, cores: null, storeFreeBytes: null };
   if (!b.machine) return { ...base, ...none, state: 'down', reachable: false, error: `${b.uri} is not in use yet` };
   const f = new BuilderFacts(ctx.path, b.machine, { connectTimeoutS: CONNECT_TIMEOUT_S, signal: ctx.signal });

@@ -116,7 +116,7 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
     mandatoryFeatures: m.mandatoryFeatures,
     maxJobs: m.maxJobs,
     speedFactor: m.speedFactor,
-    held: slotsInUse(sctx, m.uri, m.maxJobs, held),
+    held: slotsInUse(sctx, m.uri, m.maxJobs, held, v),
     reach: null,
   }));
   // Only the builders that could take one of them are looked at: the rest are ruled out by their lines.

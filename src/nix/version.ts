@@ -14,6 +14,9 @@ export function atLeast(v: Version, major: number, minor: number): boolean {
   return v[0] > major || (v[0] === major && v[1] >= minor);
 }
 
+/** Lix numbers its releases from 2.90 ("nix (Lix, like Nix) 2.91.1"); Nix has not got there. */
+export const isLix = (v: Version) => v[0] === 2 && v[1] >= 90;
+
 export const formatVersion = (v: Version) => v.join('.');
 
 /** Flags that let the `nix` command run where it is still experimental (2.4 and later). */

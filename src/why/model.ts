@@ -22,8 +22,33 @@
 // - Declined: built here if a local slot is free and this machine can build it; with
 //   max-jobs 0 and nothing left running, "unable to start any build"; a system or
 //   feature this machine lacks fails the build ("a 'S' with features {…} is required").
+//
+// Where versions differ (read from each one's source; Lix from lix-project/lix 2.90-2.95):
+// - Lix asks the hook with amWilling = "this goal holds a local slot" (derivation-goal.cc,
+//   tryBuildHook), false at the first ask: with its builders busy, a derivation waits
+//   instead of building here. Lix re-reads the machines at every request, so a builder it
+//   could not reach is tried again for the next derivation. From 2.95 a preferLocalBuild
+//   derivation the hook declines is built here even with max-jobs 0 (extra-local-jobs).
 import type { Version } from '../nix/version.js';
-import { atLeast } from '../nix/version.js';
+import { atLeast, isLix } from '../nix/version.js';
+
+/** The rules of one version, where they differ. */
+export interface HookRules {
+  lix: boolean;
+  /** Before 2.20 the speed factor is a whole number, and load / speed factor rounds down. */
+  wholeSpeed: boolean;
+  /** Lix 2.95+: preferLocalBuild derivations declined by the hook build here in extra-local-jobs. */
+  extraLocalJobs: boolean;
+}
+
+export function hookRules(v: Version): HookRules {
+  const lix = isLix(v);
+  return {
+    lix,
+    wholeSpeed: !atLeast(v, 2, 20),
+    extraLocalJobs: lix && atLeast(v, 2, 95),
+  };
+}
 
 export interface WhyDrv {
   path: string;
@@ -119,7 +144,7 @@ export function lineRefuses(m: WhyMachine, d: WhyDrv): string | null {
 
 /** load / speed factor as this Nix computes it: whole numbers before 2.20. */
 function perSpeed(v: Version, load: number, m: WhyMachine): number {
-  if (atLeast(v, 2, 20)) return load / (m.speedFactor === 0 ? 1 : m.speedFactor);
+  if (!hookRules(v).wholeSpeed) return load / (m.speedFactor === 0 ? 1 : m.speedFactor);
   return Math.floor(load / Math.max(1, Math.floor(m.speedFactor)));
 }
 
@@ -166,6 +191,7 @@ export function waves(drvs: WhyDrv[]): WhyDrv[][] {
  * assumes nothing else is building here, and the builders' slots stay as they are now.
  */
 export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[]): Verdict[] {
+  const rules = hookRules(local.version);
   const out: Verdict[] = [];
   for (const wave of waves(drvs)) {
     // Slots taken by this wave's own builds, by store URI (lines with one URI share its locks).
@@ -175,14 +201,15 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
     let disabled = new Set<WhyMachine>();
     for (const d of wave) {
       const cannot = localCannot(d, local);
-      const couldHere = cannot === null && (local.maxJobs > 0 || d.builtin);
+      const couldHere = cannot === null && local.maxJobs > 0;
       const localInfo = {
         could: couldHere,
         why: cannot ?? (couldHere ? null : 'max-jobs = 0: this machine builds nothing itself'),
       };
       const verdict = (v: Pick<Verdict, 'where' | 'builder' | 'rule'> & Partial<Verdict>) =>
         out.push({ drv: d, local: localInfo, others: [], tried: [], failsThere: null, firstWould: null, ...v });
-      if (d.preferLocal && couldHere) {
+      // The hook is skipped only while max-jobs is not 0 (derivation-goal.cc, buildLocally).
+      if (d.preferLocal && cannot === null && local.maxJobs > 0) {
         localRunning++;
         verdict({
           where: 'here',
@@ -192,12 +219,14 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
         });
         continue;
       }
+      if (rules.lix) disabled = new Set();
       if (!machines.length) {
-        verdict(declined(d, local, localRunning, 'no builder is configured'));
+        verdict(declined(d, local, rules, localRunning, 'no builder is configured'));
         if (out.at(-1)!.where === 'here') localRunning++;
         continue;
       }
-      const amWilling = localRunning < local.maxJobs;
+      // Lix asks before the goal holds a local slot, so never as willing.
+      const amWilling = !rules.lix && localRunning < local.maxJobs;
       const canHere = amWilling && cannot === null && local.maxJobs > 0;
       const tried: string[] = [];
       const held = (m: WhyMachine) => m.held + (taken.get(m.uri) ?? 0);
@@ -215,7 +244,7 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
             verdict({
               where: 'waits',
               builder: null,
-              rule: `waits for a builder: ${plural(rightType, 'builder')} can take it, none has a free slot now, and this machine ${cannot ? 'cannot build it' : 'has no free build slot'}`,
+              rule: `waits for a builder: ${plural(rightType, 'builder')} can take it, none has a free slot now, and this machine ${cannot ? 'cannot build it' : local.maxJobs === 0 ? 'builds nothing (max-jobs = 0)' : rules.lix ? 'is not offered it (Lix asks the hook before it takes a local slot)' : 'has no free build slot'}`,
               tried,
               others: others(),
               firstWould,
@@ -225,7 +254,7 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
               rightType > 0
                 ? `no builder that takes it has a free slot, and this machine can build it now`
                 : `no builder can take ${d.system}${d.features.length ? ` with ${d.features.join(', ')}` : ''}${tried.length ? ' (of those it could reach)' : ''}`;
-            verdict({ ...declined(d, local, localRunning, why), tried, others: others(), firstWould });
+            verdict({ ...declined(d, local, rules, localRunning, why), tried, others: others(), firstWould });
             if (out.at(-1)!.where === 'here') localRunning++;
           }
           break;
@@ -288,11 +317,15 @@ function pick(
 function declined(
   d: WhyDrv,
   local: LocalSide,
+  rules: HookRules,
   localRunning: number,
   why: string,
 ): Pick<Verdict, 'where' | 'builder' | 'rule'> {
   const cannot = localCannot(d, local);
-  if (local.maxJobs === 0 && !d.builtin)
+  if (local.maxJobs === 0 && !cannot && d.preferLocal && rules.extraLocalJobs)
+    return { where: 'here', builder: null, rule: `${why}: built here in Lix's extra-local-jobs (preferLocalBuild)` };
+  // A local build waits for a slot of max-jobs, builtin or not (tryLocalBuild).
+  if (local.maxJobs === 0)
     return {
       where: 'fails',
       builder: null,
@@ -304,7 +337,7 @@ function declined(
       builder: null,
       rule: `${why}, and this machine cannot build it (${cannot}): the build fails here`,
     };
-  if (localRunning >= local.maxJobs && !d.builtin)
+  if (localRunning >= local.maxJobs)
     return { where: 'here', builder: null, rule: `${why}: built here once a local build slot frees` };
   return { where: 'here', builder: null, rule: `${why}: built here` };
 }
@@ -320,7 +353,7 @@ function chooseRule(
   const wants = `${d.system}${d.features.length ? ` with ${d.features.join(', ')}` : ''}`;
   if (able.length === 1) return `the only builder that takes ${wants}`;
   if (free.length === 1) return `the only one with a free slot of the ${able.length} that take ${wants}`;
-  return `the lowest load per speed factor (${load}/${chosen.speedFactor}) among the ${free.length} with a free slot that take ${wants}${atLeast(v, 2, 20) ? '' : ' (whole numbers before Nix 2.20)'}`;
+  return `the lowest load per speed factor (${load}/${chosen.speedFactor}) among the ${free.length} with a free slot that take ${wants}${hookRules(v).wholeSpeed ? ' (whole numbers before Nix 2.20)' : ''}`;
 }
 
 function whyNot(

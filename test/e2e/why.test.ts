@@ -21,6 +21,7 @@ interface Finding {
   builder: string | null;
   derivation: string | null;
   cause?: string;
+  fix?: string;
 }
 
 /** The corpus, with a nonce so that each run builds afresh. */
@@ -132,6 +133,12 @@ for (const tree of CLIENTS) {
               findings.some((x) => x.kind === 'sent' && x.derivation === drv && x.builder === builder),
               `explain names ${builder} for ${drv}:\n${ex.stdout}`,
             );
+          // A build that failed is explained: each failure with its cause and fix.
+          const failed = findings.filter((x) => x.kind === 'failed');
+          if (built.exitCode !== 0) {
+            assert.equal(ex.exitCode, 1, `explain explains the failure:\n${ex.stdout}\n${log}`);
+            for (const f of failed) assert.ok(f.cause && f.fix, JSON.stringify(f));
+          }
           return { why, log, built, findings, explainExit: ex.exitCode };
         };
 
@@ -166,7 +173,7 @@ for (const tree of CLIENTS) {
           if (slowDone) assert.fail(`the slow build ended early:\n${(await slowBuild).stderr}`);
           if (!busy) await new Promise((r) => setTimeout(r, 200));
         }
-        assert.ok(busy, 'the slow build holds fast\'s slot');
+        assert.ok(busy, "the slow build holds fast's slot");
         await check('plain', 0, { plain: 'slow' });
         await check('big', 1, { big: 'here' });
         // -j0 and only fast takes big-parallel: it waits for the slot, then goes to fast.
