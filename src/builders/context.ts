@@ -15,7 +15,7 @@ export function realRegistryCtx(install: Install, modulePath?: string): Registry
       }
     },
     env: process.env,
-    who: { multiUser: install.multiUser, home: install.user.home },
+    who: { multiUser: install.multiUser, home: install.user.home, name: install.user.name },
     modulePath,
   };
 }

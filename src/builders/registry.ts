@@ -4,7 +4,7 @@
 // the pinned host key. init writes these parts; list, status, remove and doctor read them
 // back through here. Pure: files come in through `read` and `readdir`.
 import * as path from 'node:path';
-import { daemonBuilders } from '../nix/effective-config.js';
+import { daemonBuilders, type BuildWho } from '../nix/effective-config.js';
 import {
   machineMarkers,
   parseStoreUri,
@@ -29,7 +29,7 @@ export interface RegistryCtx {
   readdir: (p: string) => string[];
   env: NodeJS.ProcessEnv;
   /** Who builds: the daemon (root) on a multi-user install, else the user. */
-  who: { multiUser: boolean; home: string };
+  who: BuildWho;
   /** The module nixremote may have written (default: DEFAULT_MODULES). */
   modulePath?: string;
 }

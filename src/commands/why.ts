@@ -8,7 +8,7 @@ import { exec } from '../io/exec.js';
 import { readText } from '../io/files.js';
 import { makeOutput, type Output } from '../io/output.js';
 import { detectInstall } from '../init/install.js';
-import { effective, readBuilders, readNixConfig, type Builders } from '../nix/effective-config.js';
+import { daemonScopes, readBuilders, readNixConfig, type Builders } from '../nix/effective-config.js';
 import { machineRules, parseMachines, uriHost, type ParsedMachine } from '../nix/machines-file.js';
 import { formatVersion, parseNixVersion } from '../nix/version.js';
 import {
@@ -69,14 +69,11 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
   const home = install.user.home;
   const cfg = readNixConfig(readText, env, home, true);
   const notes: string[] = [];
-  let trusted = !install.multiUser;
-  if (install.multiUser) {
-    const list = (effective(cfg, 'trusted-users', ['system'])?.value ?? 'root').split(/\s+/);
-    const groups = (await exec('id', ['-Gn'])).stdout.trim().split(/\s+/);
-    trusted = list.includes('*') || list.includes(install.user.name) || groups.some((g) => list.includes(`@${g}`));
-  }
+  const who = { multiUser: install.multiUser, home, name: install.user.name };
+  const scopes = daemonScopes(cfg, readText, who);
+  const trusted = scopes.includes('user');
   const rules = machineRules(v);
-  let builders: Builders = readBuilders(cfg, readText, env, trusted ? ['system', 'user', 'env'] : ['system'], rules);
+  let builders: Builders = readBuilders(cfg, readText, env, scopes, rules);
   let ignored: ParsedMachine[] = [];
   if (!trusted) {
     const mine = readBuilders(cfg, readText, env, ['system', 'user', 'env'], rules);

@@ -20,15 +20,18 @@ export interface NixConfig {
   /** Every place a setting was given, in the order Nix applies them. */
   settings: Map<string, SettingSource[]>;
   files: string[];
+  /** The files the nix-daemon itself reads (at start): the system's, with their includes. */
+  systemFiles: string[];
   errors: string[];
 }
 
 export type Reader = (p: string) => string | null;
 
 export function readNixConfig(read: Reader, env: NodeJS.ProcessEnv, home: string, includeUser: boolean): NixConfig {
-  const cfg: NixConfig = { settings: new Map(), files: [], errors: [] };
+  const cfg: NixConfig = { settings: new Map(), files: [], systemFiles: [], errors: [] };
   const apply = (text: string, file: string, scope: Scope, depth: number) => {
     cfg.files.push(file);
+    if (scope === 'system') cfg.systemFiles.push(file);
     const { settings, includes } = parseNixConf(text);
     // Nix applies lines in order, includes where they stand; settings and includes are
     // merged back into line order here.
@@ -109,21 +112,56 @@ export function readBuilders(
   return { source, value, ...r };
 }
 
+/** Who builds: the daemon's client on a multi-user install (root, under init), else the user. */
+export interface BuildWho {
+  multiUser: boolean;
+  home: string;
+  name: string;
+}
+
+/** A user's groups, from passwd (the primary group) and group (the members). */
+export function groupsOf(read: Reader, user: string): string[] {
+  const gid = (read('/etc/passwd') ?? '')
+    .split('\n')
+    .map((l) => l.split(':'))
+    .find((f) => f[0] === user)?.[3];
+  const out: string[] = [];
+  for (const line of (read('/etc/group') ?? '').split('\n')) {
+    const f = line.split(':');
+    if (f.length < 4) continue;
+    if (f[2] === gid || f[3]!.split(',').includes(user)) out.push(f[0]!);
+  }
+  return out;
+}
+
 /**
- * The builders the Nix that builds will use: on a multi-user install the daemon reads only
- * the system files (a client's `builders` is a restricted setting it ignores unless the
- * client is trusted); a single-user Nix reads the user's files and NIX_CONFIG too.
+ * Whether the nix-daemon trusts this user, by its own files: trusted-users (default root)
+ * and extra-trusted-users, by name, @group or * (daemon.cc, matchUser).
  */
+export function daemonTrusts(cfg: NixConfig, read: Reader, user: string): boolean {
+  const sys = (name: string) => (cfg.settings.get(name) ?? []).filter((x) => x.scope === 'system');
+  const base = sys('trusted-users').at(-1)?.value ?? 'root';
+  const list = [base, ...sys('extra-trusted-users').map((x) => x.value)].join(' ').split(/\s+/).filter(Boolean);
+  if (list.includes('*') || list.includes(user)) return true;
+  return groupsOf(read, user).some((g) => list.includes(`@${g}`));
+}
+
+/**
+ * The settings the Nix that builds takes. A single-user Nix reads them all. The nix-daemon
+ * reads the system's files, and takes what a client sends of its own (its user files,
+ * NIX_CONFIG, the command line; globals.cc, loadConfFile: "we only want to send overrides
+ * to the daemon") only from a user it trusts: `builders` is a restricted setting.
+ */
+export function daemonScopes(cfg: NixConfig, read: Reader, who: BuildWho): Scope[] {
+  return !who.multiUser || daemonTrusts(cfg, read, who.name) ? ['system', 'user', 'env'] : ['system'];
+}
+
+/** The builders the Nix that builds will use (see daemonScopes). */
 export function daemonBuilders(
   read: Reader,
   env: NodeJS.ProcessEnv,
-  who: { multiUser: boolean; home: string },
+  who: BuildWho,
 ): { cfg: NixConfig; builders: Builders } {
-  const cfg = readNixConfig(read, env, who.home, !who.multiUser);
-  return { cfg, builders: readBuilders(cfg, read, env, daemonScopes(who.multiUser)) };
-}
-
-/** The settings the Nix that builds takes: the daemon only the system's, a single-user Nix all. */
-export function daemonScopes(multiUser: boolean): Scope[] {
-  return multiUser ? ['system'] : ['system', 'user', 'env'];
+  const cfg = readNixConfig(read, env, who.home, true);
+  return { cfg, builders: readBuilders(cfg, read, env, daemonScopes(cfg, read, who)) };
 }

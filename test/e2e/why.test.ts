@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Builder, Client, initCommand, q, treeRoot } from './harness.js';
+import { Builder, CLI, Client, initCommand, q, treeRoot } from './harness.js';
 
 interface WhyJson {
   derivations: { path: string; name: string; where: string; builder: string | null; rule: string }[];
@@ -203,3 +203,56 @@ for (const tree of CLIENTS) {
     });
   });
 }
+
+describe('why on a multi-user install: the builders the daemon takes, and the ones it ignores', () => {
+  test("a user's builders are ignored unless the daemon trusts the user; root's --builders is taken", async () => {
+    const b = await Builder.create();
+    const c = new Client({ multiUser: true });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-why-'));
+    try {
+      fs.chmodSync(dir, 0o755);
+      const r = await c.withDaemon(
+        `${CLI} ${[...initCommand(b, 'box'), '--no-test-build', '--password-stdin'].map(q).join(' ')}`,
+        {
+          input: `${b.password}\n`,
+        },
+      );
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+      const file = path.join(dir, 'corpus.nix');
+      fs.writeFileSync(file, corpus(`mu-${process.pid}-${Date.now()}`));
+      fs.chmodSync(file, 0o644);
+      // A user who is not in trusted-users, with builders of their own.
+      const asUser = (cmd: string) =>
+        `su -s /bin/sh ${b.user} -c ${q(`NO_COLOR=1 NIX_CONFIG='builders = ssh://ghost x86_64-linux' ${cmd}`)}`;
+      const w = await c.withDaemon(asUser(`${CLI} why -f ${q(file)} -A plain -j0 --no-check --json`));
+      assert.equal(w.exitCode, 0, `${w.stdout}\n${w.stderr}`);
+      const why = JSON.parse(String(w.stdout)) as WhyJson & { ignored: { uri: string }[]; notes: string[] };
+      assert.deepEqual(
+        why.derivations.map((d) => d.builder),
+        ['box'],
+      );
+      assert.deepEqual(
+        why.ignored.map((m) => m.uri),
+        ['ssh://ghost'],
+      );
+      assert.match(why.notes[0]!, /NIX_CONFIG.*is ignored: the daemon takes it only from a user in its trusted-users/);
+      const built = await c.withDaemon(asUser(`nix-build ${q(file)} -A plain -j0 --no-out-link`));
+      assert.equal(built.exitCode, 0, String(built.stderr));
+      // (The daemon says "ignoring the client-specified setting 'builders'" in its own log, not to the client.)
+      assert.equal([...sentTo(String(built.stderr)).values()][0], 'box', String(built.stderr));
+
+      // root is trusted: its --builders '' is taken, and with -j0 nothing can build it.
+      const none = await c.withDaemon(`${CLI} why -f ${q(file)} -A c1 -j0 --builders '' --json`);
+      const nowhere = JSON.parse(String(none.stdout)) as WhyJson;
+      assert.equal(none.exitCode, 1, String(none.stdout));
+      assert.equal(nowhere.derivations[0]!.where, 'fails');
+      const fails = await c.withDaemon(`nix-build ${q(file)} -A c1 -j0 --builders '' --no-out-link`);
+      assert.notEqual(fails.exitCode, 0);
+      assert.match(String(fails.stderr), /unable to start any build/i);
+    } finally {
+      c.destroy();
+      await b.destroy();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -436,15 +436,25 @@ describe('local checks', () => {
     assert.deepEqual([by('daemon-ssh').status, by('daemon-ssh').summary], ['pass', '/usr/bin/ssh']);
     assert.equal(by('builders').status, 'pass');
   });
-  test('builders only in a user file, which the daemon ignores', async () => {
-    const ctx = fakeCtx({ '/root/.config/nix/nix.conf': 'builders = ssh://x\n' }, () => ok('nix', 'nix (Nix) 2.8.0'));
+  test('builders only in a user file: taken from a trusted user (root by default), else ignored', async () => {
+    const mine = { '/root/.config/nix/nix.conf': 'builders = ssh://x\n' };
+    const taken = fakeCtx(mine, () => ok('nix', 'nix (Nix) 2.8.0'));
+    const t = (await runChecks(localChecks(), localState(taken))).find((c) => c.id === 'ignored-settings')!;
+    assert.equal(t.status, 'pass');
+    assert.equal(t.summary, 'builders in /root/.config/nix/nix.conf is taken: the daemon trusts root');
+    const ctx = fakeCtx({ ...mine, '/etc/nix/nix.conf': 'trusted-users = @wheel\n' }, () =>
+      ok('nix', 'nix (Nix) 2.8.0'),
+    );
     const r = (await runChecks(localChecks(), localState(ctx))).find((c) => c.id === 'ignored-settings')!;
     assert.equal(r.status, 'fail');
     assert.match(r.cause!, /restricted setting/);
     assert.match(r.fix!, /^move it to \/etc\/nix\/nix\.conf \(or the machines file\)/);
   });
   test("the fix speaks the target's language: Determinate's nix.custom.conf, NixOS's configuration", async () => {
-    const files = { '/root/.config/nix/nix.conf': 'builders = ssh://x\n' };
+    const files = {
+      '/root/.config/nix/nix.conf': 'builders = ssh://x\n',
+      '/etc/nix/nix.conf': 'trusted-users = @wheel\n',
+    };
     const fixFor = async (over: Partial<Install>) =>
       (
         await runChecks(

@@ -28,7 +28,7 @@ function treeCtx(over: Partial<RegistryCtx> = {}): RegistryCtx {
     read: (p) => (fs.existsSync(inTree(p)) ? fs.readFileSync(inTree(p), 'utf8') : null),
     readdir: (p) => (fs.existsSync(inTree(p)) ? fs.readdirSync(inTree(p)) : []),
     env: {},
-    who: { multiUser: true, home: '/root' },
+    who: { multiUser: true, home: '/root', name: 'root' },
     ...over,
   };
 }
@@ -105,14 +105,19 @@ describe('the registry, from every source Nix reads', () => {
     );
   });
 
-  test("a single-user Nix reads the user's nix.conf too; the daemon does not", () => {
+  test("a single-user Nix reads the user's nix.conf too; the daemon only a trusted user's", () => {
     const userConf = '/root/.config/nix/nix.conf';
     const read = (p: string) => (p === userConf ? 'builders = ssh://mine x86_64-linux\n' : treeCtx().read(p));
     assert.deepEqual(
-      readRegistry(treeCtx({ read, who: { multiUser: false, home: '/root' } })).builders.map((b) => b.name),
+      readRegistry(treeCtx({ read, who: { multiUser: false, home: '/root', name: 'root' } })).builders.map(
+        (b) => b.name,
+      ),
       ['mine', 'modbox'],
     );
-    assert.ok(!readRegistry(treeCtx({ read })).builders.some((b) => b.name === 'mine'));
+    // The daemon takes a client's own builders only from a user it trusts: root by default.
+    assert.ok(readRegistry(treeCtx({ read })).builders.some((b) => b.name === 'mine'));
+    const ann = { multiUser: true, home: '/root', name: 'ann' };
+    assert.ok(!readRegistry(treeCtx({ read, who: ann })).builders.some((b) => b.name === 'mine'));
   });
 
   test("with no builders setting, Nix's default @/etc/nix/machines", () => {

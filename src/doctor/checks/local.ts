@@ -10,6 +10,7 @@ import { fail, pass, warn } from '../types.js';
 import {
   daemonBuilders,
   daemonScopes,
+  daemonTrusts,
   effective,
   readBuilders,
   userConfFiles,
@@ -27,12 +28,15 @@ export interface LocalState {
 }
 
 export function localState(ctx: DoctorCtx): LocalState {
-  const { cfg, builders } = daemonBuilders(ctx.read, ctx.env, {
-    multiUser: ctx.install.multiUser,
-    home: ctx.install.user.home,
-  });
+  const { cfg, builders } = daemonBuilders(ctx.read, ctx.env, buildWho(ctx));
   return { ctx, cfg, builders, version: null };
 }
+
+const buildWho = (ctx: DoctorCtx) => ({
+  multiUser: ctx.install.multiUser,
+  home: ctx.install.user.home,
+  name: ctx.install.user.name,
+});
 
 const LAUNCHD_PATH = '/usr/bin:/bin:/usr/sbin:/sbin';
 
@@ -99,7 +103,13 @@ export function localChecks(): Check<LocalState>[] {
       run: async (s) => {
         // Read again the way this Nix version's parser reads it: what 2.8 rejects, 2.34 may take.
         const b = s.version
-          ? readBuilders(s.cfg, s.ctx.read, s.ctx.env, daemonScopes(s.ctx.install.multiUser), machineRules(s.version))
+          ? readBuilders(
+              s.cfg,
+              s.ctx.read,
+              s.ctx.env,
+              daemonScopes(s.cfg, s.ctx.read, buildWho(s.ctx)),
+              machineRules(s.version),
+            )
           : s.builders;
         if (s.cfg.errors.length)
           return fail(
@@ -151,19 +161,26 @@ export function localChecks(): Check<LocalState>[] {
         const { install, env } = s.ctx;
         if (!install.multiUser) return pass('single-user: Nix reads the user settings itself');
         // The daemon takes `builders` from a client only if the client's user is trusted.
-        const homes = [install.user.home];
+        const homes = [{ home: install.user.home, user: install.user.name }];
         // Under sudo, the user who ran it is likely the one whose builds should offload.
         const sudoHome = env.SUDO_USER ? homeOf(s.ctx.read('/etc/passwd') ?? '', env.SUDO_USER) : null;
-        if (sudoHome) homes.push(sudoHome);
-        const found: string[] = [];
+        if (sudoHome && env.SUDO_USER) homes.push({ home: sudoHome, user: env.SUDO_USER });
+        const all: { file: string; user: string }[] = [];
         for (const h of homes) {
-          for (const f of userConfFiles({ ...env, XDG_CONFIG_HOME: path.join(h, '.config') }, h)) {
+          for (const f of userConfFiles({ ...env, XDG_CONFIG_HOME: path.join(h.home, '.config') }, h.home)) {
             const text = s.ctx.read(f);
-            if (text && /^\s*(extra-)?builders\s*=/m.test(text)) found.push(f);
+            if (text && /^\s*(extra-)?builders\s*=/m.test(text)) all.push({ file: f, user: h.user });
           }
         }
-        if (env.NIX_CONFIG && /(^|\n)\s*builders\s*=/.test(env.NIX_CONFIG)) found.push('NIX_CONFIG');
-        if (!found.length) return pass('builders is set only in the system configuration');
+        if (env.NIX_CONFIG && /(^|\n)\s*builders\s*=/.test(env.NIX_CONFIG))
+          all.push({ file: 'NIX_CONFIG', user: install.user.name });
+        if (!all.length) return pass('builders is set only in the system configuration');
+        const trusted = (u: string) => daemonTrusts(s.cfg, s.ctx.read, u);
+        const found = all.filter((x) => !trusted(x.user)).map((x) => x.file);
+        if (!found.length)
+          return pass(
+            `builders in ${all.map((x) => x.file).join(', ')} is taken: the daemon trusts ${[...new Set(all.map((x) => x.user))].join(', ')}`,
+          );
         const daemonHas = effective(s.cfg, 'builders', ['system']) !== null || s.builders.machines.length > 0;
         const msg = `builders is also set in ${found.join(', ')}`;
         const cause =
@@ -195,7 +212,7 @@ export function localChecks(): Check<LocalState>[] {
           );
         // The daemon reads nix.conf once, at start. The machines file named by `builders`
         // is read by the build hook at each build, so it needs no restart.
-        const files = s.cfg.files.filter((f) => f !== 'NIX_CONFIG');
+        const files = s.cfg.systemFiles;
         // The start time is known to about a clock tick; a file written in the same 100 ms
         // as the start is taken as read.
         const newer = files.filter((f) => (s.ctx.mtimeMs(f) ?? 0) > d.startedMs + 100);
