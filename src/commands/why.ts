@@ -238,22 +238,16 @@ function printHeader(
   }
   const states = machines.map((m) => {
     const s = statuses.get(m.uri);
-    return `${m.name}${s ? ` ${s.state}` : ''} ${m.held}/${m.maxJobs}`;
+    return `${m.name} ${s ? s.state : checked ? 'not needed' : 'unchecked'} ${m.held}/${m.maxJobs}`;
   });
   out.info(
-    `Builders (${machines.length}, from ${b.source ? where : b.value}${checked ? '; checked as status does' : ''}): ${states.join(', ')}`,
+    `Builders (${machines.length}, from ${b.source ? where : b.value}${checked ? ', logged in to as status does' : ''}; state and slots held): ${states.join(', ')}`,
   );
 }
 
 function printVerdict(out: Output, x: Verdict): void {
-  const head =
-    x.where === 'builder'
-      ? `${x.drv.name} → ${x.builder}`
-      : x.where === 'here'
-        ? `${x.drv.name} → here`
-        : x.where === 'waits'
-          ? `${x.drv.name} waits`
-          : `${x.drv.name} fails`;
+  const to = x.where === 'builder' ? `→ ${x.builder}` : x.where === 'here' ? '→ here' : x.where;
+  const head = `${x.drv.name} ${to}`;
   if (x.where === 'fails') out.fail(head);
   else if (x.where === 'waits' || x.failsThere) out.warn(head);
   else out.ok(head);
@@ -261,6 +255,10 @@ function printVerdict(out: Output, x: Verdict): void {
   if (x.failsThere) out.info(`    but the build will fail there: ${x.failsThere}`);
   if (x.firstWould)
     out.info(`    (after the others that start with it took their slots; asked first, it would go to ${x.firstWould})`);
-  for (const o of x.others) out.info(out.dim(`    ${o.name}: ${o.why}`));
-  if (x.where !== 'here' && x.local.why) out.info(out.dim(`    here: ${x.local.why}`));
+  // Builders with the same reason on one line: "a, b: not asked (preferLocalBuild)".
+  const byWhy = new Map<string, string[]>();
+  for (const o of x.others) byWhy.set(o.why, [...(byWhy.get(o.why) ?? []), o.name]);
+  for (const [why, names] of byWhy) out.info(out.dim(`    ${names.join(', ')}: ${why}`));
+  // Why not here, where the rule has not said it already.
+  if ((x.where === 'builder' || x.where === 'waits') && x.local.why) out.info(out.dim(`    here: ${x.local.why}`));
 }

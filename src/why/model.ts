@@ -253,7 +253,9 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
             const why =
               rightType > 0
                 ? `no builder that takes it has a free slot, and this machine can build it now`
-                : `no builder can take ${d.system}${d.features.length ? ` with ${d.features.join(', ')}` : ''}${tried.length ? ' (of those it could reach)' : ''}`;
+                : tried.length
+                  ? `${tried.length === 1 ? `the only builder that takes it, ${tried[0]}, cannot` : `none of the ${tried.length} builders that take it (${tried.join(', ')}) can`} be reached`
+                  : `no builder can take ${d.system}${d.features.length ? ` with ${d.features.join(', ')}` : ''}`;
             verdict({ ...declined(d, local, rules, localRunning, why), tried, others: others(), firstWould });
             if (out.at(-1)!.where === 'here') localRunning++;
           }
@@ -273,7 +275,9 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
         verdict({
           where: 'builder',
           builder: chosen.name,
-          rule: chooseRule(local.version, chosen, best.load, free, able, d),
+          rule:
+            chooseRule(local.version, chosen, best.load, free, able, d) +
+            (tried.length ? `; ${tried.join(', ')} cannot be reached` : ''),
           failsThere: reach?.kind === 'fails-there' ? reach.why : null,
           firstWould,
           tried,
@@ -353,7 +357,9 @@ function chooseRule(
   const wants = `${d.system}${d.features.length ? ` with ${d.features.join(', ')}` : ''}`;
   if (able.length === 1) return `the only builder that takes ${wants}`;
   if (free.length === 1) return `the only one with a free slot of the ${able.length} that take ${wants}`;
-  return `the lowest load per speed factor (${load}/${chosen.speedFactor}) among the ${free.length} with a free slot that take ${wants}${hookRules(v).wholeSpeed ? ' (whole numbers before Nix 2.20)' : ''}`;
+  // Before 2.20 the quotient is a whole number: said where it rounds.
+  const rounds = hookRules(v).wholeSpeed && free.some((m) => m.held % Math.max(1, m.speedFactor) !== 0);
+  return `the lowest load per speed factor (${load}/${chosen.speedFactor}) among the ${free.length} with a free slot that take ${wants}${rounds ? ' (whole numbers before Nix 2.20)' : ''}`;
 }
 
 function whyNot(
@@ -365,8 +371,7 @@ function whyNot(
   disabled: Set<WhyMachine>,
 ): string {
   const down = m.reach && m.reach.kind === 'unusable' ? m.reach.why : null;
-  if (disabled.has(m))
-    return `the hook tries it first and cannot connect (${down ?? 'no login'}): "cannot build on", and it goes on`;
+  if (disabled.has(m)) return `cannot be reached (${down ?? 'no login'}): the hook tries it first, and goes on`;
   const refuses = lineRefuses(m, d);
   const also = down ? `; it is also unreachable: ${down}` : '';
   if (refuses) return refuses + also;

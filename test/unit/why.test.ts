@@ -203,7 +203,11 @@ describe("why: the build hook's choice", () => {
     const r = decide([drv('plain')], { ...LOCAL, maxJobs: 0 }, down)[0]!;
     assert.equal(r.builder, 'slow');
     assert.deepEqual(r.tried, ['fast']);
-    assert.match(r.others[0]!.why, /tries it first and cannot connect \(Connection refused\)/);
+    assert.equal(r.others[0]!.why, 'cannot be reached (Connection refused): the hook tries it first, and goes on');
+    assert.match(
+      decide([drv('big', { features: ['big-parallel'] })], { ...LOCAL, maxJobs: 0 }, down)[0]!.rule,
+      /^the only builder that takes it, fast, cannot be reached, and max-jobs = 0/,
+    );
     const big = decide([drv('big', { features: ['big-parallel'] })], { ...LOCAL, maxJobs: 0 }, down)[0]!;
     assert.equal(big.where, 'fails');
     assert.ok(changes([r], down, LOCAL).some((c) => c.startsWith('fast cannot be reached')));
