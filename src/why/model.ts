@@ -276,7 +276,7 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
           where: 'builder',
           builder: chosen.name,
           rule:
-            chooseRule(local.version, chosen, best.load, free, able, d) +
+            chooseRule(local.version, chosen, best.load, free, able, d, tried.length > 0) +
             (tried.length ? `; ${tried.join(', ')} cannot be reached` : ''),
           failsThere: reach?.kind === 'fails-there' ? reach.why : null,
           firstWould,
@@ -353,9 +353,11 @@ function chooseRule(
   free: WhyMachine[],
   able: WhyMachine[],
   d: WhyDrv,
+  /** Some that take it could not be reached. */
+  left: boolean,
 ): string {
   const wants = `${d.system}${d.features.length ? ` with ${d.features.join(', ')}` : ''}`;
-  if (able.length === 1) return `the only builder that takes ${wants}`;
+  if (able.length === 1) return `the only builder${left ? ' left' : ''} that takes ${wants}`;
   if (free.length === 1) return `the only one with a free slot of the ${able.length} that take ${wants}`;
   // Before 2.20 the quotient is a whole number: said where it rounds.
   const rounds = hookRules(v).wholeSpeed && free.some((m) => m.held % Math.max(1, m.speedFactor) !== 0);
