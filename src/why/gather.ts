@@ -3,6 +3,16 @@
 // would list, the slots other builds hold, and the builders' answer to status's cheap
 // checks. It instantiates what it is given (as `nix build --dry-run` does) and builds nothing.
 import type { Exec } from '../io/exec.js';
+import {
+  daemonScopes,
+  readBuilders,
+  readNixConfig,
+  type BuildWho,
+  type Builders,
+  type NixConfig,
+  type Reader,
+} from '../nix/effective-config.js';
+import { machineRules, parseMachines, type ParsedMachine } from '../nix/machines-file.js';
 import { drvNeeds, parseDerivation } from '../nix/derivation.js';
 import { atLeast, nixCommandFlags, type Version } from '../nix/version.js';
 import { UsageError } from '../validate.js';
@@ -24,9 +34,15 @@ export async function resolveDrvs(exec: Exec, v: Version, t: Target): Promise<st
     if (r.exitCode !== 0) throw new UsageError(`nix-instantiate ${file}: ${lastLine(r.stderr)}`);
     out.push(...r.stdout.split('\n').filter((l) => l.endsWith('.drv')));
   };
-  if (t.file !== undefined) await instantiate(t.file, t.attrs);
-  else if (t.attrs.length) throw new UsageError('-A/--attr needs -f/--file FILE');
-  for (const i of t.installables) {
+  let rest = t.installables;
+  // nix-build's own way: `why default.nix -A hello` (a file, or a directory with default.nix).
+  if (t.file === undefined && t.attrs.length && rest.length === 1 && /(\.nix|\/|^\.)$/.test(rest[0]!)) {
+    await instantiate(rest[0]!, t.attrs);
+    rest = [];
+  } else if (t.file !== undefined) await instantiate(t.file, t.attrs);
+  else if (t.attrs.length)
+    throw new UsageError('-A/--attr needs a file: -f FILE, or FILE before it as nix-build takes it');
+  for (const i of rest) {
     if (/^\/.*\.drv$/.test(i)) {
       out.push(i);
       continue;
@@ -151,4 +167,54 @@ export function applyOverrides(s: LocalSettings, options: [string, string][], co
       );
   }
   return r;
+}
+
+export interface HookBuilders {
+  cfg: NixConfig;
+  builders: Builders;
+  /** Listed where the daemon ignores them: a `builders` of a user it does not trust. */
+  ignored: ParsedMachine[];
+  notes: string[];
+}
+
+/**
+ * The builders the hook gets: the daemon's own settings, plus a client's when the daemon
+ * trusts that client (a restricted setting otherwise), `--builders` included. A line Nix
+ * rejects is a usage error here: Nix then uses no builder at all.
+ */
+export function hookBuilders(
+  read: Reader,
+  env: NodeJS.ProcessEnv,
+  who: BuildWho,
+  v: Version,
+  override: string | undefined,
+): HookBuilders {
+  const cfg = readNixConfig(read, env, who.home, true);
+  const scopes = daemonScopes(cfg, read, who);
+  const trusted = scopes.includes('user');
+  const rules = machineRules(v);
+  const notes: string[] = [];
+  let builders = readBuilders(cfg, read, env, scopes, rules);
+  let ignored: ParsedMachine[] = [];
+  if (!trusted) {
+    const mine = readBuilders(cfg, read, env, ['system', 'user', 'env'], rules);
+    if (mine.source && mine.source.scope !== 'system') {
+      ignored = mine.machines;
+      notes.push(
+        `builders in ${mine.source.file}:${mine.source.line} is ignored: the daemon takes it only from a user in its trusted-users`,
+      );
+    }
+  }
+  if (override !== undefined) {
+    // Even an untrusted client may clear it (daemon.cc: `builders` set to "").
+    if (trusted || override === '')
+      builders = { source: null, value: override, ...parseMachines(override, '--builders', read, 0, 1, rules) };
+    else notes.push('--builders is ignored, as Nix ignores it from a user the daemon does not trust');
+  }
+  const e = builders.errors[0];
+  if (e)
+    throw new UsageError(
+      `${e.file}:${e.line}: ${e.message} (Nix then uses no builder at all; nixremote doctor says more)`,
+    );
+  return { cfg, builders, ignored, notes };
 }

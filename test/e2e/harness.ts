@@ -602,7 +602,9 @@ export class Client {
   /** `cmd` with a nix-daemon running beside it in the same namespace, stopped after. */
   withDaemon(cmd: string, opts: Options = {}, before = '') {
     return this.run(
-      `${before}nix-daemon > /dev/null 2>&1 & d=$!; i=0; while [ ! -S /nix/var/nix/daemon-socket/socket ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; ${cmd}; rc=$?; kill $d; exit $rc`,
+      // A socket left by the last daemon would let `cmd` start before this one listens; under
+      // a loaded CI machine the daemon may take seconds to bind.
+      `${before}${this.socketDir ? 'rm -f /nix/var/nix/daemon-socket/socket; ' : ''}nix-daemon > /dev/null 2>&1 & d=$!; i=0; while [ ! -S /nix/var/nix/daemon-socket/socket ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; ${cmd}; rc=$?; kill $d; exit $rc`,
       opts,
     );
   }

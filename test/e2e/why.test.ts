@@ -223,7 +223,7 @@ describe('why on a multi-user install: the builders the daemon takes, and the on
       fs.chmodSync(file, 0o644);
       // A user who is not in trusted-users, with builders of their own.
       const asUser = (cmd: string) =>
-        `su -s /bin/sh ${b.user} -c ${q(`NO_COLOR=1 NIX_CONFIG='builders = ssh://ghost x86_64-linux' ${cmd}`)}`;
+        `su -s /bin/sh ${b.user} -c ${q(`NO_COLOR=1 NIX_REMOTE=daemon NIX_CONFIG='builders = ssh://ghost x86_64-linux' ${cmd}`)}`;
       const w = await c.withDaemon(asUser(`${CLI} why -f ${q(file)} -A plain -j0 --no-check --json`));
       assert.equal(w.exitCode, 0, `${w.stdout}\n${w.stderr}`);
       const why = JSON.parse(String(w.stdout)) as WhyJson & { ignored: { uri: string }[]; notes: string[] };
