@@ -72,10 +72,18 @@ program
   .option('--key <path>', 'private key to use or make (default: ~/.ssh/nix_remote of the build user)')
   .option('--host-key-fingerprint <SHA256:...>', "require the builder's host key to have this fingerprint")
   .addOption(
-    new Option('--copy-key <how>', 'how the key gets onto the builder').choices(['password', 'ssh', 'manual', 'skip']),
+    new Option(
+      '--copy-key <how>',
+      'how the key gets onto the builder (password: also when the key gets in already, to rewrite its line)',
+    ).choices(['password', 'ssh', 'manual', 'skip']),
   )
   .option('--password-stdin', 'read the builder password from standard input (for --copy-key password)')
   .option('--no-restrict', "don't prefix the authorized_keys line with 'restrict'")
+  .option(
+    '--restrict-to-nix',
+    'let the key only speak Nix: a forced command on its authorized_keys line (nix-store --serve --write for ssh, nix-daemon --stdio for ssh-ng)',
+  )
+  .option('--no-restrict-to-nix', 'leave the key able to run a shell on the builder (the default)')
   .option(
     '--no-fix-modes',
     "don't make the builder user's home, ~/.ssh and authorized_keys writable by the owner only (sshd's StrictModes)",

@@ -9,6 +9,8 @@ export interface InitFlags {
   copyKey?: string;
   passwordStdin?: boolean;
   restrict: boolean;
+  /** --restrict-to-nix / --no-restrict-to-nix: a forced command on the key line. */
+  restrictToNix?: boolean;
   /** false with --no-fix-modes. */
   fixModes?: boolean;
   remoteProgram?: string;

@@ -45,11 +45,16 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   const access = await getAccess(c, b, keyPath, key, hostKey); // 6. a way in
   let checks: PathSteps | null = null;
   try {
-    const { probe, remoteProgram, protocol, fixModes } = await inspectBuilder(c, b, access, hostKey); // 7. as Nix sees it
+    const { probe, remoteProgram, protocol, fixModes, keyCommand, forcedAlready } = await inspectBuilder(
+      c,
+      b,
+      access,
+      hostKey,
+    ); // 7. as Nix sees it
     const cap = await askCapabilities(c, probe); // 8. what it can do
     const nix = await nixSide(c, b, keyPath, hostKey, { ...cap, protocol }, remoteProgram, files.configPath); // 9. the Nix side
 
-    const copy = copyKeyStep(c, b, access, keyPath, key, hostKey);
+    const copy = copyKeyStep(c, b, access, keyPath, key, hostKey, { command: keyCommand, already: forcedAlready });
     checks = pathSteps(c, b.name, nix.machineLine, nix.file, flags.testBuild);
     const steps: Step[] = [
       ...(key.exists ? [] : [keygenStep(c.exec, keyPath)]),

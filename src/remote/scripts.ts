@@ -41,6 +41,25 @@ echo "NIXREMOTE:added"
 `;
 
 /**
+ * Make the key read from stdin stand in ~/.ssh/authorized_keys as exactly that line, its
+ * options included (a forced command, say): appended when no line holds it; replaced,
+ * where the first such line stood, when lines hold it with other options (the rest of the
+ * file, comments included, kept); untouched when it is already so. By rename, as the removal.
+ */
+export const SET_KEY_SCRIPT = `${READ_KEY}${LOCK_KEY_FILE}
+n=$(awk -v b="$blob" "$COUNT_KEY" "$f")
+if [ "$n" = 0 ]; then
+  if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then printf '\\n' >&9; fi
+  printf '%s\\n' "$line" >&9 || exit 1
+  echo "NIXREMOTE:added"; exit 0
+fi
+if [ "$n" = 1 ] && grep -qxF -- "$line" "$f"; then echo "NIXREMOTE:present"; exit 0; fi
+t="$f.nixremote-$$"
+L="$line" awk -v b="$blob" '/^[ \t]*#/ { print; next } { for (i = 1; i <= NF; i++) if ($i == b) { if (!done) print ENVIRON["L"]; done = 1; next } } { print }' "$f" > "$t" && chmod 600 "$t" && mv -f "$t" "$f" || { rm -f "$t"; exit 1; }
+echo "NIXREMOTE:replaced=$n"
+`;
+
+/**
  * Remove the lines of ~/.ssh/authorized_keys that authorize the key read from stdin (its
  * blob as a field of the line; comments are kept), and nothing else: the rest is copied to a file beside it,
  * which is renamed over it, so the file is whole at every moment.

@@ -14,7 +14,7 @@ import { hostSectionsFor, matchPattern } from '../../src/ssh/ssh-config.js';
 import { findKnownHost, pinHostKey, unpinHostKey } from '../../src/ssh/known-hosts.js';
 import { parseKeyLine } from '../../src/ssh/host-key.js';
 import { parseModuleBuilders, upsertModule } from '../../src/nix/nixos-module.js';
-import { REMOVE_KEY_SCRIPT, APPEND_KEY_SCRIPT } from '../../src/remote/scripts.js';
+import { REMOVE_KEY_SCRIPT, APPEND_KEY_SCRIPT, SET_KEY_SCRIPT } from '../../src/remote/scripts.js';
 import { formatTable } from '../../src/text/table.js';
 import { UsageError } from '../../src/validate.js';
 
@@ -368,6 +368,24 @@ describe('authorized_keys scripts on a real sh', () => {
     // And append puts it back once.
     assert.match(run(APPEND_KEY_SCRIPT, home, `restrict ${KEY}`).stdout, /NIXREMOTE:added/);
     assert.match(run(APPEND_KEY_SCRIPT, home, `restrict ${KEY}`).stdout, /NIXREMOTE:present/);
+  });
+
+  test('set makes the key stand as exactly that line: added, replaced where it stood, or left', () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-keys-'));
+    const f = path.join(home, '.ssh/authorized_keys');
+    const forced = `restrict,command="nix-store --serve --write" ${KEY}`;
+    assert.match(run(SET_KEY_SCRIPT, home, forced).stdout, /NIXREMOTE:added/);
+    assert.equal(fs.readFileSync(f, 'utf8'), `${forced}\n`);
+    assert.equal(fs.statSync(f).mode & 0o777, 0o600);
+    assert.match(run(SET_KEY_SCRIPT, home, forced).stdout, /NIXREMOTE:present/);
+    // The protocol changed: the forced command is rewritten in place, the rest kept.
+    fs.writeFileSync(f, `ssh-rsa AAAAother a\n${forced}\n# a comment\nrestrict ${KEY}\n`);
+    const ng = `restrict,command="/nix/var/nix/profiles/default/bin/nix-daemon --stdio" ${KEY}`;
+    const r = run(SET_KEY_SCRIPT, home, ng);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /NIXREMOTE:replaced=2/);
+    assert.equal(fs.readFileSync(f, 'utf8'), `ssh-rsa AAAAother a\n${ng}\n# a comment\n`);
+    assert.deepEqual(fs.readdirSync(path.join(home, '.ssh')), ['authorized_keys']);
   });
 
   test('remove on a builder with no authorized_keys changes nothing', () => {

@@ -8,7 +8,7 @@ import type { Exec } from '../../io/exec.js';
 import { openSession, type Session, type Target } from '../../io/ssh2-session.js';
 import { keyLine, type HostKey } from '../../ssh/host-key.js';
 import { StepFailed, type RunStep } from '../../plan/plan.js';
-import { APPEND_KEY_SCRIPT, asShCommand } from '../../remote/scripts.js';
+import { APPEND_KEY_SCRIPT, SET_KEY_SCRIPT, asShCommand } from '../../remote/scripts.js';
 import type { BuilderAnswers } from './builder.js';
 import type { WizardCtx } from './context.js';
 import type { KeyState } from './key.js';
@@ -31,7 +31,9 @@ export async function getAccess(
 ): Promise<Access> {
   const { out, answers, flags } = c;
   const target: Target = { host: b.host, port: b.port, user: b.user };
-  if (key.exists) {
+  // --copy-key password logs in with the password even when the key gets in: a key whose
+  // line has a forced command cannot run the scripts that would rewrite that line.
+  if (key.exists && flags.copyKey !== 'password') {
     try {
       const session = await openSession(target, { privateKey: fs.readFileSync(keyPath, 'utf8') }, hostKey);
       out.ok(`The key already gets in as ${b.user}@${b.host}: no copy needed`);
@@ -82,28 +84,44 @@ export function copyKeyStep(
   keyPath: string,
   key: KeyState,
   hostKey: HostKey,
+  /** The forced command (--restrict-to-nix), and whether one answers for the key already. */
+  forced: { command: string | null; already: boolean } = { command: null, already: false },
 ): RunStep | null {
   const restrict = c.flags.restrict;
   if (!restrict) c.answers.note('--no-restrict', true);
   const publicLine = () => (key.exists ? key.publicLine : fs.readFileSync(`${keyPath}.pub`, 'utf8').trim());
-  // Nix needs no terminal, forwarding or X11 on the builder.
-  const authLine = () => `${restrict ? 'restrict ' : ''}${publicLine()}`;
-  if (a.mode === 'password' || a.mode === 'ssh') {
+  // Nix needs no terminal, forwarding or X11 on the builder; with a forced command the key
+  // runs only Nix's own program. authorized_keys options are comma-separated, no blanks.
+  const options = [...(restrict ? ['restrict'] : []), ...(forced.command ? [`command="${forced.command}"`] : [])];
+  const authLine = () => `${options.length ? `${options.join(',')} ` : ''}${publicLine()}`;
+  // A forced command is set exactly (replacing the key's line where it stands); a plain key is appended once.
+  const script = forced.command ? SET_KEY_SCRIPT : APPEND_KEY_SCRIPT;
+  const how = forced.command
+    ? `the key's line set to run only ${forced.command} (replaced where it stands, or appended)`
+    : 'appends only if the key is not there';
+  const through =
+    a.mode === 'password' || a.mode === 'ssh'
+      ? a.mode
+      : // The key's own session can set its line, unless a forced command answers it already.
+        a.mode === 'already' && forced.command && a.session && !forced.already
+        ? 'already'
+        : null;
+  if (through) {
     return {
       kind: 'remote',
-      title: `Add the key to ${b.user}@${b.host}:~/.ssh/authorized_keys${restrict ? ' (with restrict)' : ''}`,
-      detail: `creates ~/.ssh (0700) and authorized_keys (0600) if missing; appends only if the key is not there (${a.mode === 'ssh' ? 'system ssh' : 'ssh2, password'})`,
+      title: `${through === 'already' ? 'Restrict' : 'Add'} the key ${through === 'already' ? 'on' : 'to'} ${b.user}@${b.host}:~/.ssh/authorized_keys${options.length ? ` (${options.map((o) => o.replace(/=.*/, '')).join(', ')})` : ''}`,
+      detail: `creates ~/.ssh (0700) and authorized_keys (0600) if missing; ${how} (${a.mode === 'ssh' ? 'system ssh' : a.mode === 'already' ? 'ssh2, the key' : 'ssh2, password'})`,
       run: async () => {
         const input = authLine() + '\n';
         const r = a.session
-          ? await a.session.run(asShCommand(APPEND_KEY_SCRIPT), input)
-          : await sshWithPinnedKey(c.exec, a.target, b.name, hostKey, [asShCommand(APPEND_KEY_SCRIPT)], input);
-        if (r.exitCode !== 0 || !/NIXREMOTE:(added|present)/.test(r.stdout))
+          ? await a.session.run(asShCommand(script), input)
+          : await sshWithPinnedKey(c.exec, a.target, b.name, hostKey, [asShCommand(script)], input);
+        if (r.exitCode !== 0 || !/NIXREMOTE:(added|present|replaced)/.test(r.stdout))
           throw new StepFailed(
             'copy',
             `adding the key on ${b.host} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`,
           );
-        return /NIXREMOTE:present/.test(r.stdout) ? 'already there' : 'added';
+        return /NIXREMOTE:present/.test(r.stdout) ? 'already there' : /replaced/.test(r.stdout) ? 'replaced' : 'added';
       },
     };
   }

@@ -27,6 +27,20 @@ export interface Inspection {
   /** Where nix-store (ssh) or nix-daemon (ssh-ng) is when it is not on the non-interactive PATH. */
   remoteProgram: string | null;
   protocol: Protocol;
+  /** The forced command for the key line (--restrict-to-nix), or null. */
+  keyCommand: string | null;
+  /** A forced command already answers for the key (facts the probe cannot see). */
+  forcedAlready: boolean;
+}
+
+/**
+ * What a key that may only speak Nix runs instead of anything asked: the program Nix would
+ * start for the protocol, by the path found on the builder (sshd runs it through the login
+ * shell, whatever the client asks; the asked command is in SSH_ORIGINAL_COMMAND).
+ */
+export function forcedCommand(protocol: Protocol, program: string | null): string {
+  const p = program ?? (protocol === 'ssh-ng' ? 'nix-daemon' : 'nix-store');
+  return protocol === 'ssh-ng' ? `${p} --stdio` : `${p} --serve --write`;
 }
 
 export async function inspectBuilder(
@@ -62,7 +76,8 @@ export async function inspectBuilder(
     out.warn(
       `Cannot look at ${b.name} before the key is on it: systems, features and jobs come from flags or defaults`,
     );
-    return { probe: null, remoteProgram, protocol, fixModes: null };
+    const keyCommand = (await askRestrict(c, b, protocol)) ? forcedCommand(protocol, remoteProgram) : null;
+    return { probe: null, remoteProgram, protocol, fixModes: null, keyCommand, forcedAlready: false };
   }
   out.step(`Looking at ${b.name}: its shell, Nix, daemon and trust, free space, what it can build`);
   const facts = (rp: string | null) =>
@@ -115,7 +130,24 @@ export async function inspectBuilder(
     reports.find((r) => r.id === 'ssh-modes'),
   );
   if (remoteProgram) answers.note('--remote-program', remoteProgram);
-  return { probe, remoteProgram, protocol, fixModes };
+  const onPath = probe ? (protocol === 'ssh-ng' ? probe.nixDaemonPath : probe.nixStorePath) : null;
+  const keyCommand = (await askRestrict(c, b, protocol))
+    ? forcedCommand(protocol, remoteProgram ?? onPath ?? null)
+    : null;
+  // The probe does not get through a forced command: then one answers already, and the checks
+  // above found that it serves this protocol.
+  return { probe, remoteProgram, protocol, fixModes, keyCommand, forcedAlready: probe === null };
+}
+
+async function askRestrict(c: WizardCtx, b: BuilderAnswers, protocol: Protocol): Promise<boolean> {
+  const yes = await c.answers.confirm({
+    flag: '--restrict-to-nix',
+    value: c.flags.restrictToNix,
+    message: `Let the key only speak Nix on ${b.name} (a forced command: ${forcedCommand(protocol, null)}; no shell with it)?`,
+    default: false,
+  });
+  if (yes) c.answers.note('--restrict-to-nix', true);
+  return yes;
 }
 
 /**

@@ -71,12 +71,13 @@ async function forcedCommand(
       fix: 'the checks after the key is in place judge it by the store ping and a real build',
     });
   const own = await f.ping();
+  // A key that may only speak Nix (init --restrict-to-nix, NixOS's nix.sshServe): the right
+  // setup, not a fault; what it hides is said, and judged by the store ping and the build.
   if (own && own.r.exitCode === 0)
-    return warn(`a forced command answers instead of the shell, and it serves ${f.scheme}://`, {
-      cause: `${unseen}; the store ping and the real build judge it instead`,
-      fix: '',
-      evidence: [run.ev, own.ev],
-    });
+    return pass(
+      `a forced command answers instead of the shell, and it serves ${f.scheme}:// (the key can only speak Nix); ${unseen.replace("the builder's facts", 'its facts')}, so the store ping and the real build judge them`,
+      { evidence: [run.ev, own.ev] },
+    );
   const other = f.scheme === 'ssh-ng' ? 'ssh' : 'ssh-ng';
   const theirs = await f.ping(other);
   if (theirs && theirs.r.exitCode === 0)
