@@ -83,7 +83,13 @@ program
     '--restrict-to-nix',
     'let the key only speak Nix: a forced command on its authorized_keys line (nix-store --serve --write for ssh, nix-daemon --stdio for ssh-ng)',
   )
-  .option('--no-restrict-to-nix', 'leave the key able to run a shell on the builder (the default)')
+  .option('--no-restrict-to-nix', 'leave the key able to run a shell on the builder (the default for trusted access)')
+  .addOption(
+    new Option(
+      '--access <how>',
+      "how the ssh user may build there: trusted (in the builder's trusted-users) or signed (this machine signs what it builds; the builder trusts that key, not the user; ssh-ng, Nix 2.16 here and 2.15 there)",
+    ).choices(['trusted', 'signed']),
+  )
   .option(
     '--no-fix-modes',
     "don't make the builder user's home, ~/.ssh and authorized_keys writable by the owner only (sshd's StrictModes)",

@@ -11,6 +11,8 @@ export interface InitFlags {
   restrict: boolean;
   /** --restrict-to-nix / --no-restrict-to-nix: a forced command on the key line. */
   restrictToNix?: boolean;
+  /** --access trusted|signed. */
+  access?: string;
   /** false with --no-fix-modes. */
   fixModes?: boolean;
   remoteProgram?: string;

@@ -15,6 +15,9 @@ import { pathSteps, type PathSteps } from './steps/verify.js';
 import { preflight } from './steps/preflight.js';
 import type { InitDeps } from './steps/context.js';
 import type { HostKey } from '../ssh/host-key.js';
+import * as fs from 'node:fs';
+import { signingKey, signingKeygenStep } from '../nix/signing.js';
+import { builderTrustStep } from './steps/signed.js';
 
 export { InitFailed, type InitDeps } from './steps/context.js';
 
@@ -45,25 +48,43 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   const access = await getAccess(c, b, keyPath, key, hostKey); // 6. a way in
   let checks: PathSteps | null = null;
   try {
-    const { probe, remoteProgram, protocol, fixModes, keyCommand, forcedAlready } = await inspectBuilder(
+    const {
+      probe,
+      remoteProgram,
+      protocol,
+      fixModes,
+      keyCommand,
+      forcedAlready,
+      access: how,
+      localVersion,
+    } = await inspectBuilder(c, b, access, hostKey); // 7. as Nix sees it
+    const cap = await askCapabilities(c, probe); // 8. what it can do
+    // Signed access: this machine's signing key, made once, and the builder checked to trust it.
+    const signing = how === 'signed' ? signingKey(keyPath) : null;
+    const nix = await nixSide(
       c,
       b,
-      access,
+      keyPath,
       hostKey,
-    ); // 7. as Nix sees it
-    const cap = await askCapabilities(c, probe); // 8. what it can do
-    const nix = await nixSide(c, b, keyPath, hostKey, { ...cap, protocol }, remoteProgram, files.configPath); // 9. the Nix side
+      { ...cap, protocol },
+      remoteProgram,
+      files.configPath,
+      signing?.secret ?? null,
+    ); // 9. the Nix side
 
     const copy = copyKeyStep(c, b, access, keyPath, key, hostKey, { command: keyCommand, already: forcedAlready });
-    checks = pathSteps(c, b.name, nix.machineLine, nix.file, flags.testBuild);
+    checks = pathSteps(c, b.name, nix.machineLine, nix.file, flags.testBuild, how === 'signed');
     const steps: Step[] = [
       ...(key.exists ? [] : [keygenStep(c.exec, keyPath)]),
       ...sshSteps,
       ...(fixModes ? [fixModes] : []),
       ...(copy ? [copy] : []),
+      ...(signing && !fs.existsSync(signing.secret) ? [signingKeygenStep(c.exec, signing)] : []),
       checks.verify,
+      ...(signing ? [builderTrustStep(c, b.name, nix.storeUri, signing, localVersion ?? [2, 16, 0])] : []),
       ...nix.steps,
     ];
+    if (how === 'signed') answers.note('--access', 'signed');
     if (checks.proof)
       steps.push(checks.proof); // 10. prove it
     else answers.note('--no-test-build', true);

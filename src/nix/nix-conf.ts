@@ -3,7 +3,7 @@
 // `include PATH` / `!include PATH` pull in other files, and a later line overrides an
 // earlier one. So nixremote's block goes at the end, and where the user already set
 // `builders` its value is merged into ours rather than silently overridden.
-import { nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { nixremoteLines, readBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { splitLines } from '../text/lines.js';
 import { uriHost } from './machines-file.js';
 
@@ -65,6 +65,8 @@ export function upsertNixConf(
   inherited?: { value: string; where: string } | null,
   /** A builder the user listed inline that the machines file now holds (adopted): left out. */
   without?: string,
+  /** Signed access: the secret key this machine signs what it builds with. */
+  secretKeyFile?: string | null,
 ): NixConfPlan {
   const notes: string[] = [];
   const include = `@${machinesFile}`;
@@ -98,7 +100,19 @@ export function upsertNixConf(
       `nix.conf line ${subst.line} sets builders-use-substitutes = ${subst.value}; nixremote's setting below it takes effect`,
     );
   }
-  const edit = upsertBlock(text, nixConfMarkers, [`builders = ${builders}`, 'builders-use-substitutes = true']);
+  // The signing key serves every signed builder: a later init for another builder keeps it.
+  // extra-: added to a secret-key-files the user has (a binary cache's key), not replacing it.
+  const signing = [
+    ...new Set([
+      ...(readBlock(text, nixConfMarkers) ?? []).filter((l) => /^extra-secret-key-files = /.test(l)),
+      ...(secretKeyFile ? [`extra-secret-key-files = ${secretKeyFile}`] : []),
+    ]),
+  ];
+  const edit = upsertBlock(text, nixConfMarkers, [
+    `builders = ${builders}`,
+    'builders-use-substitutes = true',
+    ...signing,
+  ]);
   return { edit, notes };
 }
 

@@ -22,6 +22,8 @@ export interface Names {
   key?: string | null;
   /** ssh or ssh-ng. */
   protocol?: string;
+  /** The public keys this machine signs what it builds with (signed access). */
+  signingKeys?: string[];
 }
 
 export interface Entry {

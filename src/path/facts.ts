@@ -4,6 +4,8 @@
 // the machine line, root's ssh config (ssh -G), one login as Nix makes it that runs the
 // builder probe, and Nix itself (the store ping and a real build).
 import { localNixVersionRun, type DoctorCtx } from '../doctor/context.js';
+import { daemonScopes, effective, readNixConfig } from '../nix/effective-config.js';
+import { publicKeysOf } from '../nix/signing.js';
 import { showCommand, type ExecResult } from '../io/exec.js';
 import { formatMachineLine, parseStoreUri, type ParsedMachine, type UriParts } from '../nix/machines-file.js';
 import { buildInput, buildProbe, type ProbeBuild, type ProbeInput } from '../nix/probe-build.js';
@@ -123,7 +125,35 @@ export class BuilderFacts {
       user: this.uri.user ?? c?.g.get('user')?.[0] ?? this.o.user ?? null,
       key: c?.keyPath ?? this.machine.sshKey,
       protocol: this.scheme,
+      signingKeys: this.signingKeys(),
     };
+  }
+
+  /**
+   * The public keys this machine's Nix signs locally built paths with, from the settings the
+   * Nix that builds takes (secret-key-files, extra-secret-key-files): what a builder must
+   * trust for an untrusted ssh user's inputs (signed access).
+   */
+  signingKeys(): string[] {
+    this.keys ??= this.readSigningKeys();
+    return this.keys;
+  }
+
+  private keys: string[] | undefined;
+
+  private readSigningKeys(): string[] {
+    const { read, env, install } = this.ctx;
+    const cfg = readNixConfig(read, env, install.user.home, true);
+    const who = { multiUser: install.multiUser, home: install.user.home, name: install.user.name };
+    const scopes = daemonScopes(cfg, read, who);
+    const files = [effective(cfg, 'secret-key-files', scopes)?.value ?? '']
+      .concat(
+        (cfg.settings.get('extra-secret-key-files') ?? []).filter((x) => scopes.includes(x.scope)).map((x) => x.value),
+      )
+      .join(' ')
+      .split(/\s+/)
+      .filter(Boolean);
+    return publicKeysOf(files, read);
   }
 
   /** The public key's base64, for finding its line in the builder's authorized_keys. */

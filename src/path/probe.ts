@@ -22,6 +22,7 @@ export const PROBED_SETTINGS = [
   'extra-platforms',
   'system-features',
   'trusted-users',
+  'trusted-public-keys',
   'allowed-users',
   'max-jobs',
   'sandbox',
@@ -172,6 +173,8 @@ export interface ProbeResult {
   groups: string[];
   /** null when the builder's nix could not tell. */
   trustedUsers: string[] | null;
+  /** The keys the builder's Nix takes signed paths by (its nix.conf, as the ssh user reads it). */
+  trustedPublicKeys: string[];
   storeWritable: boolean;
   daemonSocket: boolean;
   /** Whether a daemon answered on the socket ('ok'), what it said instead, or null: not asked. */
@@ -274,6 +277,7 @@ export function parseProbe(out: string): ProbeResult {
     user: kv.get('user') || null,
     groups: words('groups'),
     trustedUsers: kv.has('trusted-users') ? words('trusted-users') : null,
+    trustedPublicKeys: words('trusted-public-keys'),
     storeWritable: kv.get('store-writable') === '1',
     daemonSocket: kv.get('daemon-socket') === '1',
     daemon:

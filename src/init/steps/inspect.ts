@@ -17,6 +17,8 @@ import type { Access } from './access.js';
 import { sshWithPinnedKey } from './access.js';
 import type { BuilderAnswers } from './builder.js';
 import { InitFailed, type WizardCtx } from './context.js';
+import { signedUnsupported } from '../../nix/signing.js';
+import { parseNixVersion, type Version } from '../../nix/version.js';
 
 export type Protocol = 'ssh' | 'ssh-ng';
 
@@ -31,7 +33,13 @@ export interface Inspection {
   keyCommand: string | null;
   /** A forced command already answers for the key (facts the probe cannot see). */
   forcedAlready: boolean;
+  access: Access_;
+  /** This machine's Nix, read for signed access. */
+  localVersion: Version | null;
 }
+
+/** How the ssh user may build there: trusted (trusted-users) or signed (trusted-public-keys). */
+export type Access_ = 'trusted' | 'signed';
 
 /**
  * What a key that may only speak Nix runs instead of anything asked: the program Nix would
@@ -50,16 +58,44 @@ export async function inspectBuilder(
   hostKey: HostKey,
 ): Promise<Inspection> {
   const { out, answers, flags } = c;
-  const protocol = await answers.choose<Protocol>({
-    flag: '--protocol',
-    value: flags.protocol,
-    message: 'How should Nix talk to it?',
-    default: 'ssh',
+  const access = await answers.choose<Access_>({
+    flag: '--access',
+    value: flags.access,
+    message: `How may the ssh user build on ${b.name}?`,
+    default: 'trusted',
     choices: [
-      { name: 'ssh: nix-store --serve, which every Nix speaks', value: 'ssh' },
-      { name: "ssh-ng: the builder's nix-daemon protocol (needs a user that daemon trusts)", value: 'ssh-ng' },
+      {
+        name: "trusted: the user is in the builder's trusted-users (works with every Nix; root-equivalent there)",
+        value: 'trusted',
+      },
+      {
+        name: 'signed: this machine signs what it builds, the builder trusts that one key, not the user (Nix 2.16 here, 2.15 there)',
+        value: 'signed',
+      },
     ],
   });
+  if (access === 'signed' && flags.protocol === 'ssh')
+    throw new UsageError(
+      "--access signed needs --protocol ssh-ng: only the nix-daemon's protocol takes signed paths from an untrusted user",
+    );
+  const localVersion = access === 'signed' ? parseNixVersion((await c.exec('nix', ['--version'])).stdout) : null;
+  if (access === 'signed') {
+    const why = signedUnsupported(localVersion, null);
+    if (why) throw new InitFailed(`--access signed: ${why}. Nothing was changed`);
+  }
+  const protocol =
+    access === 'signed'
+      ? 'ssh-ng'
+      : await answers.choose<Protocol>({
+          flag: '--protocol',
+          value: flags.protocol,
+          message: 'How should Nix talk to it?',
+          default: 'ssh',
+          choices: [
+            { name: 'ssh: nix-store --serve, which every Nix speaks', value: 'ssh' },
+            { name: "ssh-ng: the builder's nix-daemon protocol (needs a user that daemon trusts)", value: 'ssh-ng' },
+          ],
+        });
   // ssh:// runs nix-store --serve on the builder; ssh-ng:// runs nix-daemon --stdio.
   const program = protocol === 'ssh-ng' ? 'nix-daemon' : 'nix-store';
   let remoteProgram: string | null = flags.remoteProgram ?? null;
@@ -76,8 +112,17 @@ export async function inspectBuilder(
     out.warn(
       `Cannot look at ${b.name} before the key is on it: systems, features and jobs come from flags or defaults`,
     );
-    const keyCommand = (await askRestrict(c, b, protocol)) ? forcedCommand(protocol, remoteProgram) : null;
-    return { probe: null, remoteProgram, protocol, fixModes: null, keyCommand, forcedAlready: false };
+    const keyCommand = (await askRestrict(c, b, protocol, access)) ? forcedCommand(protocol, remoteProgram) : null;
+    return {
+      probe: null,
+      remoteProgram,
+      protocol,
+      fixModes: null,
+      keyCommand,
+      forcedAlready: false,
+      access,
+      localVersion,
+    };
   }
   out.step(`Looking at ${b.name}: its shell, Nix, daemon and trust, free space, what it can build`);
   const facts = (rp: string | null) =>
@@ -113,7 +158,12 @@ export async function inspectBuilder(
       f = facts(remoteProgram);
     }
   }
-  const reports = await runChecks(pathChecks('init'), f);
+  if (access === 'signed' && probe) {
+    const why = signedUnsupported(localVersion, parseNixVersion(probe.nixStoreVersion ?? ''));
+    if (why) throw new InitFailed(`--access signed: ${why}. Nothing was changed`);
+  }
+  // Signed access wants the user untrusted: the trust check's verdict is for trusted access.
+  const reports = (await runChecks(pathChecks('init'), f)).filter((r) => access !== 'signed' || r.id !== 'trust');
   const bad = reports.find((r) => r.status === 'fail');
   if (bad)
     throw new InitFailed(
@@ -131,20 +181,21 @@ export async function inspectBuilder(
   );
   if (remoteProgram) answers.note('--remote-program', remoteProgram);
   const onPath = probe ? (protocol === 'ssh-ng' ? probe.nixDaemonPath : probe.nixStorePath) : null;
-  const keyCommand = (await askRestrict(c, b, protocol))
+  const keyCommand = (await askRestrict(c, b, protocol, access))
     ? forcedCommand(protocol, remoteProgram ?? onPath ?? null)
     : null;
   // The probe does not get through a forced command: then one answers already, and the checks
   // above found that it serves this protocol.
-  return { probe, remoteProgram, protocol, fixModes, keyCommand, forcedAlready: probe === null };
+  return { probe, remoteProgram, protocol, fixModes, keyCommand, forcedAlready: probe === null, access, localVersion };
 }
 
-async function askRestrict(c: WizardCtx, b: BuilderAnswers, protocol: Protocol): Promise<boolean> {
+async function askRestrict(c: WizardCtx, b: BuilderAnswers, protocol: Protocol, access: Access_): Promise<boolean> {
   const yes = await c.answers.confirm({
     flag: '--restrict-to-nix',
     value: c.flags.restrictToNix,
     message: `Let the key only speak Nix on ${b.name} (a forced command: ${forcedCommand(protocol, null)}; no shell with it)?`,
-    default: false,
+    // Signed access is the least-privilege setup: its key is restricted unless told otherwise.
+    default: access === 'signed',
   });
   if (yes) c.answers.note('--restrict-to-nix', true);
   return yes;

@@ -44,6 +44,8 @@ export async function nixSide(
   cap: Capabilities & { protocol: Protocol },
   remoteProgram: string | null,
   configPath: string,
+  /** Signed access: the secret key file for extra-secret-key-files. */
+  secretKeyFile: string | null = null,
 ): Promise<NixSide> {
   const { answers, flags, install, out } = c;
   // Where this Nix keeps its config, detected from files; --target overrides.
@@ -78,6 +80,10 @@ export async function nixSide(
   const steps: Step[] = [];
 
   if (target === 'nixos' || target === 'nix-darwin') {
+    if (secretKeyFile)
+      throw new UsageError(
+        `--access signed with --target ${target}: the module does not write secret-key-files yet; set nix.settings.extra-secret-key-files = [ "${secretKeyFile}" ] yourself and use --target nix-conf, or use --access trusted`,
+      );
     // nix-darwin's flake configuration lives in /etc/nix-darwin by default.
     const output = flags.output ?? (target === 'nixos' ? '/etc/nixos/nixremote.nix' : '/etc/nix-darwin/nixremote.nix');
     const rebuild = target === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
@@ -200,7 +206,7 @@ export async function nixSide(
       `--name: builders in ${userBuilders?.file ?? nixConfPath} already lists ${b.name}; pass --adopt to move it to nixremote's machine line, or another --name`,
     );
   }
-  const conf = upsertNixConf(nixConfText, machinesPath, inherited, inline ? b.name : undefined);
+  const conf = upsertNixConf(nixConfText, machinesPath, inherited, inline ? b.name : undefined, secretKeyFile);
   for (const n of conf.notes) out.warn(n);
   steps.push({
     kind: 'write',

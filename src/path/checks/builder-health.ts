@@ -52,7 +52,10 @@ export function daemonVerdict(p: ProbeResult, name: string): Result {
  * May the ssh user build on the builder, from what the probe saw there: it owns the store
  * (single-user), or the builder's nix-daemon trusts it (trusted-users, a @group, or *).
  */
-export function trustVerdict(p: ProbeResult): Result {
+export function trustVerdict(
+  p: ProbeResult,
+  signed: { scheme: string; ours: string[] } = { scheme: 'ssh', ours: [] },
+): Result {
   if (p.storeWritable) return pass(`${userOf(p)} owns the builder's store (single-user install)`);
   if (p.trustedUsers === null)
     return warn("cannot read the builder's trusted-users", {
@@ -61,10 +64,22 @@ export function trustVerdict(p: ProbeResult): Result {
     });
   const who = p.user ?? '';
   if (listed(p.trustedUsers, p)) return pass(`${who} is trusted (trusted-users = ${p.trustedUsers.join(' ')})`);
+  // Signed access: over ssh-ng an untrusted user's inputs are taken by signature (Nix 2.16+ here).
+  const trustedKey = signed.ours.find((k) => p.trustedPublicKeys.includes(k));
+  if (signed.scheme === 'ssh-ng' && trustedKey)
+    return pass(
+      `${who} is not trusted, and need not be: the builder takes what this machine signs (${trustedKey.split(':')[0]} is in its trusted-public-keys)`,
+    );
+  if (signed.scheme === 'ssh-ng' && signed.ours.length)
+    return fail(
+      `${who} is not trusted, and the builder does not trust this machine's signing key ${signed.ours.map((k) => k.split(':')[0]).join(', ')}`,
+      'the builder\'s nix-daemon refuses the inputs built here for an untrusted user ("lacks a signature by a trusted key")',
+      `on the builder add "extra-trusted-public-keys = ${signed.ours[0]}" to /etc/nix/nix.conf (NixOS: nix.settings.extra-trusted-public-keys) and restart its nix-daemon`,
+    );
   return fail(
     `${who} is not in the builder's trusted-users (${p.trustedUsers.join(' ') || 'empty'})`,
     'the builder\'s nix-daemon refuses to build or import unsigned paths for an untrusted user ("you are not privileged to build input-addressed derivations")',
-    `on the builder add "trusted-users = root ${who}" to /etc/nix/nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon`,
+    `on the builder add "trusted-users = root ${who}" to /etc/nix/nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon; or, over ssh-ng, let it trust this machine's signing key instead (nixremote init --access signed)`,
   );
 }
 
@@ -86,7 +101,7 @@ export const trustCheck: PathCheck = {
   tiers: ['status', 'init', 'doctor'],
   run: async (f) => {
     const p = await probeOf(f);
-    return p ? trustVerdict(p) : notVisible('its trusted-users');
+    return p ? trustVerdict(p, { scheme: f.scheme, ours: f.signingKeys() }) : notVisible('its trusted-users');
   },
 };
 

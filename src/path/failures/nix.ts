@@ -3,7 +3,7 @@
 // Nix's own (src/libstore/sqlite.cc, daemon.cc, remote-store.cc, legacy-ssh-store.cc,
 // build/derivation-goal.cc, build-remote.cc; src/libutil/file-system.cc), with the versions
 // each wording holds for.
-import type { Entry } from '../entry.js';
+import type { Entry, Names } from '../entry.js';
 
 const onBuilder = (n: { name: string }) => `on ${n.name}`;
 const gcFix = (n: { name: string }) =>
@@ -109,10 +109,16 @@ export const NIX_FAILURES: Entry[] = [
       /you are not privileged to build (input-addressed )?derivations|lacks a (valid signature|signature by a trusted key)|is not a trusted user/,
     versions:
       "'not privileged to build derivations' 2.3, '... input-addressed derivations' 2.4-2.35 and Lix; 'lacks a valid signature' 2.3-2.11, 'lacks a signature by a trusted key' 2.12-2.35 and Lix (local-store.cc, daemon.cc)",
-    cause: () =>
-      "the builder's Nix does not trust the ssh user, so it will not build input-addressed derivations or import unsigned paths for it",
-    fix: (n) =>
-      `add ${n.user ?? 'the ssh user'} to trusted-users in the builder's nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon`,
+    // Signed access (ssh-ng, this machine signing what it builds): a path refused for its
+    // signature means the builder does not trust this machine's key.
+    cause: (n, said) =>
+      signedRefused(n, said)
+        ? `the builder's nix-daemon does not trust this machine's signing key ${n.signingKeys!.map((k) => k.split(':')[0]).join(', ')}, and not the ssh user either, so it refuses the inputs built here`
+        : "the builder's Nix does not trust the ssh user, so it will not build input-addressed derivations or import unsigned paths for it",
+    fix: (n, said) =>
+      signedRefused(n, said)
+        ? `on the builder add "extra-trusted-public-keys = ${n.signingKeys![0]}" to /etc/nix/nix.conf (NixOS: nix.settings.extra-trusted-public-keys) and restart its nix-daemon`
+        : `add ${n.user ?? 'the ssh user'} to trusted-users in the builder's nix.conf (NixOS: nix.settings.trusted-users) and restart its nix-daemon; or, over ssh-ng, let it trust this machine's signing key instead (nixremote init --access signed)`,
   },
   {
     // The daemon's side of a refusal by allowed-users: only its own log says it (daemon.cc,
@@ -292,3 +298,7 @@ export const HOOK_FAILURES: Entry[] = [
     fix: () => 'fix the builder (nixremote doctor says what is wrong with it), or allow local builds',
   },
 ];
+
+function signedRefused(n: Names, said: string): boolean {
+  return n.protocol === 'ssh-ng' && Boolean(n.signingKeys?.length) && /lacks a (valid )?signature/.test(said);
+}
