@@ -73,7 +73,7 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
     ); // 9. the Nix side
 
     const copy = copyKeyStep(c, b, access, keyPath, key, hostKey, { command: keyCommand, already: forcedAlready });
-    checks = pathSteps(c, b.name, nix.machineLine, nix.file, flags.testBuild, how === 'signed');
+    checks = pathSteps(c, b.name, nix.machineLine, nix.file, flags.testBuild, signing?.secret ?? null);
     const steps: Step[] = [
       ...(key.exists ? [] : [keygenStep(c.exec, keyPath)]),
       ...sshSteps,

@@ -79,11 +79,22 @@ export function buildInput(exec: Exec, execOpts: ExecOptions = {}): ProbeInput {
  */
 export async function buildProbe(
   exec: Exec,
-  opts: { system: string; builders: string; exec?: ExecOptions; input?: ProbeInput },
+  opts: { system: string; builders: string; exec?: ExecOptions; input?: ProbeInput; signWith?: string },
 ): Promise<ProbeBuild> {
   const input = opts.input ?? buildInput(exec, opts.exec);
   const built = await input.run;
   if (built.exitCode !== 0) return { result: built, outPath: null, stage: 'input' };
+  // Signed access, while init sets it up: the input may have been built before nix.conf named
+  // the key (and a daemon reads it only when restarted), so it is signed here by the key itself.
+  if (opts.signWith) {
+    const p = built.stdout.trim().split('\n').pop() ?? '';
+    const signed = await exec(
+      'nix',
+      ['--extra-experimental-features', 'nix-command', 'store', 'sign', '--key-file', opts.signWith, p],
+      opts.exec,
+    );
+    if (signed.exitCode !== 0) return { result: signed, outPath: null, stage: 'input' };
+  }
   const args = ['-E', PROBE_NIX, '--argstr', 'nonce', freshNonce(), '--argstr', 'inputNonce', input.nonce];
   const result = await exec(
     'nix-build',

@@ -57,6 +57,8 @@ export interface FactOptions {
   transport?: Transport;
   /** The ssh user, where no ssh config says it yet (init, before it writes the Host block). */
   user?: string;
+  /** The signing key init is setting up (signed access), before nix.conf names it. */
+  signingKeyFile?: string;
   signal?: AbortSignal;
 }
 
@@ -135,7 +137,7 @@ export class BuilderFacts {
    * trust for an untrusted ssh user's inputs (signed access).
    */
   signingKeys(): string[] {
-    this.keys ??= this.readSigningKeys();
+    this.keys ??= this.o.signingKeyFile ? publicKeysOf([this.o.signingKeyFile], this.ctx.read) : this.readSigningKeys();
     return this.keys;
   }
 
@@ -276,6 +278,7 @@ export class BuilderFacts {
         builders: formatMachineLine(this.machine),
         exec: { env: envWithoutAgent() },
         input: probeInput(this.ctx),
+        ...(this.o.signingKeyFile ? { signWith: this.o.signingKeyFile } : {}),
       }),
     );
   }

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { initCommand, PROBE_EXPR, q, withRig } from './harness.js';
+import { Builder, Client, initCommand, PROBE_EXPR, q, treeRoot, withRig } from './harness.js';
 
 interface Check {
   id: string;
@@ -63,5 +63,109 @@ describe('init --restrict-to-nix: a key that can only speak Nix', () => {
       assert.equal(ngBuilt.exitCode, 0, String(ngBuilt.stderr));
       assert.match(String(ngBuilt.stderr), /building '[^']+' on 'ssh-ng:\/\/box'/);
     });
+  });
+});
+
+// Signed access, on builders whose store is root's, served by a nix-daemon that trusts only
+// root: the ssh user is never trusted, and builds offload because the builder's daemon
+// trusts the one key this machine signs with.
+for (const tree of ['trixie', 'sid']) {
+  describe(`init --access signed, client and builder ${tree}`, () => {
+    test('the builder trusts a key, not the user; the key only speaks Nix; inputs built here are taken', {
+      skip: treeRoot(tree) ? false : `no ${tree} tree`,
+    }, async () => {
+      const b = await Builder.create({ untrusted: true, tree });
+      const c = new Client({ tree });
+      try {
+        const conf = path.join(b.dir, 'etcnix/nix.conf');
+        const args = [...initCommand(b, 'box'), '--access', 'signed', '--password-stdin'];
+        // First: the builder does not trust the key yet. init says what to add there, and stops
+        // with this machine's Nix config untouched.
+        const first = await c.nixremote(args, { input: `${b.password}\n` });
+        const said = `${first.stdout}\n${first.stderr}`;
+        assert.equal(first.exitCode, 1, said);
+        assert.match(said, /does not trust this machine's signing key yet/);
+        const line =
+          /echo '(extra-trusted-public-keys = nixremote-[^:]+-1:[A-Za-z0-9+/=]+)' >> \/etc\/nix\/nix\.conf/.exec(said);
+        assert.ok(line, said);
+        assert.ok(!fs.existsSync(path.join(c.etcNix, 'machines')), 'no machine line written');
+        assert.doesNotMatch(fs.readFileSync(path.join(c.etcNix, 'nix.conf'), 'utf8'), /secret-key-files/);
+
+        // The test does what the user is told, then init again finishes, the proof included.
+        fs.appendFileSync(conf, `${line[1]}\n`);
+        await b.restart();
+        const again = await c.nixremote(args, { input: `${b.password}\n` });
+        assert.equal(again.exitCode, 0, `${again.stdout}\n${again.stderr}`);
+        assert.match(String(again.stdout), /a build ran on it/);
+        assert.match(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), /^ssh-ng:\/\/box /m);
+        assert.match(
+          fs.readFileSync(path.join(c.etcNix, 'nix.conf'), 'utf8'),
+          /^extra-secret-key-files = \/root\/\.ssh\/nix-signing-key$/m,
+        );
+        assert.equal(fs.statSync(path.join(c.root, '.ssh/nix-signing-key')).mode & 0o777, 0o600);
+        // Not trusted there, and the key runs only nix-daemon --stdio.
+        assert.match(fs.readFileSync(conf, 'utf8'), /^trusted-users = root$/m);
+        const keys = fs.readFileSync(path.join(b.dir, 'home/.ssh/authorized_keys'), 'utf8');
+        assert.match(keys, /^restrict,command="[^"]*nix-daemon --stdio" ssh-ed25519 /m);
+        const id = await c.run('ssh -o BatchMode=yes box id < /dev/null');
+        assert.doesNotMatch(`${id.stdout}${id.stderr}`, /uid=/);
+
+        // A real build whose input is built here first, so it must be taken by its signature.
+        const nonce = `signed-${Date.now()}`;
+        const input = `derivation { name = "lp-input"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo in > $out" ]; nonce = "${nonce}"; }`;
+        const here = await c.run(`nix-build -j1 --builders '' --no-out-link -E ${q(input)}`);
+        assert.equal(here.exitCode, 0, String(here.stderr));
+        const main = `derivation { name = "lp-main"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "read x < \${${input}} && echo ok > $out" ]; }`;
+        const built = await c.run(`nix-build -j0 --no-out-link -E ${q(main)}`);
+        assert.equal(built.exitCode, 0, String(built.stderr));
+        assert.match(String(built.stderr), /building '[^']+lp-main\.drv' on 'ssh-ng:\/\/box'/);
+
+        const d = JSON.parse(String((await c.nixremote(['doctor', '--json'])).stdout)) as {
+          status: string;
+          builders: { checks: Check[] }[];
+        };
+        assert.equal(d.status, 'pass', JSON.stringify(d.builders[0]!.checks.filter((x) => x.status !== 'pass')));
+
+        // The builder loses the key: doctor names it, from the real build's refusal.
+        fs.writeFileSync(conf, fs.readFileSync(conf, 'utf8').replace(/^extra-trusted-public-keys = .*\n/m, ''));
+        await b.restart();
+        const lost = JSON.parse(String((await c.nixremote(['doctor', '--json'])).stdout)) as {
+          builders: { checks: (Check & { cause?: string; fix?: string })[] }[];
+        };
+        const failed = lost.builders[0]!.checks.find((x) => x.status === 'fail')!;
+        assert.equal(failed?.id, 'build', JSON.stringify(lost.builders[0]!.checks));
+        assert.match(failed.cause!, /does not trust this machine's signing key nixremote-/);
+        assert.match(failed.fix!, /extra-trusted-public-keys = nixremote-/);
+      } finally {
+        c.destroy();
+        await b.destroy();
+      }
+    });
+  });
+}
+
+describe('init --access signed refuses a builder too old for it', () => {
+  test('a Nix 2.8 builder: refused before anything is written, with the version named', {
+    skip: treeRoot('trixie') ? false : 'no trixie tree',
+  }, async () => {
+    const b = await Builder.create({});
+    const c = new Client({ tree: 'trixie' });
+    try {
+      const before = c.snapshot();
+      const r = await c.nixremote([...initCommand(b, 'old'), '--access', 'signed', '--password-stdin'], {
+        input: `${b.password}\n`,
+      });
+      const said = `${r.stdout}\n${r.stderr}`;
+      assert.equal(r.exitCode, 1, said);
+      assert.match(
+        said,
+        /the builder's Nix 2\.8\.0 does not report whether it trusts the user \(Nix 2\.15 and later do\)/,
+      );
+      assert.match(said, /Nothing was changed/);
+      assert.deepEqual(c.snapshot(), before);
+    } finally {
+      c.destroy();
+      await b.destroy();
+    }
   });
 });

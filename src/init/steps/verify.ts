@@ -33,11 +33,15 @@ export function pathSteps(
   machineLine: string,
   machinesFile: string,
   testBuild: boolean,
-  /** Signed access: the user is meant to be untrusted; the builder's trust in the key is checked next, for real. */
-  signed = false,
+  /** Signed access: the signing key (the user is meant to be untrusted; the builder's trust in the key is checked next, for real). */
+  signingKeyFile: string | null = null,
 ): PathSteps {
+  const signed = signingKeyFile !== null;
   const machine = parseMachines(machineLine, machinesFile).machines[0]!;
-  const state = new BuilderFacts(realCtx(c.exec, c.install, { build: testBuild, drv: null }), machine, { share: true });
+  const state = new BuilderFacts(realCtx(c.exec, c.install, { build: testBuild, drv: null }), machine, {
+    share: true,
+    ...(signingKeyFile ? { signingKeyFile } : {}),
+  });
   const checks = pathChecks('doctor');
   const build = checks.find((x) => x.id === 'build')!;
   const before = checks.filter((x) => x !== build && !(signed && x.id === 'trust'));
