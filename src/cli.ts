@@ -143,6 +143,10 @@ program
     'Check every configured builder the way the nix-daemon uses it, and say what is broken and how to fix it.',
   )
   .argument('[name...]', 'builders to check (the host of their store URI); default: all')
+  .option(
+    '--strict',
+    'warn where a builder is sound but could be tighter: its ssh user trusted where signed access would do',
+  )
   .option('--json', 'print one JSON document on stdout and nothing else')
   .option('--fix', 'apply the safe, local fixes (asks before each; host keys always ask)')
   .option('-y, --yes', 'with --fix: apply fixes that need no confirmation without asking')

@@ -31,6 +31,7 @@ export interface DoctorFlags {
   file?: string;
   jobs?: string;
   verbose?: boolean;
+  strict?: boolean;
 }
 
 export async function doctorCommand(names: string[], flags: DoctorFlags): Promise<number> {
@@ -42,7 +43,7 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
   const out = makeOutput(flags.json ? process.stderr : process.stdout);
   const drv = flags.drv || flags.attr ? await readDrv(flags) : null;
   const install = detectInstall();
-  const ctx = realCtx(exec, install, { build: flags.build, drv });
+  const ctx = { ...realCtx(exec, install, { build: flags.build, drv }), strict: Boolean(flags.strict) };
 
   const run = async (): Promise<DoctorReport> => {
     const ls = localState(ctx);

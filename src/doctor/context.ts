@@ -36,6 +36,8 @@ export interface DoctorCtx {
   drv: DrvInfo | null;
   /** process.platform, handed in (targets read it; nothing else may). */
   platform: string;
+  /** doctor --strict: what is sound but could be tighter is a warning (a trusted user where signing would do). */
+  strict?: boolean;
 }
 
 /**

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import type { Exec } from '../io/exec.js';
 import { StepFailed, type RunStep } from '../plan/plan.js';
 import { atLeast, formatVersion, type Version } from './version.js';
+import { effective, type NixConfig, type Scope } from './effective-config.js';
 
 export interface SigningKey {
   /** The secret key file: mode 0600, beside the ssh key, never in the store. */
@@ -99,4 +100,15 @@ export function publicKeysOf(files: string[], read: (p: string) => string | null
     if (bytes.length === 64) out.push(`${m[1]}:${bytes.subarray(32).toString('base64')}`);
   }
   return out;
+}
+
+/** The secret key files the Nix that builds signs with: secret-key-files, plus every extra-secret-key-files. */
+export function secretKeyFiles(cfg: NixConfig, scopes: Scope[]): string[] {
+  return [effective(cfg, 'secret-key-files', scopes)?.value ?? '']
+    .concat(
+      (cfg.settings.get('extra-secret-key-files') ?? []).filter((x) => scopes.includes(x.scope)).map((x) => x.value),
+    )
+    .join(' ')
+    .split(/\s+/)
+    .filter(Boolean);
 }

@@ -4,8 +4,8 @@
 // the machine line, root's ssh config (ssh -G), one login as Nix makes it that runs the
 // builder probe, and Nix itself (the store ping and a real build).
 import { localNixVersionRun, type DoctorCtx } from '../doctor/context.js';
-import { daemonScopes, effective, readNixConfig } from '../nix/effective-config.js';
-import { publicKeysOf } from '../nix/signing.js';
+import { daemonScopes, readNixConfig } from '../nix/effective-config.js';
+import { publicKeysOf, secretKeyFiles } from '../nix/signing.js';
 import { showCommand, type ExecResult } from '../io/exec.js';
 import { formatMachineLine, parseStoreUri, type ParsedMachine, type UriParts } from '../nix/machines-file.js';
 import { buildInput, buildProbe, type ProbeBuild, type ProbeInput } from '../nix/probe-build.js';
@@ -147,15 +147,7 @@ export class BuilderFacts {
     const { read, env, install } = this.ctx;
     const cfg = readNixConfig(read, env, install.user.home, true);
     const who = { multiUser: install.multiUser, home: install.user.home, name: install.user.name };
-    const scopes = daemonScopes(cfg, read, who);
-    const files = [effective(cfg, 'secret-key-files', scopes)?.value ?? '']
-      .concat(
-        (cfg.settings.get('extra-secret-key-files') ?? []).filter((x) => scopes.includes(x.scope)).map((x) => x.value),
-      )
-      .join(' ')
-      .split(/\s+/)
-      .filter(Boolean);
-    return publicKeysOf(files, read);
+    return publicKeysOf(secretKeyFiles(cfg, daemonScopes(cfg, read, who)), read);
   }
 
   /** The public key's base64, for finding its line in the builder's authorized_keys. */

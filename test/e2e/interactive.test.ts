@@ -18,7 +18,9 @@ test('the interactive wizard asks each question and ends with the command that r
       await answer(/Trust this host key for tty-box/, '');
       await answer(/How should the key get onto/, '');
       await answer(/Password for/, b.password);
+      await answer(/How may the ssh user build on/, '');
       await answer(/How should Nix talk to it/, '');
+      await answer(/Let the key only speak Nix/, '');
       await answer(/Systems it builds for/, '');
       await answer(/Supported features/, '');
       await answer(/Jobs at once/, '');
@@ -68,7 +70,9 @@ test('a wrong port and a wrong password are asked again, and the wizard goes on'
       await answer(/Password for/, 'not-the-password');
       await answer(/refused the login[^\n]*; try again[\s\S]*Password for/, b.password);
       for (const q of [
+        /How may the ssh user build on/,
         /How should Nix talk to it/,
+        /Let the key only speak Nix/,
         /Systems it builds for/,
         /Supported features/,
         /Jobs at once/,

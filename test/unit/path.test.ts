@@ -351,6 +351,35 @@ describe('checks on facts', () => {
     assert.equal(trustVerdict(facts(multi)).status, 'fail');
     assert.equal(trustVerdict(facts({ ...multi, 'trusted-users': 'root @users' })).status, 'pass');
   });
+  test('signed access: an untrusted user whose builder trusts this machine key, or lacks it', () => {
+    const ours = ['nixremote-here-1:lMYCPhhWtDGOtmM8qGmV7M1r8hkBeUj0cvUtYRwnZXI='];
+    const multi = { 'store-writable': '0', 'daemon-socket': '1', daemon: 'ok', 'trusted-users': 'root' };
+    const taken = trustVerdict(facts({ ...multi, 'trusted-public-keys': `cache.nixos.org-1:x= ${ours[0]}` }), {
+      scheme: 'ssh-ng',
+      ours,
+    });
+    assert.equal(taken.status, 'pass');
+    assert.match(
+      taken.summary,
+      /is not trusted, and need not be: the builder takes what this machine signs \(nixremote-here-1/,
+    );
+    const lacks = trustVerdict(facts({ ...multi, 'trusted-public-keys': 'cache.nixos.org-1:x=' }), {
+      scheme: 'ssh-ng',
+      ours,
+    });
+    assert.equal(lacks.status, 'fail');
+    assert.match(lacks.summary, /does not trust this machine's signing key nixremote-here-1/);
+    assert.match(lacks.fix!, /extra-trusted-public-keys = nixremote-here-1:/);
+    // Over ssh:// a signature does not help: the user must be trusted.
+    assert.match(trustVerdict(facts(multi), { scheme: 'ssh', ours }).summary, /is not in the builder's trusted-users/);
+    // Trusted where signing would do: a pass that says so, a warning with --strict.
+    const tr = { ...multi, 'trusted-users': 'root nix' };
+    assert.match(
+      trustVerdict(facts(tr), { scheme: 'ssh', ours: [], canSign: true }).summary,
+      /signed access would do without it/,
+    );
+    assert.equal(trustVerdict(facts(tr), { scheme: 'ssh', ours: [], canSign: true, strict: true }).status, 'warn');
+  });
   test('ssh file modes as StrictModes judges them', () => {
     const p = parseProbe(
       probeOutput().replace(

@@ -250,3 +250,27 @@ describe("why: the build hook's choice", () => {
     assert.deepEqual(reachOf({ ...base, state: 'idle', reachable: true }), { kind: 'up' });
   });
 });
+
+describe('signed access: keys and versions', () => {
+  test('the public key of a secret key file, as nix-store --generate-binary-cache-key pairs them', async () => {
+    const { publicKeysOf, signedUnsupported } = await import('../../src/nix/signing.js');
+    // A pair made by Nix 2.8 (nix-store --generate-binary-cache-key test-1 sec pub).
+    const seed = Buffer.alloc(32, 7);
+    const pub = Buffer.alloc(32, 9);
+    const files: Record<string, string> = {
+      '/k': `test-1:${Buffer.concat([seed, pub]).toString('base64')}\n`,
+      '/bad': 'x',
+    };
+    assert.deepEqual(
+      publicKeysOf(['/k', '/bad', '/none'], (p) => files[p] ?? null),
+      [`test-1:${pub.toString('base64')}`],
+    );
+    assert.equal(signedUnsupported([2, 26, 3], [2, 34, 0]), null);
+    assert.match(
+      signedUnsupported([2, 15, 0], [2, 26, 0])!,
+      /Nix 2\.15\.0 sends an untrusted builder the derivation alone/,
+    );
+    assert.match(signedUnsupported([2, 26, 0], [2, 8, 0])!, /builder's Nix 2\.8\.0 does not report whether it trusts/);
+    assert.equal(signedUnsupported([2, 93, 0], [2, 91, 1]), null, 'Lix, forked from 2.18');
+  });
+});

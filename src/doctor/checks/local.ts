@@ -3,6 +3,7 @@
 // has read the current nix.conf, and whether it can find ssh.
 import * as path from 'node:path';
 import { localNixVersionRun, targetCtxOf, type DoctorCtx } from '../context.js';
+import { secretKeyFiles } from '../../nix/signing.js';
 import { targetByName } from '../../targets/index.js';
 import type { Install } from '../../init/install.js';
 import type { Check } from '../types.js';
@@ -245,6 +246,32 @@ export function localChecks(): Check<LocalState>[] {
         return pass(
           `nix-daemon pid ${d.pid} started after the last change to ${files.length} config file${files.length === 1 ? '' : 's'}`,
         );
+      },
+    },
+    {
+      // Signed access rests on this key: a copy lets anyone sign paths the builders take.
+      id: 'signing-key',
+      title: "this machine's signing key",
+      needs: ['access'],
+      run: async (s) => {
+        const files = secretKeyFiles(s.cfg, daemonScopes(s.cfg, s.ctx.read, buildWho(s.ctx)));
+        if (!files.length) return pass('none: builders trust the ssh user, or take signed paths from elsewhere');
+        for (const f of files) {
+          const st = s.ctx.stat(f);
+          if (!st)
+            return fail(
+              `${f} (secret-key-files) does not exist`,
+              'Nix fails every build it would sign with it',
+              'make it again (nixremote init NAME --access signed makes one), or take it out of secret-key-files',
+            );
+          if (st.mode & 0o077)
+            return fail(
+              `${f} is readable by others (mode ${(st.mode & 0o777).toString(8)})`,
+              'whoever reads it can sign paths that every builder trusting its public key will take',
+              `chmod 600 ${f}`,
+            );
+        }
+        return pass(`${files.join(', ')}: readable by its owner only`);
       },
     },
     {

@@ -58,9 +58,13 @@ export async function inspectBuilder(
   hostKey: HostKey,
 ): Promise<Inspection> {
   const { out, answers, flags } = c;
+  // This machine's Nix decides whether signed access can be offered (the builder's, after the probe).
+  const localVersion = parseNixVersion((await c.exec('nix', ['--version'])).stdout);
+  const canSign = signedUnsupported(localVersion, null) === null;
   const access = await answers.choose<Access_>({
     flag: '--access',
-    value: flags.access,
+    // --protocol ssh answers it: signed access needs ssh-ng.
+    value: flags.access ?? (flags.protocol === 'ssh' ? 'trusted' : undefined),
     message: `How may the ssh user build on ${b.name}?`,
     default: 'trusted',
     choices: [
@@ -69,7 +73,7 @@ export async function inspectBuilder(
         value: 'trusted',
       },
       {
-        name: 'signed: this machine signs what it builds, the builder trusts that one key, not the user (Nix 2.16 here, 2.15 there)',
+        name: `signed: this machine signs what it builds, the builder trusts that one key, not the user (ssh-ng; Nix 2.16 here, 2.15 there)${canSign ? '; recommended' : ''}`,
         value: 'signed',
       },
     ],
@@ -78,7 +82,6 @@ export async function inspectBuilder(
     throw new UsageError(
       "--access signed needs --protocol ssh-ng: only the nix-daemon's protocol takes signed paths from an untrusted user",
     );
-  const localVersion = access === 'signed' ? parseNixVersion((await c.exec('nix', ['--version'])).stdout) : null;
   if (access === 'signed') {
     const why = signedUnsupported(localVersion, null);
     if (why) throw new InitFailed(`--access signed: ${why}. Nothing was changed`);

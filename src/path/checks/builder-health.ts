@@ -5,6 +5,8 @@ import { diagnose } from '../catalogue.js';
 import { fail, pass, warn, type Result } from '../../doctor/types.js';
 import type { ProbeResult, Space } from '../probe.js';
 import { notVisible, probeOf, type PathCheck } from '../check.js';
+import { signedUnsupported } from '../../nix/signing.js';
+import { parseNixVersion } from '../../nix/version.js';
 
 const userOf = (p: ProbeResult) => p.user ?? 'the ssh user';
 
@@ -54,7 +56,7 @@ export function daemonVerdict(p: ProbeResult, name: string): Result {
  */
 export function trustVerdict(
   p: ProbeResult,
-  signed: { scheme: string; ours: string[] } = { scheme: 'ssh', ours: [] },
+  signed: { scheme: string; ours: string[]; canSign?: boolean; strict?: boolean } = { scheme: 'ssh', ours: [] },
 ): Result {
   if (p.storeWritable) return pass(`${userOf(p)} owns the builder's store (single-user install)`);
   if (p.trustedUsers === null)
@@ -63,7 +65,18 @@ export function trustVerdict(
       fix: '',
     });
   const who = p.user ?? '';
-  if (listed(p.trustedUsers, p)) return pass(`${who} is trusted (trusted-users = ${p.trustedUsers.join(' ')})`);
+  if (listed(p.trustedUsers, p)) {
+    const trusted = `${who} is trusted (trusted-users = ${p.trustedUsers.join(' ')})`;
+    // Trust makes the key root-equivalent there; where both Nixes can, signing would do without it.
+    if (!signed.canSign) return pass(trusted);
+    const without = 'signed access would do without it: nixremote init NAME --access signed';
+    return signed.strict
+      ? warn(`${trusted}, which is root-equivalent there`, {
+          cause: "whoever holds this machine's ssh key can do anything the builder's root can through its nix-daemon",
+          fix: without,
+        })
+      : pass(`${trusted}; ${without}`);
+  }
   // Signed access: over ssh-ng an untrusted user's inputs are taken by signature (Nix 2.16+ here).
   const trustedKey = signed.ours.find((k) => p.trustedPublicKeys.includes(k));
   if (signed.scheme === 'ssh-ng' && trustedKey)
@@ -101,7 +114,9 @@ export const trustCheck: PathCheck = {
   tiers: ['status', 'init', 'doctor'],
   run: async (f) => {
     const p = await probeOf(f);
-    return p ? trustVerdict(p, { scheme: f.scheme, ours: f.signingKeys() }) : notVisible('its trusted-users');
+    if (!p) return notVisible('its trusted-users');
+    const canSign = signedUnsupported(await f.localVersion(), parseNixVersion(p.nixStoreVersion ?? '')) === null;
+    return trustVerdict(p, { scheme: f.scheme, ours: f.signingKeys(), canSign, strict: f.ctx.strict });
   },
 };
 
