@@ -11,8 +11,9 @@ export DEBIAN_FRONTEND=noninteractive
 command -v debootstrap >/dev/null || apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 mkdir -p "$ROOT"
 
-# What a tree holds: Nix and OpenSSH of that release, and Node.js to run nixremote as a client.
-PACKAGES="libdbi-perl nix-bin openssh-server openssh-client procps passwd util-linux nodejs"
+# What a tree holds: Nix and OpenSSH of that release, Node.js to run nixremote as a client, and
+# sudo for a builder user allowed to change the builder's own nix.conf (init --builder-sudo).
+PACKAGES="libdbi-perl nix-bin openssh-server openssh-client procps passwd util-linux nodejs sudo"
 
 make_tree() {
   local suite=$1 dir=$ROOT/$1

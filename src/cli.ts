@@ -91,6 +91,10 @@ program
     ).choices(['trusted', 'signed']),
   )
   .option(
+    '--builder-sudo',
+    "with --access signed: add this machine's key to the builder's nix.conf over ssh, through sudo (the password asked once, never stored), and restart its nix-daemon",
+  )
+  .option(
     '--no-fix-modes',
     "don't make the builder user's home, ~/.ssh and authorized_keys writable by the owner only (sshd's StrictModes)",
   )
@@ -272,6 +276,14 @@ program
   )
   .argument('<name>', 'the builder to remove')
   .option('--on-builder', "also delete this machine's key line from the builder's authorized_keys")
+  .option(
+    '--password-stdin',
+    'with --on-builder: log in with the password from standard input (a key that can only speak Nix cannot take itself out)',
+  )
+  .option(
+    '--builder-sudo',
+    "with --on-builder: also take this machine's signing key out of the builder's nix.conf, through sudo",
+  )
   .option('--dry-run', 'print the plan with diffs, and change nothing')
   .option('-y, --yes', 'apply without asking')
   .option(

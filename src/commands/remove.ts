@@ -7,12 +7,16 @@ import { readText } from '../io/files.js';
 import { lockBuildUserFiles, lockPathFor } from '../io/lock.js';
 import { makeOutput, type Output } from '../io/output.js';
 import { detectInstall } from '../init/install.js';
-import { applyPlan, renderPlan, type Step } from '../plan/plan.js';
+import { applyPlan, renderPlan, StepFailed, type Step } from '../plan/plan.js';
 import { planReporter } from '../plan/reporter.js';
 import { readRegistry, type BuilderEntry } from '../builders/registry.js';
 import { realRegistryCtx } from '../builders/context.js';
 import { leftInPlace, removable, removalWrites, takesEffect } from '../builders/removal.js';
-import { asShCommand, REMOVE_KEY_SCRIPT } from '../remote/scripts.js';
+import { asShCommand, REMOVE_KEY_SCRIPT, sudoTrustCommand } from '../remote/scripts.js';
+import { openSession } from '../io/ssh2-session.js';
+import { findKnownHost } from '../ssh/known-hosts.js';
+import type { HostKey } from '../ssh/host-key.js';
+import { signingKey } from '../nix/signing.js';
 import { sshAsNix } from '../ssh/system-ssh.js';
 import { diagnose } from '../path/catalogue.js';
 import { UsageError } from '../validate.js';
@@ -22,6 +26,10 @@ export interface RemoveFlags {
   dryRun?: boolean;
   yes?: boolean;
   module?: string;
+  /** Log in to the builder with the password from stdin: a key that can only speak Nix cannot take itself out. */
+  passwordStdin?: boolean;
+  /** Also take this machine's signing key out of the builder's nix.conf, through sudo. */
+  builderSudo?: boolean;
 }
 
 export async function removeCommand(name: string, flags: RemoveFlags): Promise<number> {
@@ -37,8 +45,12 @@ export async function removeCommand(name: string, flags: RemoveFlags): Promise<n
   try {
     const reg = readRegistry(realRegistryCtx(install, flags.module));
     const b = removable(reg, name);
+    if ((flags.builderSudo || flags.passwordStdin) && !flags.onBuilder)
+      throw new UsageError('--builder-sudo and --password-stdin are for --on-builder: they log in to the builder');
     const steps: Step[] = [];
-    if (flags.onBuilder) steps.push(removeKeyOnBuilder(b, out));
+    if (flags.onBuilder && (flags.passwordStdin || flags.builderSudo))
+      steps.push(removeOnBuilderByPassword(b, out, await builderPassword(b, flags), Boolean(flags.builderSudo), home));
+    else if (flags.onBuilder) steps.push(removeKeyOnBuilder(b, out));
     steps.push(
       ...removalWrites(b, {
         read: readText,
@@ -128,4 +140,82 @@ function publicKeyOf(keyPath: string): string | null {
   } catch {
     return null;
   }
+}
+
+async function builderPassword(b: BuilderEntry, flags: RemoveFlags): Promise<string> {
+  if (flags.passwordStdin) {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    const pw = Buffer.concat(chunks).toString('utf8').split('\n')[0] ?? '';
+    if (!pw) throw new UsageError('--password-stdin: no password on standard input');
+    return pw;
+  }
+  if (!(process.stdin.isTTY && process.stdout.isTTY))
+    throw new UsageError(
+      `--builder-sudo needs ${b.user ?? 'the ssh user'}'s password on ${b.name}: pipe it to --password-stdin`,
+    );
+  const { password } = await import('@inquirer/prompts');
+  return password({ message: `Password for ${b.user ?? ''}@${b.name} (used once, never stored):` });
+}
+
+/** The builder's host key as init pinned it: on the machine line, or in known_hosts. */
+function pinnedKey(b: BuilderEntry): HostKey | null {
+  if (b.hostKey) return b.hostKey;
+  if (b.pin?.where !== 'known_hosts') return null;
+  return findKnownHost(readText(b.pin.file) ?? '', [b.pin.as])?.key ?? null;
+}
+
+/**
+ * What init put on the builder, taken out over a password login (ssh2, the pinned host key):
+ * this machine's key line (which a key restricted to Nix cannot take out itself), and with
+ * --builder-sudo this machine's signing key from the builder's nix.conf, as root.
+ */
+function removeOnBuilderByPassword(b: BuilderEntry, out: Output, password: string, sudo: boolean, home: string): Step {
+  const signing = signingKey(b.keyPath ?? path.join(home, '.ssh', 'nix_remote'));
+  return {
+    kind: 'remote',
+    title: `On ${b.name}, by password: remove this machine's key from authorized_keys${sudo ? `, and (sudo) its signing key from the builder's nix.conf` : ''}`,
+    detail: sudo
+      ? `the key's line under flock; the nixremote block of extra-trusted-public-keys loses ${signing.name} (a backup beside it), and its nix-daemon is restarted where systemd or launchd runs it`
+      : "the key's line under flock; nothing else there changes",
+    run: async () => {
+      const pub = b.keyPath ? publicKeyOf(b.keyPath) : null;
+      const key = pinnedKey(b);
+      if (!key) throw new StepFailed('remote', `no pinned host key for ${b.name}: cannot log in to it safely`);
+      const session = await openSession(
+        { host: b.hostName ?? b.name, port: b.port ?? 22, user: b.user ?? 'root' },
+        { password },
+        key,
+      );
+      try {
+        const done: string[] = [];
+        if (pub) {
+          const r = await session.run(asShCommand(REMOVE_KEY_SCRIPT), `${pub}\n`);
+          if (r.exitCode !== 0)
+            throw new StepFailed('remote', `removing the key on ${b.name} failed: ${r.stderr.trim()}`);
+          done.push(
+            /NIXREMOTE:absent/.test(r.stdout) ? 'the key was not in authorized_keys' : "removed the key's line",
+          );
+        }
+        const signed = readText(signing.public)?.trim();
+        if (sudo && signed) {
+          const r = await session.run(sudoTrustCommand(signed, 'remove'), `${password}\n`);
+          const file = /^NIXREMOTE:(removed|absent)=(.*)$/m.exec(r.stdout);
+          if (r.exitCode !== 0 || !file)
+            throw new StepFailed(
+              'remote',
+              `sudo on ${b.name} failed (exit ${r.exitCode}): ${r.stderr.trim() || 'it printed nothing'}`,
+            );
+          done.push(
+            file[1] === 'absent' ? `${signing.name} was not in ${file[2]}` : `took ${signing.name} out of ${file[2]}`,
+          );
+          if (!/NIXREMOTE:restarted=/.test(r.stdout))
+            out.warn(`restart ${b.name}'s nix-daemon yourself so it reads ${file[2]}`);
+        }
+        return done.join('; ');
+      } finally {
+        session.close();
+      }
+    },
+  };
 }

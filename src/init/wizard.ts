@@ -2,6 +2,7 @@
 // make the plan, show it, then apply it and prove that a build really ran on the builder.
 // Each numbered step lives in steps/; they ask and decide, and return planned steps.
 import { repeatCommand } from './answers.js';
+import { UsageError } from '../validate.js';
 import type { InitFlags } from './options.js';
 import { applyPlan, renderPlan, type Step } from '../plan/plan.js';
 import { planReporter } from '../plan/reporter.js';
@@ -17,7 +18,7 @@ import type { InitDeps } from './steps/context.js';
 import type { HostKey } from '../ssh/host-key.js';
 import * as fs from 'node:fs';
 import { signingKey, signingKeygenStep } from '../nix/signing.js';
-import { builderTrustStep } from './steps/signed.js';
+import { builderSudoStep, builderTrustStep } from './steps/signed.js';
 
 export { InitFailed, type InitDeps } from './steps/context.js';
 
@@ -80,11 +81,17 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
       ...(fixModes ? [fixModes] : []),
       ...(copy ? [copy] : []),
       ...(signing && !fs.existsSync(signing.secret) ? [signingKeygenStep(c.exec, signing)] : []),
+      ...(signing && flags.builderSudo ? [builderSudoStep(c, b.name, access, signing, forcedAlready)] : []),
       checks.verify,
       ...(signing ? [builderTrustStep(c, b.name, nix.storeUri, signing, localVersion ?? [2, 16, 0])] : []),
       ...nix.steps,
     ];
     if (how === 'signed') answers.note('--access', 'signed');
+    if (flags.builderSudo) {
+      if (!signing)
+        throw new UsageError('--builder-sudo goes with --access signed: it adds the signing key on the builder');
+      answers.note('--builder-sudo', true);
+    }
     if (checks.proof)
       steps.push(checks.proof); // 10. prove it
     else answers.note('--no-test-build', true);

@@ -72,3 +72,57 @@ t="$f.nixremote-$$"
 awk -v b="$blob" '/^[ \t]*#/ { print; next } { for (i = 1; i <= NF; i++) if ($i == b) next; print }' "$f" > "$t" && chmod 600 "$t" && mv -f "$t" "$f" || { rm -f "$t"; exit 1; }
 echo "NIXREMOTE:removed=$n"
 `;
+
+/** The markers of the block nixremote keeps in a builder's nix.conf (signed access). */
+export const TRUSTED_KEYS_BEGIN = '# BEGIN nixremote trusted keys (managed by nixremote; edits inside are replaced)';
+export const TRUSTED_KEYS_END = '# END nixremote trusted keys';
+
+/**
+ * Run as root on the builder (sudo), with a public key as $1 and "add" or "remove" as $2:
+ * the key in, or out of, a nixremote block of extra-trusted-public-keys at the end of the
+ * nix.conf its nix-daemon reads (Determinate's nix.custom.conf where nix.conf includes it),
+ * a backup beside the file before it changes, written by rename; then the daemon restarted
+ * where systemd or launchd runs it. A NixOS or nix-darwin builder's nix.conf is generated:
+ * it is left alone and said so. Answers: NIXREMOTE:declarative, present=FILE, added=FILE,
+ * absent=FILE, removed=FILE, backup=FILE, restarted=HOW or restart=unknown.
+ */
+export const BUILDER_TRUST_SCRIPT = `set -u
+key=$1 what=$2 conf=/etc/nix/nix.conf
+b='${TRUSTED_KEYS_BEGIN}'
+e='${TRUSTED_KEYS_END}'
+if [ -e /etc/NIXOS ] || [ -d /run/current-system/sw ]; then echo "NIXREMOTE:declarative"; exit 0; fi
+if [ -L "$conf" ]; then case "$(readlink -f "$conf")" in /nix/store/*|/etc/static/*) echo "NIXREMOTE:declarative"; exit 0;; esac; fi
+if [ -f /etc/nix/nix.custom.conf ] && grep -q 'nix.custom.conf' "$conf" 2>/dev/null; then conf=/etc/nix/nix.custom.conf; fi
+mkdir -p "$(dirname "$conf")"
+[ -f "$conf" ] || : > "$conf"
+keys=$(awk -v b="$b" -v e="$e" '$0 == b { i = 1; next } $0 == e { i = 0; next } i && sub(/^extra-trusted-public-keys = /, "") { print }' "$conf" | tr ' ' '\\n' | grep -v '^$' || true)
+has=no
+for k in $keys; do [ "$k" = "$key" ] && has=yes; done
+if [ "$what" = add ] && [ $has = yes ]; then echo "NIXREMOTE:present=$conf"; exit 0; fi
+if [ "$what" = remove ] && [ $has = no ]; then echo "NIXREMOTE:absent=$conf"; exit 0; fi
+keep=
+for k in $keys; do [ "$k" = "$key" ] || keep="$keep $k"; done
+[ "$what" = add ] && keep="$keep $key"
+t="$conf.nixremote-$$"
+{
+  awk -v b="$b" -v e="$e" '$0 == b { i = 1; next } $0 == e { i = 0; next } !i' "$conf"
+  if [ -n "$keep" ]; then printf '%s\\nextra-trusted-public-keys =%s\\n%s\\n' "$b" "$keep" "$e"; fi
+} > "$t" || { rm -f "$t"; exit 1; }
+bak="$conf.nixremote-$(date +%Y%m%dT%H%M%S)-$$.bak"
+cp -p "$conf" "$bak" && echo "NIXREMOTE:backup=$bak"
+chmod 644 "$t" && mv -f "$t" "$conf" || { rm -f "$t"; exit 1; }
+if [ "$what" = add ]; then echo "NIXREMOTE:added=$conf"; else echo "NIXREMOTE:removed=$conf"; fi
+# The daemon reads nix.conf at start only.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nix-daemon 2>/dev/null; then
+  systemctl restart nix-daemon && echo "NIXREMOTE:restarted=systemctl restart nix-daemon"
+elif [ "$(uname)" = Darwin ]; then
+  launchctl kickstart -k system/org.nixos.nix-daemon && echo "NIXREMOTE:restarted=launchctl kickstart -k system/org.nixos.nix-daemon"
+else
+  echo "NIXREMOTE:restart=unknown"
+fi
+`;
+
+/** A command that runs BUILDER_TRUST_SCRIPT as root through sudo, the password on stdin (-S), no prompt text. */
+export function sudoTrustCommand(key: string, what: 'add' | 'remove'): string {
+  return `sudo -S -p '' sh -c ${shellQuote(BUILDER_TRUST_SCRIPT)} sh ${shellQuote(key)} ${what}`;
+}

@@ -174,6 +174,11 @@ export interface BuilderOptions {
   buildDirSizeMiB?: number;
   /** Lines appended to the builder's own /etc/nix/nix.conf, e.g. 'max-jobs = 0' or 'allowed-users = root'. */
   nixConf?: string;
+  /**
+   * A tree builder whose ssh user may sudo (with its password): a sudoers.d of the builder's
+   * own bound over the tree's, in its namespace only. The tree must have sudo.
+   */
+  sudo?: boolean;
 }
 
 export class Builder {
@@ -200,6 +205,11 @@ export class Builder {
       await mountTmpfs(path.join(dir, 'builddir'), opts.buildDirSizeMiB, '1777');
       // Where the builder's directory is bound again once this tmpfs covers /tmp (see start()).
       fs.mkdirSync(path.join(dir, 'builddir', path.basename(dir)));
+    }
+    if (opts.sudo && !opts.tree) throw new Error('sudo: for a tree builder only');
+    if (opts.sudo) {
+      fs.mkdirSync(path.join(dir, 'sudoers.d'), { mode: 0o755 });
+      fs.writeFileSync(path.join(dir, 'sudoers.d/nixremote-e2e'), `${BUILDER_USER} ALL=(root) ALL\n`, { mode: 0o440 });
     }
     if (opts.tree) {
       const root = treeRoot(opts.tree);
@@ -320,6 +330,7 @@ export class Builder {
         `mount --bind ${d}/etcnix ${root}/etc/nix`,
         ...(this.opts.buildDirSizeMiB ? [`mount --bind ${d}/builddir ${root}/nix/var/nix/builds`] : []),
         ...(this.opts.loginShell ? [`mount --bind ${d}/passwd ${root}/etc/passwd`] : []),
+        ...(this.opts.sudo ? [`mount --bind ${d}/sudoers.d ${root}/etc/sudoers.d`] : []),
         // The tree's own nix-daemon, chrooted like sshd.
         ...(this.opts.untrusted ? [startDaemon(`chroot ${root} `)] : []),
       ];

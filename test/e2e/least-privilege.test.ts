@@ -169,3 +169,55 @@ describe('init --access signed refuses a builder too old for it', () => {
     }
   });
 });
+
+describe('init --access signed --builder-sudo: the builder side done over ssh, through sudo', () => {
+  test("the key goes into a nixremote block of the builder's nix.conf, with a backup, and out again with remove --on-builder", {
+    skip: treeRoot('sid') ? false : 'no sid tree',
+  }, async () => {
+    const b = await Builder.create({ untrusted: true, tree: 'sid', sudo: true });
+    const c = new Client({ tree: 'sid' });
+    try {
+      const conf = path.join(b.dir, 'etcnix/nix.conf');
+      const before = fs.readFileSync(conf, 'utf8');
+      const args = [...initCommand(b, 'box'), '--access', 'signed', '--builder-sudo', '--password-stdin'];
+      const first = await c.nixremote(args, { input: `${b.password}\n` });
+      const said = `${first.stdout}\n${first.stderr}`;
+      // sudo wrote it; no systemd runs that daemon here, so init says to restart it, and the
+      // check that follows finds it has not read the key yet.
+      assert.match(said, /On box, as root \(sudo\): trust this machine's signing key/);
+      assert.match(said, /added to \/etc\/nix\/nix\.conf \(backup: \/etc\/nix\/nix\.conf\.nixremote-[0-9T-]+\.bak\)/);
+      assert.match(said, /restart it yourself so it reads \/etc\/nix\/nix\.conf/);
+      assert.equal(first.exitCode, 1, said);
+      const after = fs.readFileSync(conf, 'utf8');
+      assert.ok(after.startsWith(before), 'what was there stays');
+      assert.match(
+        after.slice(before.length),
+        /^# BEGIN nixremote trusted keys .*\nextra-trusted-public-keys = nixremote-[^:]+-1:[A-Za-z0-9+/=]+\n# END nixremote trusted keys\n$/,
+      );
+      assert.match(after, /^trusted-users = root$/m);
+      const backups = fs.readdirSync(path.dirname(conf)).filter((f) => /^nix\.conf\.nixremote-.*\.bak$/.test(f));
+      assert.equal(backups.length, 1);
+      assert.equal(fs.readFileSync(path.join(path.dirname(conf), backups[0]!), 'utf8'), before);
+      // The user restarts that daemon; init again finds the key there and finishes.
+      await b.restart();
+      const again = await c.nixremote(args, { input: `${b.password}\n` });
+      assert.equal(again.exitCode, 0, `${again.stdout}\n${again.stderr}`);
+      assert.match(String(again.stdout), /already in \/etc\/nix\/nix\.conf/);
+      assert.match(String(again.stdout), /a build ran on it/);
+
+      // remove --on-builder takes away what init put there: the key's line (by password, since the
+      // key can only speak Nix) and, through sudo, this machine's key in the builder's nix.conf.
+      const rm = await c.nixremote(['remove', 'box', '--on-builder', '--builder-sudo', '--password-stdin', '--yes'], {
+        input: `${b.password}\n`,
+      });
+      assert.equal(rm.exitCode, 0, `${rm.stdout}\n${rm.stderr}`);
+      assert.match(String(rm.stdout), /removed the key's line; took nixremote-[^ ]+-1 out of \/etc\/nix\/nix\.conf/);
+      assert.equal(fs.readFileSync(conf, 'utf8'), before);
+      assert.equal(fs.readFileSync(path.join(b.dir, 'home/.ssh/authorized_keys'), 'utf8').trim(), '');
+      assert.doesNotMatch(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), /ssh-ng:\/\/box/);
+    } finally {
+      c.destroy();
+      await b.destroy();
+    }
+  });
+});

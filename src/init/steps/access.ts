@@ -20,6 +20,8 @@ export interface Access {
   /** An open ssh2 session (key or password), or null. */
   session: Session | null;
   mode: CopyMode | 'already';
+  /** The password it logged in with, kept in memory for sudo there (--builder-sudo); never written. */
+  password?: string;
 }
 
 export async function getAccess(
@@ -32,8 +34,9 @@ export async function getAccess(
   const { out, answers, flags } = c;
   const target: Target = { host: b.host, port: b.port, user: b.user };
   // --copy-key password logs in with the password even when the key gets in: a key whose
-  // line has a forced command cannot run the scripts that would rewrite that line.
-  if (key.exists && flags.copyKey !== 'password') {
+  // line has a forced command cannot run the scripts that would rewrite that line. So does
+  // --builder-sudo, which needs a shell there and the password for sudo.
+  if (key.exists && flags.copyKey !== 'password' && !flags.builderSudo) {
     try {
       const session = await openSession(target, { privateKey: fs.readFileSync(keyPath, 'utf8') }, hostKey);
       out.ok(`The key already gets in as ${b.user}@${b.host}: no copy needed`);
@@ -64,7 +67,7 @@ export async function getAccess(
     });
     out.step(`Logging in to ${b.user}@${b.host} with the password`);
     try {
-      return { target, session: await openSession(target, { password }, hostKey), mode };
+      return { target, session: await openSession(target, { password }, hostKey), mode, password };
     } catch (e) {
       // A mistyped password is asked again on a terminal; piped in, it is final. Three
       // tries, as sshd allows per connection, and each try costs the builder one failed

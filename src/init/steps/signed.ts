@@ -11,6 +11,9 @@ import { StepFailed, type RunStep } from '../../plan/plan.js';
 import { envWithoutAgent } from '../../ssh/system-ssh.js';
 import { quote } from '../../path/catalogue.js';
 import type { WizardCtx } from './context.js';
+import type { Access } from './access.js';
+import { sudoTrustCommand } from '../../remote/scripts.js';
+import { UsageError } from '../../validate.js';
 
 export function builderTrustStep(c: WizardCtx, name: string, storeUri: string, k: SigningKey, v: Version): RunStep {
   return {
@@ -44,6 +47,55 @@ export function builderTrustStep(c: WizardCtx, name: string, storeUri: string, k
           );
         await c.pause("Press Enter once it is added and the builder's nix-daemon restarted");
       }
+    },
+  };
+}
+
+/**
+ * --builder-sudo: the builder's side done over the session init holds, as root through sudo
+ * (-S, the password on stdin: the one init logged in with, or asked once; never stored):
+ * this machine's public key in a nixremote block of the builder's nix.conf, a backup
+ * beside it, and its nix-daemon restarted where systemd or launchd runs it.
+ */
+export function builderSudoStep(c: WizardCtx, name: string, a: Access, k: SigningKey, forcedAlready: boolean): RunStep {
+  if (!a.session || forcedAlready)
+    throw new UsageError(
+      `--builder-sudo needs a shell on ${name}: log in with the password (--copy-key password), since the key ${forcedAlready ? 'can only speak Nix there' : 'is not in yet'}`,
+    );
+  const session = a.session;
+  return {
+    kind: 'remote',
+    title: `On ${name}, as root (sudo): trust this machine's signing key in its nix.conf, and restart its nix-daemon`,
+    detail: `a nixremote block of extra-trusted-public-keys at the end of /etc/nix/nix.conf (nix.custom.conf with Determinate), a backup beside it; trusted-users untouched`,
+    run: async () => {
+      const password =
+        a.password ??
+        (await c.answers.password({
+          flag: '--password-stdin',
+          fromStdin: () => (c.flags.passwordStdin ? c.readStdin() : null),
+          message: `Password for sudo on ${name} (used once, never stored):`,
+        }));
+      const publicKey = fs.readFileSync(k.public, 'utf8').trim();
+      const r = await session.run(sudoTrustCommand(publicKey, 'add'), `${password}\n`);
+      const said = (key: string) => new RegExp(`^NIXREMOTE:${key}=(.*)$`, 'm').exec(r.stdout)?.[1];
+      if (/^NIXREMOTE:declarative$/m.test(r.stdout))
+        throw new StepFailed(
+          'sudo',
+          `${name}'s nix.conf is generated from its NixOS or nix-darwin configuration: add nix.settings.extra-trusted-public-keys = [ "${publicKey}" ] there and rebuild, then run the same command again without --builder-sudo`,
+        );
+      const file = said('added') ?? said('present');
+      if (r.exitCode !== 0 || !file)
+        throw new StepFailed(
+          'sudo',
+          `sudo on ${name} failed (exit ${r.exitCode}): ${quote(r.stderr.trim()) || 'it printed nothing'}; without sudo there, leave out --builder-sudo and add the key by hand`,
+        );
+      if (said('present')) return `already in ${file}`;
+      const restarted = said('restarted');
+      if (!restarted)
+        c.out.warn(
+          `${name}'s nix-daemon is not run by systemd or launchd here: restart it yourself so it reads ${file}`,
+        );
+      return `added to ${file}${said('backup') ? ` (backup: ${said('backup')})` : ''}${restarted ? `; ${restarted}` : ''}`;
     },
   };
 }
