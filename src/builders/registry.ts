@@ -4,7 +4,8 @@
 // the pinned host key. init writes these parts; list, status, remove and doctor read them
 // back through here. Pure: files come in through `read` and `readdir`.
 import * as path from 'node:path';
-import { daemonBuilders, type BuildWho } from '../nix/effective-config.js';
+import { daemonBuilders, daemonScopes, type BuildWho } from '../nix/effective-config.js';
+import { secretKeyFiles } from '../nix/signing.js';
 import {
   machineMarkers,
   parseStoreUri,
@@ -72,6 +73,11 @@ export interface BuilderEntry {
   pin: Pin | null;
   /** The machine as Nix parsed it; null for a module entry that is not active. */
   machine: ParsedMachine | null;
+  /**
+   * How its ssh user may build there: 'signed' over ssh-ng while this machine signs what it
+   * builds (secret-key-files; the builder trusting that key is doctor's to see), else 'trusted'.
+   */
+  access: 'signed' | 'trusted';
 }
 
 export interface Registry {
@@ -88,7 +94,8 @@ export function sshConfigPath(home: string): string {
 }
 
 export function readRegistry(ctx: RegistryCtx): Registry {
-  const { builders } = daemonBuilders(ctx.read, ctx.env, ctx.who);
+  const { builders, cfg } = daemonBuilders(ctx.read, ctx.env, ctx.who);
+  const signs = secretKeyFiles(cfg, daemonScopes(cfg, ctx.read, ctx.who)).length > 0;
   const sshFiles = sshConfigFiles(ctx);
   const knownHosts = [
     path.join(ctx.who.home, '.ssh', 'known_hosts'),
@@ -115,6 +122,7 @@ export function readRegistry(ctx: RegistryCtx): Registry {
       name: u.host,
       uri: m.uri,
       protocol: u.scheme,
+      access: u.scheme === 'ssh-ng' && signs ? 'signed' : 'trusted',
       hostName: null,
       port: u.port,
       user: u.user,
@@ -152,6 +160,7 @@ export function readRegistry(ctx: RegistryCtx): Registry {
           name: b.name,
           uri: `${b.protocol ?? 'ssh'}://${b.sshUser ? `${b.sshUser}@` : ''}${b.name}`,
           protocol: b.protocol ?? 'ssh',
+          access: b.protocol === 'ssh-ng' && signs ? 'signed' : 'trusted',
           hostName: null,
           port: null,
           user: b.sshUser || null,

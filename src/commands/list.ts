@@ -72,13 +72,14 @@ export function toJson(b: BuilderEntry) {
       b.pin === null ? null : b.pin.where === 'machine-line' ? 'machine line' : `${b.pin.file}:${b.pin.line}`,
     hostBlock: b.hostBlock === null ? null : `${b.hostBlock.file}:${b.hostBlock.line}`,
     hostBlockManaged: b.hostBlock?.managed ?? false,
+    access: b.access,
   };
 }
 
 /** The builders as a table, then where each is defined. */
 export function renderList(reg: Registry): string[] {
   const rows = [
-    ['NAME', 'STORE URI', 'SYSTEMS', 'JOBS', 'SPEED', 'FEATURES', 'SET UP BY', 'HOST KEY', 'SSH HOST BLOCK'],
+    ['NAME', 'STORE URI', 'SYSTEMS', 'JOBS', 'SPEED', 'FEATURES', 'ACCESS', 'SET UP BY', 'HOST KEY', 'SSH HOST BLOCK'],
   ];
   for (const b of reg.builders) {
     const features = [
@@ -95,6 +96,7 @@ export function renderList(reg: Registry): string[] {
       String(b.maxJobs),
       String(b.speedFactor),
       features,
+      b.access,
       b.managed ? 'nixremote' : 'hand',
       pin,
       block,

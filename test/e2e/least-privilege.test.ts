@@ -120,6 +120,10 @@ for (const tree of ['trixie', 'sid']) {
         assert.equal(built.exitCode, 0, String(built.stderr));
         assert.match(String(built.stderr), /building '[^']+lp-main\.drv' on 'ssh-ng:\/\/box'/);
 
+        // list says how each builder is reached.
+        const listed = JSON.parse(String((await c.nixremote(['list', '--json'])).stdout)).builders[0];
+        assert.equal(listed.access, 'signed');
+
         const d = JSON.parse(String((await c.nixremote(['doctor', '--json'])).stdout)) as {
           status: string;
           builders: { checks: Check[] }[];
@@ -136,6 +140,22 @@ for (const tree of ['trixie', 'sid']) {
         assert.equal(failed?.id, 'build', JSON.stringify(lost.builders[0]!.checks));
         assert.match(failed.cause!, /does not trust this machine's signing key nixremote-/);
         assert.match(failed.fix!, /extra-trusted-public-keys = nixremote-/);
+
+        // The key's forced command for the other protocol: doctor names it.
+        const ak = path.join(b.dir, 'home/.ssh/authorized_keys');
+        fs.writeFileSync(
+          ak,
+          fs.readFileSync(ak, 'utf8').replace(/command="[^"]*"/, 'command="nix-store --serve --write"'),
+        );
+        const other = JSON.parse(String((await c.nixremote(['doctor', '--json', '--no-build'])).stdout)) as {
+          builders: { checks: (Check & { cause?: string })[] }[];
+        };
+        const wrong = other.builders[0]!.checks.find((x) => x.status === 'fail')!;
+        assert.equal(wrong?.id, 'login-shell', JSON.stringify(other.builders[0]!.checks));
+        assert.match(
+          wrong.cause!,
+          /the key's forced command .* is nix-store --serve --write, which speaks ssh:\/\/ only/,
+        );
       } finally {
         c.destroy();
         await b.destroy();

@@ -37,14 +37,23 @@ export async function getAccess(
   // line has a forced command cannot run the scripts that would rewrite that line. So does
   // --builder-sudo, which needs a shell there and the password for sudo.
   if (key.exists && flags.copyKey !== 'password' && !flags.builderSudo) {
+    let forced = false;
     try {
       const session = await openSession(target, { privateKey: fs.readFileSync(keyPath, 'utf8') }, hostKey);
-      out.ok(`The key already gets in as ${b.user}@${b.host}: no copy needed`);
-      if (flags.copyKey) answers.note('--copy-key', flags.copyKey);
-      return { target, session, mode: 'already' };
+      // A key that can only speak Nix (a forced command) shows the builder nothing: with the
+      // password at hand, init logs in with it instead, to see the builder and set the key's line.
+      forced = !/NIXREMOTE:shell/.test((await session.run('echo NIXREMOTE:shell')).stdout);
+      if (!forced || !(flags.passwordStdin || (await answers.canAsk()))) {
+        out.ok(`The key already gets in as ${b.user}@${b.host}: no copy needed`);
+        if (flags.copyKey) answers.note('--copy-key', flags.copyKey);
+        return { target, session, mode: 'already' };
+      }
+      session.close();
+      out.ok(`The key gets in, but can only speak Nix there: logging in with the password to look at ${b.name}`);
     } catch (e) {
       if ((e as { kind?: string }).kind !== 'auth') throw e;
     }
+    if (forced) return passwordAccess(c, b, target, hostKey, 'password');
   }
   const mode = await answers.choose<CopyMode>({
     flag: '--copy-key',
@@ -59,6 +68,17 @@ export async function getAccess(
     ],
   });
   if (mode !== 'password') return { target, session: null, mode };
+  return passwordAccess(c, b, target, hostKey, mode);
+}
+
+async function passwordAccess(
+  c: WizardCtx,
+  b: BuilderAnswers,
+  target: Target,
+  hostKey: HostKey,
+  mode: CopyMode,
+): Promise<Access> {
+  const { out, answers, flags } = c;
   for (let tries = 1; ; tries++) {
     const password = await answers.password({
       flag: '--password-stdin',
