@@ -74,6 +74,8 @@ export interface ModuleBuilder {
    * reaches the builder by its name, so nothing depends on root's ~/.ssh/config.
    */
   hostBlock?: HostBlock;
+  /** Signed access: the secret key this machine signs what it builds with (extra-secret-key-files). */
+  secretKeyFile?: string | null;
 }
 
 /** A Nix string literal; our values are validated, but escape what Nix would interpret. */
@@ -105,6 +107,12 @@ export function moduleBlockBody(b: ModuleBuilder, system: ModuleSystem = 'nixos'
     '      };',
     ...(b.hostBlock
       ? ["      programs.ssh.extraConfig = ''", ...hostBlockBody(b.hostBlock).map((l) => `        ${l}`), "      '';"]
+      : []),
+    // A list setting: each signed builder's block names the key, and the lists merge.
+    ...(b.secretKeyFile
+      ? [
+          `      ${nixOptions(system).prefix}.${nixOptions(system).settings}.extra-secret-key-files = [ ${nixString(b.secretKeyFile)} ];`,
+        ]
       : []),
     '    }',
   ];

@@ -128,6 +128,18 @@ describe('modules merged as the module system merges them', () => {
     }
   });
 
+  test('signed access: each signed builder names the signing key, and the lists merge into one setting', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
+    const signed = { protocol: 'ssh-ng' as const, secretKeyFile: '/root/.ssh/nix-signing-key' };
+    const files = await evaluate(
+      configuration(dir, 'nixos', [builder('a', 2201, signed), builder('b', 2202, signed), builder('c', 2203)], USER),
+      'nixos',
+    );
+    assert.equal(
+      files['nix.conf'],
+      'builders-use-substitutes = true\nextra-secret-key-files = /root/.ssh/nix-signing-key\n',
+    );
+  });
   test("a user who turned distributed builds off gets the module system's conflict, not a silent merge", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
     const file = configuration(

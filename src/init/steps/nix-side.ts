@@ -80,10 +80,6 @@ export async function nixSide(
   const steps: Step[] = [];
 
   if (target === 'nixos' || target === 'nix-darwin') {
-    if (secretKeyFile)
-      throw new UsageError(
-        `--access signed with --target ${target}: the module does not write secret-key-files yet; set nix.settings.extra-secret-key-files = [ "${secretKeyFile}" ] yourself and use --target nix-conf, or use --access trusted`,
-      );
     // nix-darwin's flake configuration lives in /etc/nix-darwin by default.
     const output = flags.output ?? (target === 'nixos' ? '/etc/nixos/nixremote.nix' : '/etc/nix-darwin/nixremote.nix');
     const rebuild = target === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
@@ -103,7 +99,7 @@ export async function nixSide(
       edit = upsertModule(
         moduleBefore,
         path.basename(output),
-        { name: b.name, sshUser: b.user, sshKey, hostKey, hostBlock, ...cap },
+        { name: b.name, sshUser: b.user, sshKey, hostKey, hostBlock, secretKeyFile, ...cap },
         system,
       );
     } catch (e) {
