@@ -165,8 +165,14 @@ describe('three builders, one after another', () => {
     );
     const text = await c.nixremote(['list']);
     assert.equal(text.exitCode, 0);
-    assert.match(String(text.stdout), /^w1 +ssh:\/\/w1 +\S+ +\d+ +\d+ +\S+ +nixremote +machine line +nixremote$/m);
-    assert.match(String(text.stdout), /^handmade\.example +ssh:\/\/nix@handmade\.example .* hand +NOT PINNED +none$/m);
+    assert.match(
+      String(text.stdout),
+      /^w1 +ssh:\/\/w1 +\S+ +\d+ +\d+ +\S+ +trusted +nixremote +machine line +nixremote$/m,
+    );
+    assert.match(
+      String(text.stdout),
+      /^handmade\.example +ssh:\/\/nix@handmade\.example .* trusted +hand +NOT PINNED +none$/m,
+    );
   });
 
   test('status shows a running build in its slot, and a stopped builder as down within the connect timeout', async () => {

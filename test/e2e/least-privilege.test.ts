@@ -156,6 +156,33 @@ for (const tree of ['trixie', 'sid']) {
           wrong.cause!,
           /the key's forced command .* is nix-store --serve --write, which speaks ssh:\/\/ only/,
         );
+
+        // The same builder with trusted access: its user in trusted-users, the key still only
+        // speaking Nix (init rewrites the forced command by password); doctor passes.
+        fs.appendFileSync(conf, 'trusted-users = root nixremote-e2e\n');
+        await b.restart();
+        const trusted = await c.nixremote(
+          [
+            ...initCommand(b, 'box'),
+            '--access',
+            'trusted',
+            '--protocol',
+            'ssh-ng',
+            '--restrict-to-nix',
+            '--password-stdin',
+          ],
+          { input: `${b.password}\n` },
+        );
+        assert.equal(trusted.exitCode, 0, `${trusted.stdout}\n${trusted.stderr}`);
+        assert.match(String(trusted.stdout), /a build ran on it/);
+        assert.match(
+          fs.readFileSync(path.join(b.dir, 'home/.ssh/authorized_keys'), 'utf8'),
+          /command="[^"]*nix-daemon --stdio"/,
+        );
+        const dt = JSON.parse(String((await c.nixremote(['doctor', '--json', '--no-build'])).stdout)) as {
+          status: string;
+        };
+        assert.equal(dt.status, 'pass', JSON.stringify(dt));
       } finally {
         c.destroy();
         await b.destroy();

@@ -33,13 +33,13 @@ export interface Inspection {
   keyCommand: string | null;
   /** A forced command already answers for the key (facts the probe cannot see). */
   forcedAlready: boolean;
-  access: Access_;
+  access: AccessLevel;
   /** This machine's Nix, read for signed access. */
   localVersion: Version | null;
 }
 
 /** How the ssh user may build there: trusted (trusted-users) or signed (trusted-public-keys). */
-export type Access_ = 'trusted' | 'signed';
+export type AccessLevel = 'trusted' | 'signed';
 
 /**
  * What a key that may only speak Nix runs instead of anything asked: the program Nix would
@@ -61,7 +61,7 @@ export async function inspectBuilder(
   // This machine's Nix decides whether signed access can be offered (the builder's, after the probe).
   const localVersion = parseNixVersion((await c.exec('nix', ['--version'])).stdout);
   const canSign = signedUnsupported(localVersion, null) === null;
-  const access = await answers.choose<Access_>({
+  const access = await answers.choose<AccessLevel>({
     flag: '--access',
     // --protocol ssh answers it: signed access needs ssh-ng.
     value: flags.access ?? (flags.protocol === 'ssh' ? 'trusted' : undefined),
@@ -192,7 +192,7 @@ export async function inspectBuilder(
   return { probe, remoteProgram, protocol, fixModes, keyCommand, forcedAlready: probe === null, access, localVersion };
 }
 
-async function askRestrict(c: WizardCtx, b: BuilderAnswers, protocol: Protocol, access: Access_): Promise<boolean> {
+async function askRestrict(c: WizardCtx, b: BuilderAnswers, protocol: Protocol, access: AccessLevel): Promise<boolean> {
   const yes = await c.answers.confirm({
     flag: '--restrict-to-nix',
     value: c.flags.restrictToNix,
