@@ -236,6 +236,43 @@ Exit status: 0, or 1 when a derivation would fail for want of anywhere to build 
   });
 
 program
+  .command('disable')
+  .description("Take builders out of what Nix uses, keeping everything else about them (nixremote's own lines only).")
+  .argument('<name...>', 'the builders to take out')
+  .option('--why <text>', 'why, shown by list and status', 'taken out by hand')
+  .option('--dry-run', 'print the plan with diffs, and change nothing')
+  .action(async (names: string[], opts) => {
+    const { toggleCommand } = await import('./commands/keep.js');
+    process.exitCode = await toggleCommand(names, false, opts);
+  });
+
+program
+  .command('enable')
+  .description('Put disabled builders back into what Nix uses.')
+  .argument('<name...>', 'the builders to put back')
+  .option('--dry-run', 'print the plan with diffs, and change nothing')
+  .action(async (names: string[], opts) => {
+    const { toggleCommand } = await import('./commands/keep.js');
+    process.exitCode = await toggleCommand(names, true, opts);
+  });
+
+program
+  .command('keep')
+  .description(
+    'One round of keeping: the builders nixremote set up that do not answer as Nix needs are disabled, the ones it disabled that answer again are put back. Builders you disabled, and lines of your own, are never touched.',
+  )
+  .option('--dry-run', 'say what it would change, and change nothing')
+  .addHelpText(
+    'after',
+    `
+Exit status: 0 every builder answers, 1 some builder is down (and out of use), 2 usage error.`,
+  )
+  .action(async (opts) => {
+    const { keepCommand } = await import('./commands/keep.js');
+    process.exitCode = await keepCommand(opts);
+  });
+
+program
   .command('list')
   .description('Every builder Nix will use, from every place Nix reads them, with where each is defined.')
   .option('--json', 'print {"builders": [...]} on stdout and nothing else')

@@ -7,7 +7,9 @@ import * as path from 'node:path';
 import { daemonBuilders, daemonScopes, type BuildWho } from '../nix/effective-config.js';
 import { secretKeyFiles } from '../nix/signing.js';
 import {
+  disabledMachines,
   machineMarkers,
+  type Disabled,
   parseStoreUri,
   type MachinesParseError,
   type MachineSource,
@@ -71,13 +73,17 @@ export interface BuilderEntry {
   kind: 'machines' | 'module';
   hostBlock: HostBlockRef | null;
   pin: Pin | null;
-  /** The machine as Nix parsed it; null for a module entry that is not active. */
+  /** The machine as Nix parsed it; null for a module entry that is not active, or a disabled builder. */
   machine: ParsedMachine | null;
+  /** A disabled builder's line as it would be in use (for the keeper to try it). */
+  line?: ParsedMachine;
   /**
    * How its ssh user may build there: 'signed' over ssh-ng while this machine signs what it
    * builds (secret-key-files; the builder trusting that key is doctor's to see), else 'trusted'.
    */
   access: 'signed' | 'trusted';
+  /** Taken out of what Nix uses (nixremote disable, or the keeper), with who, when and why; else null. */
+  disabled: Disabled | null;
 }
 
 export interface Registry {
@@ -139,8 +145,45 @@ export function readRegistry(ctx: RegistryCtx): Registry {
       active: true,
       kind: 'machines',
       machine: m,
+      disabled: null,
     });
   });
+
+  // Disabled builders: their lines commented inside nixremote's own blocks, in the machines
+  // files Nix reads (the default, and each @file of the builders setting).
+  for (const file of machinesFiles(builders, ctx.env)) {
+    for (const d of disabledMachines(ctx.read(file) ?? '', file)) {
+      if (!d.machine || entries.some((e) => e.name === d.name)) continue;
+      const m = d.machine;
+      const u = parseStoreUri(m.uri);
+      entries.push(
+        complete(ctx, sshFiles, knownHosts, {
+          name: u.host,
+          uri: m.uri,
+          protocol: u.scheme,
+          access: u.scheme === 'ssh-ng' && signs ? 'signed' : 'trusted',
+          hostName: null,
+          port: u.port,
+          user: u.user,
+          keyPath: m.sshKey,
+          hostKey: m.hostKey ? hostKeyFromMachinesField(m.hostKey) : null,
+          remoteProgram: u.params.get('remote-program'),
+          systems: m.systems,
+          maxJobs: m.maxJobs,
+          speedFactor: m.speedFactor,
+          supportedFeatures: m.supportedFeatures,
+          mandatoryFeatures: m.mandatoryFeatures,
+          source: m.source,
+          managed: true,
+          active: false,
+          kind: 'machines',
+          machine: null,
+          disabled: d.disabled,
+          line: m,
+        }),
+      );
+    }
+  }
 
   // nixremote's NixOS module: once switched to, NixOS writes its builders into the machines
   // file (a link into the store) and they are listed above; the module is where they are
@@ -177,6 +220,7 @@ export function readRegistry(ctx: RegistryCtx): Registry {
           active: false,
           kind: 'module',
           machine: null,
+          disabled: null,
         }),
       );
     }
@@ -276,4 +320,14 @@ export function selectBuilders(all: BuilderEntry[], names: string[]): BuilderEnt
       `no builder named ${unknown.join(', ')} (configured: ${all.map((b) => b.name).join(', ') || 'none'})`,
     );
   return names.length ? all.filter((b) => names.includes(b.name) || names.includes(b.uri)) : all;
+}
+
+/** The machines files Nix reads: the default one and each @file of the builders setting. */
+function machinesFiles(b: { value: string }, env: NodeJS.ProcessEnv): string[] {
+  const files = [path.join(env.NIX_CONF_DIR || '/etc/nix', 'machines')];
+  for (const e of b.value.split(/[;\n]/)) {
+    const t = e.trim();
+    if (t.startsWith('@')) files.push(t.slice(1).trim());
+  }
+  return [...new Set(files)];
 }

@@ -14,11 +14,12 @@ import { pathChecks } from '../path/walk.js';
 import { mapLimit } from '../util/map-limit.js';
 import { atLeast, isLix, parseNixVersion, type Version } from '../nix/version.js';
 import type { BuilderEntry } from './registry.js';
+import type { Reach } from '../why/model.js';
 
 /** What init writes as ConnectTimeout: a dead builder answers no later than this. */
 export const CONNECT_TIMEOUT_S = 10;
 
-export type State = 'idle' | 'busy' | 'full' | 'down' | 'broken';
+export type State = 'idle' | 'busy' | 'full' | 'down' | 'broken' | 'disabled';
 
 export interface BuilderStatus {
   name: string;
@@ -231,4 +232,16 @@ export async function fleetStatus(
   const locks = ctx.locks();
   const held = locks === null ? null : heldFlocks(locks);
   return mapLimit(builders, width, (b) => builderStatus(ctx, b, held));
+}
+
+/** The checks status runs whose failure means the build hook cannot connect ("cannot build on"). */
+const CONNECT_FAILS = new Set(['uri', 'login', 'login-shell', 'shell', 'remote-nix', 'builder-daemon']);
+
+/** What a status means to the build hook: whether it can connect, and whether the build would fail there. */
+export function reachOf(s: BuilderStatus): Reach {
+  if (s.state === 'down') return { kind: 'unusable', why: s.error ?? 'the login failed' };
+  if (s.state === 'broken' && s.check && CONNECT_FAILS.has(s.check))
+    return { kind: 'unusable', why: s.error ?? `${s.check} failed` };
+  if (s.state === 'broken') return { kind: 'fails-there', why: s.error ?? `${s.check} failed` };
+  return { kind: 'up' };
 }

@@ -73,6 +73,7 @@ export function toJson(b: BuilderEntry) {
     hostBlock: b.hostBlock === null ? null : `${b.hostBlock.file}:${b.hostBlock.line}`,
     hostBlockManaged: b.hostBlock?.managed ?? false,
     access: b.access,
+    disabled: b.disabled,
   };
 }
 
@@ -106,7 +107,8 @@ export function renderList(reg: Registry): string[] {
   lines.push('');
   for (const b of reg.builders) {
     const notes = [`${b.source.file}:${b.source.line}`];
-    if (!b.active) notes.push('not active until nixos-rebuild switch');
+    if (b.disabled) notes.push(`disabled by ${b.disabled.by} at ${b.disabled.at}: ${b.disabled.why}`);
+    else if (!b.active) notes.push('not active until nixos-rebuild switch');
     if (b.hostBlock) notes.push(`Host block ${b.hostBlock.file}:${b.hostBlock.line}`);
     lines.push(`${b.name}: ${notes.join('; ')}`);
   }

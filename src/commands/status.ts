@@ -29,12 +29,30 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
   const width = flags.jobs === undefined ? fleetWidth() : validatePositiveInt(flags.jobs, '--jobs');
   const count = flags.count === undefined ? (flags.watch ? Infinity : 1) : validatePositiveInt(flags.count, '--count');
   const reg = readRegistry(realRegistryCtx(install, flags.module));
-  const chosen = selectBuilders(
-    reg.builders.filter((b) => b.active),
+  const shown = selectBuilders(
+    reg.builders.filter((b) => b.active || b.disabled),
     names,
   );
+  // A disabled builder is not logged in to: Nix does not use it; it is shown with who took it out, when and why.
+  const chosen = shown.filter((b) => !b.disabled);
+  const disabled: BuilderStatus[] = shown
+    .filter((b) => b.disabled)
+    .map((b) => ({
+      name: b.name,
+      uri: b.uri,
+      state: 'disabled',
+      reachable: false,
+      latencyMs: null,
+      nixVersion: null,
+      slotsInUse: 0,
+      maxJobs: b.maxJobs,
+      load: null,
+      cores: null,
+      storeFreeBytes: null,
+      error: `disabled by ${b.disabled!.by} at ${b.disabled!.at}: ${b.disabled!.why}`,
+    }));
   const out = makeOutput();
-  if (!chosen.length) {
+  if (!chosen.length && !disabled.length) {
     if (flags.json) process.stdout.write(JSON.stringify({ builders: [] }) + '\n');
     else out.info('No builders configured. Add one: sudo nixremote init');
     return 0;
@@ -58,7 +76,7 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
     for (let round = 0; round < count && !stop; round++) {
       if (round > 0) await sleep(interval * 1000, () => stop);
       if (stop) break;
-      const result = await fleetStatus(ctx, chosen, width);
+      const result = [...(await fleetStatus(ctx, chosen, width)), ...disabled];
       // A round cut short by Ctrl-C is not shown or counted: the last whole one stands.
       if (stop) break;
       last = result;
@@ -73,7 +91,10 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
         if (flags.watch) out.info(out.dim(`${at.toLocaleTimeString()}  every ${interval} s, Ctrl-C stops`));
         for (const line of renderStatus(last)) out.info(line);
         const up = last.filter((s) => s.reachable).length;
-        out.info(`${up} of ${last.length} builder${last.length === 1 ? '' : 's'} reachable`);
+        const inUse = last.filter((s) => s.state !== 'disabled').length;
+        out.info(
+          `${up} of ${inUse} builder${inUse === 1 ? '' : 's'} reachable${disabled.length ? `; ${disabled.length} disabled` : ''}`,
+        );
         if (!redraw && flags.watch) out.info('');
       }
     }
@@ -81,7 +102,7 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
     process.off('SIGINT', onSigint);
   }
   if (rounds === 0) return 130;
-  return last.every((s) => s.reachable) ? 0 : 1;
+  return last.every((s) => s.reachable || s.state === 'disabled') ? 0 : 1;
 }
 
 function sleep(ms: number, cancelled: () => boolean): Promise<void> {

@@ -22,6 +22,7 @@ import { mapLimit } from '../util/map-limit.js';
 import { UsageError } from '../validate.js';
 import { applyOverrides, dryRun, hookBuilders, localSettings, readDrvs, resolveDrvs } from '../why/gather.js';
 import { decide, lineRefuses, type Reach, type WhyMachine } from '../why/model.js';
+import { reachOf } from '../builders/status.js';
 import { changes } from '../why/advice.js';
 import { printWhy, whyJson, type WhyResult } from '../why/report.js';
 
@@ -35,17 +36,6 @@ export interface WhyFlags {
   systemFeatures?: string;
   check: boolean;
   json?: boolean;
-}
-
-/** The checks status runs whose failure means the build hook cannot connect ("cannot build on"). */
-const CONNECT_FAILS = new Set(['uri', 'login', 'login-shell', 'shell', 'remote-nix', 'builder-daemon']);
-
-export function reachOf(s: BuilderStatus): Reach {
-  if (s.state === 'down') return { kind: 'unusable', why: s.error ?? 'the login failed' };
-  if (s.state === 'broken' && s.check && CONNECT_FAILS.has(s.check))
-    return { kind: 'unusable', why: s.error ?? `${s.check} failed` };
-  if (s.state === 'broken') return { kind: 'fails-there', why: s.error ?? `${s.check} failed` };
-  return { kind: 'up' };
 }
 
 export async function whyCommand(installables: string[], flags: WhyFlags): Promise<number> {

@@ -3,7 +3,7 @@
 // '#' starts a comment, '@PATH' includes a file, fields are separated by whitespace, and
 // '-' or a missing field means "unset". The eight fields, in order: store URI, systems,
 // SSH key, max jobs, speed factor, supported features, mandatory features, host key.
-import { nixremoteLines, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
+import { nixremoteLines, readBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { joinLines, splitLines, type Line } from '../text/lines.js';
 import { machinesHostKeyField, type HostKey } from '../ssh/host-key.js';
 
@@ -328,4 +328,66 @@ export function adoptMachineLines(text: string, lineNos: number[], name: string,
   });
   const result = joinLines(out);
   return { text: result, changed: result !== text };
+}
+
+/**
+ * A builder taken out of what Nix uses, kept inside its own markers: the machine line
+ * commented (Nix skips a line starting with '#', machines.cc, every version) under a line
+ * saying who took it out, when and why. Everything else about it stays.
+ */
+export interface Disabled {
+  /** 'user' (nixremote disable) or 'keep' (the keeper found it down). */
+  by: 'user' | 'keep';
+  at: string;
+  why: string;
+}
+
+const DISABLED_LINE = /^# nixremote: disabled by (user|keep) at (\S+): (.*)$/;
+
+/** The builder's block with its line commented out, or null when the file has no block for it. */
+export function disableMachine(text: string, name: string, d: Disabled): BlockEdit | null {
+  const body = readBlock(text, machineMarkers(name));
+  if (body === null) return null;
+  if (body.some((l) => DISABLED_LINE.test(l))) return { text, changed: false };
+  const why = d.why.replace(/\s+/g, ' ').trim();
+  return upsertBlock(text, machineMarkers(name), [
+    `# nixremote: disabled by ${d.by} at ${d.at}: ${why}`,
+    ...body.map((l) => (l.trim() === '' || l.trimStart().startsWith('#') ? l : `#${l}`)),
+  ]);
+}
+
+/** The builder's block with its line back in use, or null when the file has no block for it. */
+export function enableMachine(text: string, name: string): BlockEdit | null {
+  const body = readBlock(text, machineMarkers(name));
+  if (body === null) return null;
+  if (!body.some((l) => DISABLED_LINE.test(l))) return { text, changed: false };
+  return upsertBlock(
+    text,
+    machineMarkers(name),
+    body.filter((l) => !DISABLED_LINE.test(l)).map((l) => (/^#\S/.test(l) && !/^# /.test(l) ? l.slice(1) : l)),
+  );
+}
+
+/** The builders disabled in a machines file's nixremote blocks, with the line each would have. */
+export function disabledMachines(
+  text: string,
+  file: string,
+): { name: string; disabled: Disabled; machine: ParsedMachine | null }[] {
+  const out: { name: string; disabled: Disabled; machine: ParsedMachine | null }[] = [];
+  const lines = text.split('\n');
+  lines.forEach((l, i) => {
+    const begin = /^# BEGIN nixremote builder (\S+)/.exec(l.trim());
+    if (!begin) return;
+    const name = begin[1]!;
+    const next = DISABLED_LINE.exec((lines[i + 1] ?? '').trim());
+    if (!next) return;
+    const commented = (lines[i + 2] ?? '').replace(/\r$/, '');
+    const parsed = commented.startsWith('#') ? parseMachines(commented.slice(1), file, () => null, 0, i + 3) : null;
+    out.push({
+      name,
+      disabled: { by: next[1] as 'user' | 'keep', at: next[2]!, why: next[3]! },
+      machine: parsed?.machines[0] ?? null,
+    });
+  });
+  return out;
 }

@@ -395,3 +395,39 @@ describe('authorized_keys scripts on a real sh', () => {
     assert.deepEqual(fs.readdirSync(home), []);
   });
 });
+
+describe('disable and enable: a builder out of use and back, inside its own markers', () => {
+  test('the line is commented under who, when and why; enable puts it back byte for byte', async () => {
+    const { disableMachine, enableMachine, disabledMachines, parseMachines } = await import(
+      '../../src/nix/machines-file.js'
+    );
+    const text = [
+      'ssh://mine x86_64-linux',
+      '# BEGIN nixremote builder box',
+      'ssh://box x86_64-linux /root/.ssh/nix_remote 2 1 big-parallel - -',
+      '# END nixremote builder box',
+      '',
+    ].join('\n');
+    const d = disableMachine(text, 'box', { by: 'keep', at: '2026-12-01T23:00:00Z', why: 'ssh: connect\n timed out' })!;
+    assert.ok(d.changed);
+    assert.equal(
+      d.text.split('\n').slice(2, 4).join('\n'),
+      '# nixremote: disabled by keep at 2026-12-01T23:00:00Z: ssh: connect timed out\n#ssh://box x86_64-linux /root/.ssh/nix_remote 2 1 big-parallel - -',
+    );
+    // Nix no longer sees it; the user's own line is untouched.
+    assert.deepEqual(
+      parseMachines(d.text, 'm').machines.map((m) => m.uri),
+      ['ssh://mine'],
+    );
+    const found = disabledMachines(d.text, '/etc/nix/machines');
+    assert.equal(found.length, 1);
+    assert.equal(found[0]!.name, 'box');
+    assert.deepEqual(found[0]!.disabled, { by: 'keep', at: '2026-12-01T23:00:00Z', why: 'ssh: connect timed out' });
+    assert.equal(found[0]!.machine!.maxJobs, 2);
+    assert.equal(disableMachine(d.text, 'box', { by: 'user', at: 'x', why: 'y' })!.changed, false, 'disabled once');
+    const e = enableMachine(d.text, 'box')!;
+    assert.equal(e.text, text);
+    assert.equal(enableMachine(text, 'box')!.changed, false);
+    assert.equal(disableMachine(text, 'other', { by: 'user', at: 'x', why: 'y' }), null, 'no block: not ours');
+  });
+});

@@ -9,7 +9,7 @@ import { drvNeeds, parseDerivation } from '../../src/nix/derivation.js';
 import { applyOverrides, parseDryRun, parseShowConfig } from '../../src/why/gather.js';
 import { decide, type LocalSide, type WhyDrv, type WhyMachine } from '../../src/why/model.js';
 import { changes } from '../../src/why/advice.js';
-import { reachOf } from '../../src/commands/why.js';
+import { reachOf } from '../../src/builders/status.js';
 
 // Written by Nix 2.8 (nix-instantiate), the input's hash parts shortened.
 const DRV =

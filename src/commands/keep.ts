@@ -1,0 +1,118 @@
+// `nixremote disable NAME…`, `nixremote enable NAME…` and `nixremote keep`: builders taken out
+// of what Nix uses and put back, so that one that is down costs no build a connect timeout.
+// Nix's build hook reads the machines file afresh for each build (build-remote.cc), so no
+// daemon restart is needed. Exit 0; 1 when keep found a builder down; 2 on a usage error.
+import { exec } from '../io/exec.js';
+import { readText } from '../io/files.js';
+import { lockBuildUserFiles, lockPathFor } from '../io/lock.js';
+import { makeOutput } from '../io/output.js';
+import { detectInstall, type Install } from '../init/install.js';
+import { applyPlan, renderPlan, type Step } from '../plan/plan.js';
+import { planReporter } from '../plan/reporter.js';
+import { readRegistry, selectBuilders, type BuilderEntry } from '../builders/registry.js';
+import { realRegistryCtx } from '../builders/context.js';
+import { builderStatus, fleetWidth, heldFlocks, reachOf, realStatusCtx } from '../builders/status.js';
+import { keepingWrites } from '../builders/keeping.js';
+import type { Disabled } from '../nix/machines-file.js';
+import { mapLimit } from '../util/map-limit.js';
+import { UsageError } from '../validate.js';
+
+export interface KeepFlags {
+  dryRun?: boolean;
+  why?: string;
+  module?: string;
+}
+
+function rootOnly(install: Install, what: string): void {
+  if (install.multiUser && install.user.uid !== 0)
+    throw new UsageError(
+      `on a multi-user install the builders live in /etc/nix; re-run with sudo: sudo nixremote ${what}`,
+    );
+}
+
+/** The plan shown (unless quiet: the keeper says one line per change), then applied under the lock. */
+async function apply(
+  steps: Step[],
+  flags: KeepFlags,
+  out: ReturnType<typeof makeOutput>,
+  home: string,
+  quiet: boolean,
+) {
+  if (!quiet || flags.dryRun) out.info(renderPlan(steps));
+  if (flags.dryRun) {
+    out.ok('Dry run: nothing was changed.');
+    return false;
+  }
+  const release = await lockBuildUserFiles(lockPathFor(home), out);
+  try {
+    await applyPlan(steps, { reporter: quiet ? { start: () => {}, done: () => {} } : planReporter(out) });
+  } finally {
+    release();
+  }
+  return true;
+}
+
+export async function toggleCommand(names: string[], enable: boolean, flags: KeepFlags): Promise<number> {
+  const install = detectInstall();
+  rootOnly(install, enable ? 'enable' : 'disable');
+  const out = makeOutput();
+  const reg = readRegistry(realRegistryCtx(install, flags.module));
+  const chosen = selectBuilders(reg.builders, names);
+  const at = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const disable: Disabled | null = enable ? null : { by: 'user', at, why: flags.why ?? 'taken out by hand' };
+  const todo = chosen.filter((b) => (enable ? b.disabled !== null : b.disabled === null));
+  for (const b of chosen.filter((b) => !todo.includes(b)))
+    out.info(`${b.name} is ${enable ? 'in use' : 'disabled'} already`);
+  const steps: Step[] = keepingWrites(
+    todo.map((b) => ({ b, disable })),
+    readText,
+  );
+  if (!steps.length) return 0;
+  steps.push({ kind: 'note', title: 'Nix reads the machines file afresh for each build: no daemon restart needed' });
+  if (await apply(steps, flags, out, install.user.home, false))
+    for (const b of todo) out.ok(`${b.name} ${enable ? 'is in use again' : `is disabled: ${disable!.why}`}`);
+  return 0;
+}
+
+/**
+ * One round of the keeper: the cheap checks status runs, side by side, on every managed
+ * builder in use and every one the keeper disabled; down ones out, answering ones back.
+ */
+export async function keepCommand(flags: KeepFlags): Promise<number> {
+  const install = detectInstall();
+  rootOnly(install, 'keep');
+  const out = makeOutput();
+  const reg = readRegistry(realRegistryCtx(install, flags.module));
+  const watched = reg.builders.filter(
+    (b) => b.managed && b.kind === 'machines' && (b.machine !== null || b.disabled?.by === 'keep'),
+  );
+  const sctx = realStatusCtx(exec, install);
+  const locks = sctx.locks();
+  const held = locks === null ? null : heldFlocks(locks);
+  const seen = await mapLimit(watched, fleetWidth(), async (b) => ({
+    b,
+    s: await builderStatus(sctx, { name: b.name, uri: b.uri, maxJobs: b.maxJobs, machine: b.machine ?? b.line! }, held),
+  }));
+  const at = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const changes: { b: BuilderEntry; disable: Disabled | null; said: string }[] = [];
+  for (const { b, s } of seen) {
+    const reach = reachOf(s);
+    const cannot = reach?.kind === 'unusable';
+    if (b.disabled === null && cannot)
+      changes.push({ b, disable: { by: 'keep', at, why: reach.why }, said: `disabled ${b.name}: ${reach.why}` });
+    else if (b.disabled?.by === 'keep' && !cannot)
+      changes.push({ b, disable: null, said: `enabled ${b.name}: it answers again` });
+  }
+  if (!changes.length) {
+    const down = seen.filter(({ b, s }) => b.disabled && reachOf(s)?.kind === 'unusable').length;
+    out.info(
+      `keep: ${seen.length - down} of ${seen.length} builder${seen.length === 1 ? '' : 's'} answer${down ? `, ${down} still down and out of use` : ''}; nothing to change`,
+    );
+    return down ? 1 : 0;
+  }
+  const steps = keepingWrites(changes, readText);
+  // One line per change, for the log (journald takes stdout under systemd).
+  if (await apply(steps, flags, out, install.user.home, true)) for (const c of changes) out.info(`keep: ${c.said}`);
+  else for (const c of changes) out.info(`keep: would have ${c.said}`);
+  return changes.some((c) => c.disable) ? 1 : 0;
+}
