@@ -30,22 +30,16 @@ function rootOnly(install: Install, what: string): void {
     );
 }
 
-/** The plan shown (unless quiet: the keeper says one line per change), then applied under the lock. */
-async function apply(
-  steps: Step[],
-  flags: KeepFlags,
-  out: ReturnType<typeof makeOutput>,
-  home: string,
-  quiet: boolean,
-) {
-  if (!quiet || flags.dryRun) out.info(renderPlan(steps));
+/** The plan shown, then applied under the lock. */
+async function apply(steps: Step[], flags: KeepFlags, out: ReturnType<typeof makeOutput>, home: string) {
+  out.info(renderPlan(steps));
   if (flags.dryRun) {
     out.ok('Dry run: nothing was changed.');
     return false;
   }
   const release = await lockBuildUserFiles(lockPathFor(home), out);
   try {
-    await applyPlan(steps, { reporter: quiet ? { start: () => {}, done: () => {} } : planReporter(out) });
+    await applyPlan(steps, { reporter: planReporter(out) });
   } finally {
     release();
   }
@@ -69,7 +63,7 @@ export async function toggleCommand(names: string[], enable: boolean, flags: Kee
   );
   if (!steps.length) return 0;
   steps.push({ kind: 'note', title: 'Nix reads the machines file afresh for each build: no daemon restart needed' });
-  if (await apply(steps, flags, out, install.user.home, false))
+  if (await apply(steps, flags, out, install.user.home))
     for (const b of todo) out.ok(`${b.name} ${enable ? 'is in use again' : `is disabled: ${disable!.why}`}`);
   return 0;
 }
@@ -110,9 +104,28 @@ export async function keepCommand(flags: KeepFlags): Promise<number> {
     );
     return down ? 1 : 0;
   }
-  const steps = keepingWrites(changes, readText);
+  if (flags.dryRun) {
+    for (const c of changes) out.info(`keep: would have ${c.said}`);
+    return changes.some((c) => c.disable) ? 1 : 0;
+  }
+  // Under the lock, against the files as they are now: another round may have made a change
+  // meanwhile, and a builder disabled by hand since must stay so. Only what still applies is done.
+  const release = await lockBuildUserFiles(lockPathFor(install.user.home), out);
+  let done: typeof changes = [];
+  try {
+    const now = readRegistry(realRegistryCtx(install, flags.module)).builders;
+    done = changes.flatMap((c) => {
+      const b = now.find((x) => x.name === c.b.name && x.managed && x.kind === 'machines');
+      if (!b) return [];
+      const still = c.disable ? b.disabled === null : b.disabled?.by === 'keep';
+      return still ? [{ ...c, b }] : [];
+    });
+    const steps = keepingWrites(done, readText);
+    if (steps.length) await applyPlan(steps, { reporter: { start: () => {}, done: () => {} } });
+  } finally {
+    release();
+  }
   // One line per change, for the log (journald takes stdout under systemd).
-  if (await apply(steps, flags, out, install.user.home, true)) for (const c of changes) out.info(`keep: ${c.said}`);
-  else for (const c of changes) out.info(`keep: would have ${c.said}`);
+  for (const c of done) out.info(`keep: ${c.said}`);
   return changes.some((c) => c.disable) ? 1 : 0;
 }

@@ -21,10 +21,10 @@ function closeServer(server: net.Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-function listen(server: net.Server): Promise<number> {
+function listen(server: net.Server, port = 0): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(port, '127.0.0.1', () => {
       server.off('error', reject);
       resolve((server.address() as net.AddressInfo).port);
     });
@@ -36,21 +36,28 @@ function listen(server: net.Server): Promise<number> {
  * hung sshd lets the handshake through but no SSH banner ever comes.
  */
 export class Tarpit {
+  /** Every connection it has taken since it started, or since the count was reset. */
+  accepted = 0;
+
   private constructor(
     private readonly server: net.Server,
     private readonly sockets: Set<net.Socket>,
     readonly port: number,
   ) {}
 
-  static async start(): Promise<Tarpit> {
+  /** On a free port, or on `port` (a builder's, once its sshd is stopped: the machine gone quiet). */
+  static async start(port = 0): Promise<Tarpit> {
     const sockets = new Set<net.Socket>();
+    let t: Tarpit | null = null;
     const server = net.createServer((sock) => {
+      if (t) t.accepted++;
       sockets.add(sock);
       // A client that gives up may reset the connection; that must not crash the test process.
       sock.on('error', () => {});
       sock.on('close', () => sockets.delete(sock));
     });
-    return new Tarpit(server, sockets, await listen(server));
+    t = new Tarpit(server, sockets, await listen(server, port));
+    return t;
   }
 
   /** How many connections are being held open right now. */
