@@ -1,5 +1,5 @@
 // `npm run bench`: each figure next to its baseline, measured in the same run.
-// BENCH_ONLY=startup,doctor,init,status picks parts; BENCH_RUNS sets the runs of the
+// BENCH_ONLY=startup,doctor,init,status,keep picks parts; BENCH_RUNS sets the runs of the
 // builder benchmarks (default 3), BENCH_STARTUP_RUNS the start-up pairs (default 40).
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { benchDoctor } from './doctor.js';
 import { benchFleet } from './fleet.js';
 import { benchInit } from './init.js';
+import { benchKeep } from './keep.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(repo, 'bin/nixremote');
@@ -45,3 +46,4 @@ if (want('startup')) {
 if (want('doctor')) await benchDoctor();
 if (want('init')) await benchInit();
 if (want('status')) await benchFleet();
+if (want('keep')) await benchKeep();
