@@ -104,6 +104,10 @@ program
       "how Nix talks to the builder: ssh (nix-store --serve, every Nix) or ssh-ng (the builder's nix-daemon)",
     ).choices(['ssh', 'ssh-ng']),
   )
+  .option(
+    '--connect-timeout <s>',
+    'seconds ssh waits for a builder that does not answer, in its Host block (default 10): the build hook waits this long before trying the next builder',
+  )
   .option('--remote-program <path>', 'nix-store on the builder, when it is not on the non-interactive PATH')
   .option('--systems <list>', 'systems the builder builds for, comma-separated (default: detected)')
   .option('--features <list>', 'supported features, comma-separated (default: detected)')

@@ -44,6 +44,8 @@ export interface HostBlock {
   port: number;
   user: string;
   identityFile: string;
+  /** Seconds ssh waits for the TCP connection and the server's banner (init --connect-timeout; default 10). */
+  connectTimeout?: number;
 }
 
 /** ssh_config quoting: a value with whitespace goes in double quotes. */
@@ -63,8 +65,9 @@ export function hostBlockBody(b: HostBlock): string[] {
     // the alias, ssh looks the key up as NAME instead of [HostName]:Port. Without it
     // Nix 2.8 fails with only "remote machines may not have all required system features".
     `  HostKeyAlias ${b.name}`,
-    // A dead builder should fail a build's ssh within seconds, not hang it.
-    '  ConnectTimeout 10',
+    // A dead builder should fail a build's ssh within seconds, not hang it: ssh's own
+    // default waits as long as the kernel's TCP connect does (minutes on a dropped route).
+    `  ConnectTimeout ${b.connectTimeout ?? 10}`,
     '  ServerAliveInterval 15',
     '  ServerAliveCountMax 3',
     // No multiplexing for the builder, whatever a wider Host * or Match sets: Nix runs its

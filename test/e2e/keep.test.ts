@@ -40,13 +40,27 @@ describe('keep: dead builders out of use, and back', () => {
         const b = await Builder.create();
         made.push(b);
         by.set(name, b);
+        // fast gets a short --connect-timeout: the build hook waits that long for it.
+        const timeout = name === 'fast' ? ['--connect-timeout', '3'] : [];
         const r = await c.nixremote(
-          [...initCommand(b, name), '--speed-factor', speed, '--max-jobs', '1', '--no-test-build', '--password-stdin'],
+          [
+            ...initCommand(b, name),
+            '--speed-factor',
+            speed,
+            '--max-jobs',
+            '1',
+            ...timeout,
+            '--no-test-build',
+            '--password-stdin',
+          ],
           { input: `${b.password}\n` },
         );
         assert.equal(r.exitCode, 0, `init ${name}:\n${r.stdout}\n${r.stderr}`);
       }
       const machines = path.join(c.etcNix, 'machines');
+      const config = fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8');
+      assert.match(config, /Host fast\n(?: {2}.*\n)*? {2}ConnectTimeout 3\n/);
+      assert.match(config, /Host mid\n(?: {2}.*\n)*? {2}ConnectTimeout 10\n/);
       const build = (tag: string) => c.run(`nix-build -j0 --no-out-link -E ${q(chain(`${tag}-${Date.now()}`))}`);
 
       // fast goes quiet: its sshd stops and its port takes TCP and says nothing.

@@ -305,3 +305,12 @@ describe('NixOS module', () => {
     assert.throws(() => upsertModule('{ }\n', 'x.nix', b), /not written by nixremote/);
   });
 });
+
+describe('the Host block: --connect-timeout', () => {
+  test('ConnectTimeout is 10 unless set', async () => {
+    const { hostBlockBody } = await import('../../src/ssh/ssh-config.js');
+    const b = { name: 'box', hostName: '10.0.0.5', port: 22, user: 'nix', identityFile: '/root/.ssh/nix_remote' };
+    assert.ok(hostBlockBody(b).includes('  ConnectTimeout 10'));
+    assert.ok(hostBlockBody({ ...b, connectTimeout: 3 }).includes('  ConnectTimeout 3'));
+  });
+});

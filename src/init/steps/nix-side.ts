@@ -21,6 +21,7 @@ import { storeSymlink } from '../install.js';
 import { detectTarget, realTargetCtx, targetByName, type TargetName } from '../../targets/index.js';
 import { determinate } from '../../targets/determinate.js';
 import type { BuilderAnswers } from './builder.js';
+import { connectTimeoutOf } from './ssh-files.js';
 import { decideAdopt, type WizardCtx } from './context.js';
 import type { Capabilities, Protocol } from './inspect.js';
 
@@ -95,7 +96,14 @@ export async function nixSide(
     const moduleBefore = readText(output);
     let edit: BlockEdit;
     try {
-      const hostBlock = { name: b.name, hostName: b.host, port: b.port, user: b.user, identityFile: keyPath };
+      const hostBlock = {
+        name: b.name,
+        hostName: b.host,
+        port: b.port,
+        user: b.user,
+        identityFile: keyPath,
+        connectTimeout: connectTimeoutOf(c),
+      };
       edit = upsertModule(
         moduleBefore,
         path.basename(output),

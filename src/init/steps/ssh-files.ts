@@ -20,6 +20,7 @@ import type { WriteStep } from '../../plan/plan.js';
 import { UsageError, validateFingerprint } from '../../validate.js';
 import { storeSymlink } from '../install.js';
 import type { BuilderAnswers } from './builder.js';
+import { validatePositiveInt } from '../../validate.js';
 import { decideAdopt, InitFailed, type WizardCtx } from './context.js';
 
 export interface SshFiles {
@@ -157,7 +158,14 @@ export async function sshFileSteps(
   keyPath: string,
   hostKey: HostKey,
 ): Promise<WriteStep[]> {
-  const block: HostBlock = { name: b.name, hostName: b.host, port: b.port, user: b.user, identityFile: keyPath };
+  const block: HostBlock = {
+    name: b.name,
+    hostName: b.host,
+    port: b.port,
+    user: b.user,
+    identityFile: keyPath,
+    connectTimeout: connectTimeoutOf(c),
+  };
   const adopted = files.adopt ? adoptHostBlock(files.configBefore ?? '', block) : null;
   if (adopted) {
     c.out.step(`Taking over your "Host ${b.name}" (${files.configPath} line ${adopted.line})`);
@@ -206,4 +214,12 @@ async function checkEffectiveConfig(exec: Exec, configText: string, block: HostB
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** --connect-timeout, checked (a positive number of seconds), else 10. */
+export function connectTimeoutOf(c: WizardCtx): number {
+  if (c.flags.connectTimeout === undefined) return 10;
+  const n = validatePositiveInt(c.flags.connectTimeout, '--connect-timeout');
+  c.answers.note('--connect-timeout', String(n));
+  return n;
 }
