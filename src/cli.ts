@@ -266,14 +266,20 @@ program
     'One round of keeping: the builders nixremote set up that do not answer as Nix needs are disabled, the ones it disabled that answer again are put back. Builders you disabled, and lines of your own, are never touched.',
   )
   .option('--dry-run', 'say what it would change, and change nothing')
+  .option(
+    '--install',
+    'install the service that runs a round every --interval seconds (systemd timer; launchd on macOS)',
+  )
+  .option('--uninstall', 'stop and remove that service')
+  .option('--interval <s>', 'with --install: seconds between rounds', '60')
   .addHelpText(
     'after',
     `
 Exit status: 0 every builder answers, 1 some builder is down (and out of use), 2 usage error.`,
   )
   .action(async (opts) => {
-    const { keepCommand } = await import('./commands/keep.js');
-    process.exitCode = await keepCommand(opts);
+    const { keepCommand, keeperCommand } = await import('./commands/keep.js');
+    process.exitCode = opts.install || opts.uninstall ? await keeperCommand(opts) : await keepCommand(opts);
   });
 
 program

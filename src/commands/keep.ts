@@ -2,12 +2,14 @@
 // of what Nix uses and put back, so that one that is down costs no build a connect timeout.
 // Nix's build hook reads the machines file afresh for each build (build-remote.cc), so no
 // daemon restart is needed. Exit 0; 1 when keep found a builder down; 2 on a usage error.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { exec } from '../io/exec.js';
 import { readText } from '../io/files.js';
 import { lockBuildUserFiles, lockPathFor } from '../io/lock.js';
 import { makeOutput } from '../io/output.js';
 import { detectInstall, type Install } from '../init/install.js';
-import { applyPlan, renderPlan, type Step } from '../plan/plan.js';
+import { applyPlan, editFile, renderPlan, StepFailed, type Step } from '../plan/plan.js';
 import { planReporter } from '../plan/reporter.js';
 import { readRegistry, selectBuilders, type BuilderEntry } from '../builders/registry.js';
 import { realRegistryCtx } from '../builders/context.js';
@@ -15,7 +17,8 @@ import { builderStatus, fleetWidth, heldFlocks, reachOf, realStatusCtx } from '.
 import { keepingWrites } from '../builders/keeping.js';
 import type { Disabled } from '../nix/machines-file.js';
 import { mapLimit } from '../util/map-limit.js';
-import { UsageError } from '../validate.js';
+import { UsageError, validatePositiveInt } from '../validate.js';
+import { keeperFiles, keeperStart, keeperStop, MARK } from '../builders/keeper-service.js';
 
 export interface KeepFlags {
   dryRun?: boolean;
@@ -31,7 +34,7 @@ function rootOnly(install: Install, what: string): void {
 }
 
 /** The plan shown, then applied under the lock. */
-async function apply(steps: Step[], flags: KeepFlags, out: ReturnType<typeof makeOutput>, home: string) {
+async function apply(steps: Step[], flags: { dryRun?: boolean }, out: ReturnType<typeof makeOutput>, home: string) {
   out.info(renderPlan(steps));
   if (flags.dryRun) {
     out.ok('Dry run: nothing was changed.');
@@ -128,4 +131,64 @@ export async function keepCommand(flags: KeepFlags): Promise<number> {
   // One line per change, for the log (journald takes stdout under systemd).
   for (const c of done) out.info(`keep: ${c.said}`);
   return changes.some((c) => c.disable) ? 1 : 0;
+}
+
+export interface KeeperFlags {
+  install?: boolean;
+  uninstall?: boolean;
+  interval?: string;
+  dryRun?: boolean;
+}
+
+/** `keep --install` / `--uninstall`: the service that runs a round every --interval seconds. */
+export async function keeperCommand(flags: KeeperFlags): Promise<number> {
+  if (flags.install && flags.uninstall) throw new UsageError('--install or --uninstall, not both');
+  const install = detectInstall();
+  rootOnly(install, `keep --${flags.install ? 'install' : 'uninstall'}`);
+  if (install.target === 'nixos' || install.target === 'nix-darwin')
+    throw new UsageError(
+      `on ${install.target === 'nixos' ? 'NixOS' : 'nix-darwin'} the service files are generated from the configuration: nixremote does not write them there yet; run \`nixremote keep\` from a timer of your configuration`,
+    );
+  const out = makeOutput();
+  const platform = process.platform;
+  const interval = validatePositiveInt(flags.interval ?? '60', '--interval');
+  const k = { node: process.execPath, cli: fs.realpathSync(process.argv[1]!) };
+  const files = keeperFiles(platform, k, interval);
+  // Where the service manager runs, init's way: it is told; elsewhere (a container, a chroot) the command is said.
+  const managed = platform === 'darwin' || fs.existsSync('/run/systemd/system');
+  const run = (title: string, cmd: string): Step =>
+    managed
+      ? {
+          kind: 'command',
+          title,
+          detail: cmd,
+          run: async () => {
+            const r = await exec('sh', ['-c', cmd], { timeoutMs: 60_000 });
+            if (r.exitCode !== 0) throw new StepFailed('command', `${cmd} failed: ${r.stderr.trim()}`);
+          },
+        }
+      : { kind: 'note', title: `${title}: ${cmd}`, detail: 'the service manager does not run here' };
+  const steps: Step[] = [];
+  if (flags.install) {
+    for (const f of files)
+      steps.push(editFile(`The keeper (${path.basename(f.path)})`, f.path, readText(f.path), f.text));
+    steps.push(run(`Start it, every ${interval} s`, keeperStart(platform)));
+  } else {
+    const ours = files.filter((f) => readText(f.path)?.includes(MARK.replace(/^# /, '')));
+    if (!ours.length) {
+      out.info('No keeper installed by nixremote here.');
+      return 0;
+    }
+    steps.push(run('Stop it', keeperStop(platform)));
+    steps.push({
+      kind: 'command',
+      title: `Remove ${ours.map((f) => f.path).join(', ')}`,
+      detail: 'the files nixremote wrote, and only those',
+      run: async () => {
+        for (const f of ours) fs.rmSync(f.path, { force: true });
+      },
+    });
+  }
+  await apply(steps, flags, out, install.user.home);
+  return 0;
 }

@@ -4,6 +4,8 @@ import { detectInstall } from '../init/install.js';
 import { readRegistry, type BuilderEntry, type Registry } from '../builders/registry.js';
 import { realRegistryCtx } from '../builders/context.js';
 import { formatTable } from '../text/table.js';
+import { readText } from '../io/files.js';
+import { installedInterval } from '../builders/keeper-service.js';
 
 export interface ListFlags {
   json?: boolean;
@@ -38,6 +40,9 @@ export async function listCommand(flags: ListFlags): Promise<number> {
     out.info('No builders configured. Add one: sudo nixremote init');
     return 0;
   }
+  const every = installedInterval(readText, process.platform);
+  if (every !== null)
+    out.info(out.dim(`keep: installed, a round every ${every} s (nixremote keep --uninstall removes it)`));
   for (const line of renderList(reg)) out.info(line);
   return 0;
 }

@@ -114,6 +114,12 @@ describe('keep: dead builders out of use, and back', () => {
       const back = await build('back');
       assert.equal(back.exitCode, 0, String(back.stderr));
       assert.deepEqual(sentTo(String(back.stderr)), ['fast', 'fast', 'fast']);
+      // The service that runs it, as a plan (a dry run: this machine's /etc/systemd is not the test's).
+      const svc = await c.nixremote(['keep', '--install', '--interval', '30', '--dry-run']);
+      assert.equal(svc.exitCode, 0, String(svc.stderr));
+      assert.match(String(svc.stdout), /\+OnUnitActiveSec=30\n/);
+      assert.match(String(svc.stdout), /\+ExecStart=\S+node \S+nixremote keep\n/);
+      assert.match(String(svc.stdout), /Dry run: nothing was changed/);
       const en = await c.nixremote(['enable', 'slow']);
       assert.equal(en.exitCode, 0, String(en.stderr));
       assert.match(fs.readFileSync(machines, 'utf8'), /^ssh:\/\/slow /m);
