@@ -3,7 +3,8 @@
 // do not answer as Nix needs and enables again the ones it disabled that do. Only
 // nixremote's own blocks are edited; a builder the user disabled is the user's to enable.
 import { disableMachine, enableMachine, type Disabled } from '../nix/machines-file.js';
-import type { WriteStep } from '../plan/plan.js';
+import type { NoteStep, WriteStep } from '../plan/plan.js';
+import { moduleSystemOf } from '../nix/nixos-module.js';
 import { UsageError } from '../validate.js';
 import type { BuilderEntry } from './registry.js';
 
@@ -14,11 +15,9 @@ export function keepingWrites(
 ): WriteStep[] {
   const byFile = new Map<string, { b: BuilderEntry; disable: Disabled | null }[]>();
   for (const c of changes) {
-    if (!c.b.managed || c.b.kind !== 'machines')
+    if (!c.b.managed)
       throw new UsageError(
-        c.b.kind === 'module'
-          ? `${c.b.name} is defined in nixremote's NixOS or nix-darwin module: take it out there (remove it from the module) and rebuild; disable works on machine lines`
-          : `${c.b.name} was not set up by nixremote (${c.b.source.file}:${c.b.source.line}): comment its line out yourself`,
+        `${c.b.name} was not set up by nixremote (${c.b.source.file}:${c.b.source.line}): comment its line out yourself`,
       );
     byFile.set(c.b.source.file, [...(byFile.get(c.b.source.file) ?? []), c]);
   }
@@ -38,4 +37,15 @@ export function keepingWrites(
     steps.push({ kind: 'write', title: `${what} ${names} in ${file}`, path: file, before, after: text, mode: 0o644 });
   }
   return steps;
+}
+
+/** How a disable or enable reaches Nix: at once for a machines file, at the next rebuild for a module. */
+export function toggleTakesEffect(b: BuilderEntry, read: (p: string) => string | null): NoteStep {
+  if (b.kind === 'module') {
+    const rebuild =
+      moduleSystemOf(read(b.source.file) ?? '') === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
+    return { kind: 'note', title: `Then run ${rebuild}: until then Nix uses the builders the last one wrote` };
+  }
+  // The build hook reads the machines file each time it starts (build-remote.cc).
+  return { kind: 'note', title: 'Nix reads the machines file afresh for each build: no daemon restart needed' };
 }

@@ -195,7 +195,9 @@ export function readRegistry(ctx: RegistryCtx): Registry {
       const source = { file: modulePath, line: b.line };
       const i = entries.findIndex((e) => e.name === b.name && !e.managed);
       if (i >= 0) {
-        entries[i] = { ...entries[i]!, source, managed: true, kind: 'module' };
+        // Switched to: listed above from the generated machines file; disabled in the module,
+        // it stays in use until the next rebuild.
+        entries[i] = { ...entries[i]!, source, managed: true, kind: 'module', disabled: b.disabled };
         continue;
       }
       entries.push(
@@ -220,7 +222,7 @@ export function readRegistry(ctx: RegistryCtx): Registry {
           active: false,
           kind: 'module',
           machine: null,
-          disabled: null,
+          disabled: b.disabled,
         }),
       );
     }

@@ -14,7 +14,7 @@ import { planReporter } from '../plan/reporter.js';
 import { readRegistry, selectBuilders, type BuilderEntry } from '../builders/registry.js';
 import { realRegistryCtx } from '../builders/context.js';
 import { builderStatus, fleetWidth, heldFlocks, reachOf, realStatusCtx } from '../builders/status.js';
-import { keepingWrites } from '../builders/keeping.js';
+import { keepingWrites, toggleTakesEffect } from '../builders/keeping.js';
 import type { Disabled } from '../nix/machines-file.js';
 import { mapLimit } from '../util/map-limit.js';
 import { UsageError, validatePositiveInt } from '../validate.js';
@@ -65,7 +65,8 @@ export async function toggleCommand(names: string[], enable: boolean, flags: Kee
     readText,
   );
   if (!steps.length) return 0;
-  steps.push({ kind: 'note', title: 'Nix reads the machines file afresh for each build: no daemon restart needed' });
+  for (const b of todo.filter((b, i) => todo.findIndex((x) => x.kind === b.kind) === i))
+    steps.push(toggleTakesEffect(b, readText));
   if (await apply(steps, flags, out, install.user.home))
     for (const b of todo) out.ok(`${b.name} ${enable ? 'is in use again' : `is disabled: ${disable!.why}`}`);
   return 0;

@@ -342,7 +342,7 @@ export interface Disabled {
   why: string;
 }
 
-const DISABLED_LINE = /^# nixremote: disabled by (user|keep) at (\S+): (.*)$/;
+export const DISABLED_LINE = /^\s*# nixremote: disabled by (user|keep) at (\S+): (.*)$/;
 
 /** The builder's block with its line commented out, or null when the file has no block for it. */
 export function disableMachine(text: string, name: string, d: Disabled): BlockEdit | null {
@@ -350,9 +350,11 @@ export function disableMachine(text: string, name: string, d: Disabled): BlockEd
   if (body === null) return null;
   if (body.some((l) => DISABLED_LINE.test(l))) return { text, changed: false };
   const why = d.why.replace(/\s+/g, ' ').trim();
+  // Every line of the block gets one '#' more (a NixOS module's block is Nix code: its
+  // lines become Nix comments), which enable takes off again: byte for byte.
   return upsertBlock(text, machineMarkers(name), [
     `# nixremote: disabled by ${d.by} at ${d.at}: ${why}`,
-    ...body.map((l) => (l.trim() === '' || l.trimStart().startsWith('#') ? l : `#${l}`)),
+    ...body.map((l) => (l === '' ? l : `#${l}`)),
   ]);
 }
 
@@ -364,7 +366,7 @@ export function enableMachine(text: string, name: string): BlockEdit | null {
   return upsertBlock(
     text,
     machineMarkers(name),
-    body.filter((l) => !DISABLED_LINE.test(l)).map((l) => (/^#\S/.test(l) && !/^# /.test(l) ? l.slice(1) : l)),
+    body.filter((l) => !DISABLED_LINE.test(l)).map((l) => (l.startsWith('#') ? l.slice(1) : l)),
   );
 }
 

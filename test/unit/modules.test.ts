@@ -140,6 +140,26 @@ describe('modules merged as the module system merges them', () => {
       'builders-use-substitutes = true\nextra-secret-key-files = /root/.ssh/nix-signing-key\n',
     );
   });
+  test('a builder disabled in the module: its block Nix comments, gone from what the module writes; enable restores it', async () => {
+    const { disableMachine, enableMachine } = await import('../../src/nix/machines-file.js');
+    const { parseModuleBuilders } = await import('../../src/nix/nixos-module.js');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
+    const file = configuration(dir, 'nixos', [builder('fast', 2201), builder('big', 2202)], USER);
+    const mod = path.join(dir, 'nixremote.nix');
+    const text = fs.readFileSync(mod, 'utf8');
+    const off = disableMachine(text, 'big', { by: 'user', at: '2026-12-01T23:00:00Z', why: 'asleep' })!;
+    fs.writeFileSync(mod, off.text);
+    const files = await evaluate(file, 'nixos');
+    const names = parseMachines(files.machines!, 'machines', () => null).machines.map((m) => m.uri);
+    assert.deepEqual(names, ['ssh://me@arm.example.org', 'ssh://nixbuild@fast']);
+    assert.doesNotMatch(files.ssh_config!, /Host big/);
+    const parsed = parseModuleBuilders(off.text);
+    const big = parsed.find((b) => b.name === 'big')!;
+    assert.equal(big.disabled?.why, 'asleep');
+    assert.equal(big.maxJobs, 4, 'its fields read through the comments');
+    assert.equal(parsed.find((b) => b.name === 'fast')!.disabled, null);
+    assert.equal(enableMachine(off.text, 'big')!.text, text);
+  });
   test("a user who turned distributed builds off gets the module system's conflict, not a silent merge", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
     const file = configuration(
