@@ -552,3 +552,24 @@ describe('what each fault printed for real, per version (test/fixtures/recorded)
       }
     });
 });
+
+describe('the connect timeout', () => {
+  const tcpOf = async (connectTimeout: string) => {
+    const ctx = {
+      ...quietCtx((file, args) =>
+        file === 'ssh' && args.includes('-G')
+          ? { stdout: `hostname 10.0.0.5\nport 22\nuser nix\nconnecttimeout ${connectTimeout}\n` }
+          : { exitCode: 1 },
+      ),
+      tcp: async () => ({ ok: false as const, code: 'ETIMEDOUT', message: 'no answer within 5 s' }),
+    };
+    const m = parseMachines('ssh://nix@box x86_64-linux', '/etc/nix/machines').machines[0]!;
+    return PATH_CHECKS.find((c) => c.id === 'tcp')!.run(new BuilderFacts(ctx, m));
+  };
+  test('a builder down and no ConnectTimeout: the fix says what each build pays, and how to take it out', async () => {
+    const none = await tcpOf('none');
+    assert.equal(none.status, 'fail');
+    assert.match(none.fix!, /give box's Host block a ConnectTimeout .*about two minutes.*nixremote disable box/);
+    assert.doesNotMatch((await tcpOf('10')).fix!, /ConnectTimeout/);
+  });
+});

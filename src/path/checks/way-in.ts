@@ -209,17 +209,23 @@ export const wayInChecks: PathCheck[] = [
           'nothing listens there: sshd is stopped, or the port is wrong',
           `start sshd on the builder (systemctl start sshd), or fix Port in the Host block for ${f.name}`,
         );
+      // Without ConnectTimeout ssh waits as long as the kernel's TCP connect does (about two
+      // minutes on Linux), and the build hook pays that for every derivation it tries here.
+      const unbounded = (c.g.get('connecttimeout')?.[0] ?? 'none') === 'none';
+      const bound = unbounded
+        ? `; and give ${f.name}'s Host block a ConnectTimeout (init writes 10): without one each build waits about two minutes for it before the next builder is tried (nixremote disable ${f.name} takes it out meanwhile)`
+        : '';
       if (r.code === 'ETIMEDOUT')
         return fail(
           `${where} did not answer within 5 s`,
           'the builder is down or a firewall drops the packets',
-          'check that the builder is up and the port is open',
+          `check that the builder is up and the port is open${bound}`,
         );
       if (r.code === 'EHOSTUNREACH' || r.code === 'ENETUNREACH')
         return fail(
           `${where} is unreachable`,
           'there is no route to the builder',
-          'check the network or VPN between the machines',
+          `check the network or VPN between the machines${bound}`,
         );
       return fail(`${where}: ${r.message}`, r.message, 'check the address and the network');
     },
