@@ -37,11 +37,12 @@ describe('bash', () => {
     const r = await execa('bash', ['-c', script], { env });
     return lines(r.stdout);
   };
-  test('`nixremote d` completes to doctor', async () => {
-    assert.deepEqual(await complete('nixremote', 'd'), ['doctor']);
+  test('`nixremote do` completes to doctor; `d`, to disable too', async () => {
+    assert.deepEqual(await complete('nixremote', 'do'), ['doctor']);
+    assert.deepEqual((await complete('nixremote', 'd')).sort(), ['disable', 'doctor']);
   });
-  test('builder names after `doctor `, `status ` and `remove `, from the machines file', async () => {
-    for (const cmd of ['doctor', 'status', 'remove'])
+  test('builder names after `doctor `, `status `, `remove `, `disable ` and `enable `, from the machines file', async () => {
+    for (const cmd of ['doctor', 'status', 'remove', 'disable', 'enable'])
       assert.deepEqual(await complete('nixremote', cmd, ''), ['fastbox', 'bigbox'], cmd);
     assert.deepEqual(await complete('nixremote', 'doctor', '--no-build', 'b'), ['bigbox']);
   });
@@ -72,8 +73,8 @@ describe('zsh', () => {
     const word = words[words.length - 1]!;
     return lines(r.stdout).filter((c) => c.startsWith(word));
   };
-  test('`nixremote d` completes to doctor, and builder names after `doctor `', async () => {
-    assert.deepEqual(await complete('nixremote', 'd'), ['doctor']);
+  test('`nixremote do` completes to doctor, and builder names after `doctor `', async () => {
+    assert.deepEqual(await complete('nixremote', 'do'), ['doctor']);
     assert.deepEqual(await complete('nixremote', 'doctor', ''), ['fastbox', 'bigbox']);
     assert.deepEqual(await complete('nixremote', 'init', '--protocol', ''), ['ssh', 'ssh-ng']);
     assert.deepEqual(await complete('nixremote', 'init', '--key', ''), ['FILES']);
@@ -89,8 +90,8 @@ describe('fish', () => {
     );
     return lines(r.stdout).map((l) => l.split('\t')[0]!);
   };
-  test('`nixremote d` completes to doctor, and builder names after `doctor `', async () => {
-    assert.deepEqual(await complete('nixremote d'), ['doctor']);
+  test('`nixremote do` completes to doctor, and builder names after `doctor `', async () => {
+    assert.deepEqual(await complete('nixremote do'), ['doctor']);
     assert.deepEqual((await complete('nixremote doctor ')).sort(), ['bigbox', 'fastbox']);
     assert.deepEqual(await complete('nixremote init --copy-key '), ['manual', 'password', 'skip', 'ssh']);
     assert.ok((await complete('nixremote status --')).includes('--watch'));
