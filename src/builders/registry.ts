@@ -122,7 +122,8 @@ export function readRegistry(ctx: RegistryCtx): Registry {
     }
   };
 
-  const entries: BuilderEntry[] = builders.machines.map((m) => {
+  // A machine line as an entry: in use (`machine`), or disabled inside nixremote's block.
+  const fromLine = (m: ParsedMachine, use: { managed: boolean; disabled: Disabled | null }): BuilderEntry => {
     const u = parseStoreUri(m.uri);
     return complete(ctx, sshFiles, knownHosts, {
       name: u.host,
@@ -141,47 +142,24 @@ export function readRegistry(ctx: RegistryCtx): Registry {
       supportedFeatures: m.supportedFeatures,
       mandatoryFeatures: m.mandatoryFeatures,
       source: m.source,
-      managed: isManaged(m.source, u.host),
-      active: true,
+      managed: use.managed,
+      active: use.disabled === null,
       kind: 'machines',
-      machine: m,
-      disabled: null,
+      machine: use.disabled === null ? m : null,
+      disabled: use.disabled,
+      ...(use.disabled ? { line: m } : {}),
     });
-  });
+  };
+  const entries: BuilderEntry[] = builders.machines.map((m) =>
+    fromLine(m, { managed: isManaged(m.source, parseStoreUri(m.uri).host), disabled: null }),
+  );
 
   // Disabled builders: their lines commented inside nixremote's own blocks, in the machines
   // files Nix reads (the default, and each @file of the builders setting).
   for (const file of machinesFiles(builders, ctx.env)) {
     for (const d of disabledMachines(ctx.read(file) ?? '', file)) {
       if (!d.machine || entries.some((e) => e.name === d.name)) continue;
-      const m = d.machine;
-      const u = parseStoreUri(m.uri);
-      entries.push(
-        complete(ctx, sshFiles, knownHosts, {
-          name: u.host,
-          uri: m.uri,
-          protocol: u.scheme,
-          access: u.scheme === 'ssh-ng' && signs ? 'signed' : 'trusted',
-          hostName: null,
-          port: u.port,
-          user: u.user,
-          keyPath: m.sshKey,
-          hostKey: m.hostKey ? hostKeyFromMachinesField(m.hostKey) : null,
-          remoteProgram: u.params.get('remote-program'),
-          systems: m.systems,
-          maxJobs: m.maxJobs,
-          speedFactor: m.speedFactor,
-          supportedFeatures: m.supportedFeatures,
-          mandatoryFeatures: m.mandatoryFeatures,
-          source: m.source,
-          managed: true,
-          active: false,
-          kind: 'machines',
-          machine: null,
-          disabled: d.disabled,
-          line: m,
-        }),
-      );
+      entries.push(fromLine(d.machine, { managed: true, disabled: d.disabled }));
     }
   }
 

@@ -21,7 +21,7 @@ import { storeSymlink } from '../install.js';
 import { detectTarget, realTargetCtx, targetByName, type TargetName } from '../../targets/index.js';
 import { determinate } from '../../targets/determinate.js';
 import type { BuilderAnswers } from './builder.js';
-import { connectTimeoutOf } from './ssh-files.js';
+import { hostBlockOf } from './ssh-files.js';
 import { decideAdopt, type WizardCtx } from './context.js';
 import type { Capabilities, Protocol } from './inspect.js';
 
@@ -96,14 +96,7 @@ export async function nixSide(
     const moduleBefore = readText(output);
     let edit: BlockEdit;
     try {
-      const hostBlock = {
-        name: b.name,
-        hostName: b.host,
-        port: b.port,
-        user: b.user,
-        identityFile: keyPath,
-        connectTimeout: connectTimeoutOf(c),
-      };
+      const hostBlock = hostBlockOf(c, b, keyPath);
       edit = upsertModule(
         moduleBefore,
         path.basename(output),

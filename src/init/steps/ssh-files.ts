@@ -158,14 +158,7 @@ export async function sshFileSteps(
   keyPath: string,
   hostKey: HostKey,
 ): Promise<WriteStep[]> {
-  const block: HostBlock = {
-    name: b.name,
-    hostName: b.host,
-    port: b.port,
-    user: b.user,
-    identityFile: keyPath,
-    connectTimeout: connectTimeoutOf(c),
-  };
+  const block = hostBlockOf(c, b, keyPath);
   const adopted = files.adopt ? adoptHostBlock(files.configBefore ?? '', block) : null;
   if (adopted) {
     c.out.step(`Taking over your "Host ${b.name}" (${files.configPath} line ${adopted.line})`);
@@ -214,6 +207,18 @@ async function checkEffectiveConfig(exec: Exec, configText: string, block: HostB
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The builder's Host block as init writes it (the ssh config, or the module's extraConfig). */
+export function hostBlockOf(c: WizardCtx, b: BuilderAnswers, keyPath: string): HostBlock {
+  return {
+    name: b.name,
+    hostName: b.host,
+    port: b.port,
+    user: b.user,
+    identityFile: keyPath,
+    connectTimeout: connectTimeoutOf(c),
+  };
 }
 
 /** --connect-timeout, checked (a positive number of seconds), else 10. */
