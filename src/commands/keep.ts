@@ -57,7 +57,8 @@ export async function toggleCommand(names: string[], enable: boolean, flags: Kee
   const chosen = selectBuilders(reg.builders, names);
   const at = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   const disable: Disabled | null = enable ? null : { by: 'user', at, why: flags.why ?? 'taken out by hand' };
-  const todo = chosen.filter((b) => (enable ? b.disabled !== null : b.disabled === null));
+  // A builder the keeper took out, disabled by hand, becomes the user's: keep then leaves it out.
+  const todo = chosen.filter((b) => (enable ? b.disabled !== null : b.disabled?.by !== 'user'));
   for (const b of chosen.filter((b) => !todo.includes(b)))
     out.info(`${b.name} is ${enable ? 'in use' : 'disabled'} already`);
   const steps: Step[] = keepingWrites(

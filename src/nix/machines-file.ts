@@ -348,8 +348,15 @@ export const DISABLED_LINE = /^\s*# nixremote: disabled by (user|keep) at (\S+):
 export function disableMachine(text: string, name: string, d: Disabled): BlockEdit | null {
   const body = readBlock(text, machineMarkers(name));
   if (body === null) return null;
-  if (body.some((l) => DISABLED_LINE.test(l))) return { text, changed: false };
   const why = d.why.replace(/\s+/g, ' ').trim();
+  const was = body.findIndex((l) => DISABLED_LINE.test(l));
+  if (was >= 0) {
+    // Disabled already: by the keeper and now by hand, it becomes the user's (keep leaves it be).
+    if (DISABLED_LINE.exec(body[was]!)![1] === d.by) return { text, changed: false };
+    const lines = [...body];
+    lines[was] = `# nixremote: disabled by ${d.by} at ${d.at}: ${why}`;
+    return upsertBlock(text, machineMarkers(name), lines);
+  }
   // Every line of the block gets one '#' more (a NixOS module's block is Nix code: its
   // lines become Nix comments), which enable takes off again: byte for byte.
   return upsertBlock(text, machineMarkers(name), [

@@ -424,7 +424,15 @@ describe('disable and enable: a builder out of use and back, inside its own mark
     assert.equal(found[0]!.name, 'box');
     assert.deepEqual(found[0]!.disabled, { by: 'keep', at: '2026-12-01T23:00:00Z', why: 'ssh: connect timed out' });
     assert.equal(found[0]!.machine!.maxJobs, 2);
-    assert.equal(disableMachine(d.text, 'box', { by: 'user', at: 'x', why: 'y' })!.changed, false, 'disabled once');
+    assert.equal(disableMachine(d.text, 'box', { by: 'keep', at: 'x', why: 'y' })!.changed, false, 'disabled once');
+    // Taken out by the keeper, then by hand: the user's now, under the same commented line.
+    const mine = disableMachine(d.text, 'box', { by: 'user', at: '2026-12-02T00:00:00Z', why: 'repairs' })!;
+    assert.deepEqual(disabledMachines(mine.text, 'm')[0]!.disabled, {
+      by: 'user',
+      at: '2026-12-02T00:00:00Z',
+      why: 'repairs',
+    });
+    assert.equal(enableMachine(mine.text, 'box')!.text, text);
     const e = enableMachine(d.text, 'box')!;
     assert.equal(e.text, text);
     assert.equal(enableMachine(text, 'box')!.changed, false);
