@@ -16,9 +16,10 @@ interface Check {
 
 describe('init --restrict-to-nix: a key that can only speak Nix', () => {
   test('ssh://, then ssh-ng:// by init again: the forced command follows the protocol', async () => {
+    // A name of its own: this machine's client shares current-load/ (the slot locks) with the other tests.
     await withRig({}, async (b, c) => {
       const keys = () => fs.readFileSync(path.join(b.dir, 'home/.ssh/authorized_keys'), 'utf8').trim().split('\n');
-      const args = [...initCommand(b, 'box'), '--restrict-to-nix', '--password-stdin'];
+      const args = [...initCommand(b, 'nixonly'), '--restrict-to-nix', '--password-stdin'];
       const r = await c.nixremote(args, { input: `${b.password}\n` });
       assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
       assert.match(String(r.stdout), /a build ran on it/);
@@ -27,7 +28,7 @@ describe('init --restrict-to-nix: a key that can only speak Nix', () => {
       assert.match(line[0]!, /^restrict,command="\/usr\/bin\/nix-store --serve --write" ssh-ed25519 /);
 
       // The key runs nix-store --serve whatever is asked: not id, not a shell.
-      const id = await c.run('ssh -o BatchMode=yes box id < /dev/null');
+      const id = await c.run('ssh -o BatchMode=yes nixonly id < /dev/null');
       assert.doesNotMatch(`${id.stdout}${id.stderr}`, /uid=/, 'the key cannot run id');
 
       // doctor and status: a pass that says what the forced command hides; nothing failed.
@@ -48,7 +49,7 @@ describe('init --restrict-to-nix: a key that can only speak Nix', () => {
       // A real build offloads through it.
       const built = await c.run(`nix-build -j0 --no-out-link -E ${q(PROBE_EXPR(`lp-${Date.now()}`))}`);
       assert.equal(built.exitCode, 0, String(built.stderr));
-      assert.match(String(built.stderr), /building '[^']+' on 'ssh:\/\/box'/);
+      assert.match(String(built.stderr), /building '[^']+' on 'ssh:\/\/nixonly'/);
 
       // Again with ssh-ng: the password session rewrites the line where it stands.
       const ng = await c.nixremote([...args, '--protocol', 'ssh-ng', '--copy-key', 'password'], {
@@ -58,10 +59,10 @@ describe('init --restrict-to-nix: a key that can only speak Nix', () => {
       const after = keys();
       assert.equal(after.length, 1, after.join('\n'));
       assert.match(after[0]!, /^restrict,command="\/usr\/bin\/nix-daemon --stdio" ssh-ed25519 /);
-      assert.match(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), /^ssh-ng:\/\/box /m);
+      assert.match(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), /^ssh-ng:\/\/nixonly /m);
       const ngBuilt = await c.run(`nix-build -j0 --no-out-link -E ${q(PROBE_EXPR(`lp-ng-${Date.now()}`))}`);
       assert.equal(ngBuilt.exitCode, 0, String(ngBuilt.stderr));
-      assert.match(String(ngBuilt.stderr), /building '[^']+' on 'ssh-ng:\/\/box'/);
+      assert.match(String(ngBuilt.stderr), /building '[^']+' on 'ssh-ng:\/\/nixonly'/);
     });
   });
 });
