@@ -272,14 +272,31 @@ program
   )
   .option('--uninstall', 'stop and remove that service')
   .option('--interval <s>', 'with --install: seconds between rounds', '60')
+  .option(
+    '--target <name>',
+    "with --install: nixos or nix-darwin puts the keeper into nixremote's module instead of /etc (default: detected)",
+  )
+  .option(
+    '--module <file>',
+    "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix, /etc/nix-darwin/nixremote.nix)",
+  )
+  .option(
+    '--live <file>',
+    "on NixOS and nix-darwin (the module's keeper runs it): write FILE from /etc/nix/machines without the builders that are down",
+  )
   .addHelpText(
     'after',
     `
 Exit status: 0 every builder answers, 1 some builder is down (and out of use), 2 usage error.`,
   )
   .action(async (opts) => {
-    const { keepCommand, keeperCommand } = await import('./commands/keep.js');
-    process.exitCode = opts.install || opts.uninstall ? await keeperCommand(opts) : await keepCommand(opts);
+    const { keepCommand, keeperCommand, keepLiveCommand } = await import('./commands/keep.js');
+    process.exitCode =
+      opts.install || opts.uninstall
+        ? await keeperCommand(opts)
+        : opts.live
+          ? await keepLiveCommand(opts)
+          : await keepCommand(opts);
   });
 
 program

@@ -2,6 +2,8 @@
 // Linux, a launchd daemon on macOS. Text functions only; `keep --install` writes them as a
 // plan and says (or runs, where the service manager runs) what makes them start.
 import * as path from 'node:path';
+import { nixOptions, nixString, type ModuleSystem } from '../nix/nixos-module.js';
+import type { Markers } from '../text/managed-block.js';
 
 export const SYSTEMD_DIR = '/etc/systemd/system';
 export const SERVICE = 'nixremote-keep.service';
@@ -126,4 +128,90 @@ export function installedInterval(read: (p: string) => string | null, platform: 
   const t = read(path.join(SYSTEMD_DIR, TIMER));
   const m = t?.includes(MARK) ? /^OnUnitActiveSec=(\d+)$/m.exec(t) : null;
   return m ? Number(m[1]) : null;
+}
+
+// On NixOS and nix-darwin /etc/nix/machines is built from the configuration (a link into
+// the store) and cannot be edited between rebuilds. The keeper's block in nixremote's module
+// points Nix's `builders` at a live copy instead, which each round writes from
+// /etc/nix/machines with the builders that are down commented out: Nix reads an @file afresh
+// for each build (machines.cc), so the next build goes without them.
+
+/** The live machines file the keeper writes on a declarative system. */
+export function liveMachinesPath(system: ModuleSystem): string {
+  // /var/lib is NixOS's (and systemd's) place for state; macOS keeps it in /var/db.
+  return system === 'nixos' ? '/var/lib/nixremote/machines' : '/var/db/nixremote/machines';
+}
+
+/** The first words of a live machines file (the keeper's, never the user's). */
+export const LIVE_HEADER = '# Written by nixremote keep from ';
+
+export const KEEPER_MARKERS: Markers = { begin: '# BEGIN nixremote keeper', end: '# END nixremote keeper' };
+
+/** What the keeper service runs on a declarative system: a round that writes the live file. */
+export function liveKeepArgs(k: KeeperCommand, live: string, module: string): string[] {
+  return [k.node, k.cli, 'keep', '--live', live, '--module', module];
+}
+
+/** The paths a service command line holds must not need quoting (systemd splits ExecStart at spaces). */
+export function plainPath(p: string): boolean {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(p);
+}
+
+/**
+ * The keeper's block for nixremote's module: `builders` at the live file, and the service
+ * that writes it every intervalS seconds. NixOS: systemd.services/timers, with Nix and ssh
+ * from the system on its `path` (nixpkgs builds a service's PATH from it, so
+ * environment.PATH cannot be set beside it); nix-darwin: launchd.daemons.<name>.serviceConfig,
+ * the keys of launchd.plist(5), as the plist above.
+ */
+export function keeperModuleBody(system: ModuleSystem, k: KeeperCommand, module: string, intervalS: number): string[] {
+  const live = liveMachinesPath(system);
+  const o = nixOptions(system);
+  const args = liveKeepArgs(k, live, module);
+  const head = [
+    `      # nixremote keep, every ${intervalS} s: Nix takes its builders from a live copy of`,
+    '      # /etc/nix/machines that leaves out the ones that are down (each round writes it).',
+    `      ${o.prefix}.${o.settings}.builders = ${nixString(`@${live}`)};`,
+  ];
+  if (system === 'nixos')
+    return [
+      '    ({ config, pkgs, ... }: {',
+      ...head,
+      '      systemd.services.nixremote-keep = {',
+      `        description = ${nixString("nixremote keep: builders that are down out of Nix's machines file, and back when they answer")};`,
+      '        wants = [ "network-online.target" ];',
+      '        after = [ "network-online.target" ];',
+      '        path = [ config.nix.package pkgs.openssh ];',
+      '        serviceConfig = {',
+      '          Type = "oneshot";',
+      `          ExecStart = ${nixString(args.join(' '))};`,
+      // keep exits 1 when a builder is down: news for the journal, not a failure.
+      '          SuccessExitStatus = 1;',
+      '        };',
+      '      };',
+      '      systemd.timers.nixremote-keep = {',
+      '        wantedBy = [ "timers.target" ];',
+      `        timerConfig = { OnBootSec = 1; OnUnitActiveSec = ${intervalS}; AccuracySec = 1; };`,
+      '      };',
+      '    })',
+    ];
+  return [
+    '    {',
+    ...head,
+    '      launchd.daemons.nixremote-keep.serviceConfig = {',
+    `        ProgramArguments = [ ${args.map(nixString).join(' ')} ];`,
+    `        EnvironmentVariables.PATH = ${nixString(SERVICE_PATH)};`,
+    `        StartInterval = ${intervalS};`,
+    '        RunAtLoad = true;',
+    `        StandardOutPath = ${nixString(LAUNCHD_LOG)};`,
+    `        StandardErrorPath = ${nixString(LAUNCHD_LOG)};`,
+    '      };',
+    '    }',
+  ];
+}
+
+/** The interval of the keeper in a module nixremote wrote (null: none there). */
+export function moduleKeeperInterval(text: string): number | null {
+  const m = /# nixremote keep, every (\d+) s:/.exec(text);
+  return m && text.includes(KEEPER_MARKERS.begin) ? Number(m[1]) : null;
 }

@@ -2,11 +2,18 @@
 // (`disable`, `enable`) or by the keeper (`keep`), which disables the managed builders that
 // do not answer as Nix needs and enables again the ones it disabled that do. Only
 // nixremote's own blocks are edited; a builder the user disabled is the user's to enable.
-import { disableMachine, enableMachine, type Disabled } from '../nix/machines-file.js';
+import {
+  disabledMachines,
+  disableMachine,
+  enableMachine,
+  machineMarkers,
+  type Disabled,
+} from '../nix/machines-file.js';
 import type { NoteStep, WriteStep } from '../plan/plan.js';
 import { moduleSystemOf } from '../nix/nixos-module.js';
 import { UsageError } from '../validate.js';
 import type { BuilderEntry } from './registry.js';
+import { LIVE_HEADER } from './keeper-service.js';
 
 /** The write that disables (or enables) these builders, one step per machines file. */
 export function keepingWrites(
@@ -48,4 +55,44 @@ export function toggleTakesEffect(b: BuilderEntry, read: (p: string) => string |
   }
   // The build hook reads the machines file each time it starts (build-remote.cc).
   return { kind: 'note', title: 'Nix reads the machines file afresh for each build: no daemon restart needed' };
+}
+
+/**
+ * The live machines file of a declarative system (see keeper-service.ts): `source`, the file
+ * the configuration built, line for line, with the lines of the builders that are down (by
+ * line number) in nixremote's disabled blocks. A builder down since an earlier round keeps
+ * that round's when and why, so the file changes only when the fleet does. Also what changed
+ * against `before`, one line each.
+ */
+export function liveMachines(
+  source: string,
+  from: string,
+  down: Map<number, { name: string; why: string }>,
+  before: string | null,
+  ours: Set<string>,
+  at = new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+): { text: string; said: string[] } {
+  const was = new Map(disabledMachines(before ?? '', 'live').map((d) => [d.name, d.disabled]));
+  const body = source === '' ? [] : source.replace(/\n$/, '').split('\n');
+  const text = [
+    // No ';' in these comments (see disableMachine).
+    `${LIVE_HEADER}${from}, each round: builders that are down are commented out.`,
+    '# Edit your configuration instead: the next round rewrites this file.',
+    ...body.flatMap((l, i) => {
+      const off = down.get(i + 1);
+      if (!off) return [l];
+      const m = machineMarkers(off.name);
+      const d = was.get(off.name) ?? { by: 'keep', at, why: off.why };
+      return disableMachine(`${m.begin}\n${l}\n${m.end}\n`, off.name, d)!.text.replace(/\n$/, '').split('\n');
+    }),
+    '',
+  ].join('\n');
+  const downNames = new Set([...down.values()].map((x) => x.name));
+  const said = [
+    ...[...down.values()].filter((x) => !was.has(x.name)).map((x) => `disabled ${x.name}: ${x.why}`),
+    ...[...was.keys()]
+      .filter((n) => !downNames.has(n))
+      .map((n) => `enabled ${n}: ${ours.has(n) ? 'it answers again' : 'no longer in the configuration'}`),
+  ];
+  return { text, said };
 }

@@ -16,6 +16,7 @@ import {
   type ParsedMachine,
 } from '../nix/machines-file.js';
 import { parseModuleBuilders } from '../nix/nixos-module.js';
+import { LIVE_HEADER } from './keeper-service.js';
 import { findBlock } from '../text/managed-block.js';
 import { splitLines, type Line } from '../text/lines.js';
 import { globRegExp, hostSectionsFor, parseSshConfig, type HostSection } from '../ssh/ssh-config.js';
@@ -171,11 +172,15 @@ export function readRegistry(ctx: RegistryCtx): Registry {
     const moduleText = ctx.read(modulePath);
     for (const b of moduleText === null ? [] : parseModuleBuilders(moduleText)) {
       const source = { file: modulePath, line: b.line };
-      const i = entries.findIndex((e) => e.name === b.name && !e.managed);
+      // The keeper's live file (keeper-service.ts) holds the module's builders that are down.
+      const live = (e: BuilderEntry) =>
+        e.disabled?.by === 'keep' && (ctx.read(e.source.file) ?? '').startsWith(LIVE_HEADER);
+      const i = entries.findIndex((e) => e.name === b.name && (!e.managed || live(e)));
       if (i >= 0) {
         // Switched to: listed above from the generated machines file; disabled in the module,
         // it stays in use until the next rebuild.
-        entries[i] = { ...entries[i]!, source, managed: true, kind: 'module', disabled: b.disabled };
+        const disabled = b.disabled ?? entries[i]!.disabled;
+        entries[i] = { ...entries[i]!, source, managed: true, kind: 'module', disabled };
         continue;
       }
       entries.push(

@@ -14,11 +14,24 @@ import { planReporter } from '../plan/reporter.js';
 import { readRegistry, selectBuilders, type BuilderEntry } from '../builders/registry.js';
 import { realRegistryCtx } from '../builders/context.js';
 import { builderStatus, fleetWidth, heldFlocks, reachOf, realStatusCtx } from '../builders/status.js';
-import { keepingWrites, toggleTakesEffect } from '../builders/keeping.js';
-import type { Disabled } from '../nix/machines-file.js';
+import { keepingWrites, liveMachines, toggleTakesEffect } from '../builders/keeping.js';
+import { parseMachines, uriHost, type Disabled } from '../nix/machines-file.js';
 import { mapLimit } from '../util/map-limit.js';
 import { UsageError, validatePositiveInt } from '../validate.js';
-import { keeperFiles, keeperStart, keeperStop, MARK } from '../builders/keeper-service.js';
+import {
+  KEEPER_MARKERS,
+  keeperFiles,
+  keeperModuleBody,
+  keeperStart,
+  keeperStop,
+  liveMachinesPath,
+  MARK,
+  plainPath,
+  type KeeperCommand,
+} from '../builders/keeper-service.js';
+import { DEFAULT_MODULES } from '../builders/registry.js';
+import { MODULE_HEADER, moduleSystemOf, upsertModuleBlock } from '../nix/nixos-module.js';
+import { removeBlock } from '../text/managed-block.js';
 
 export interface KeepFlags {
   dryRun?: boolean;
@@ -58,9 +71,15 @@ export async function toggleCommand(names: string[], enable: boolean, flags: Kee
   const at = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   const disable: Disabled | null = enable ? null : { by: 'user', at, why: flags.why ?? 'taken out by hand' };
   // A builder the keeper took out, disabled by hand, becomes the user's: keep then leaves it out.
-  const todo = chosen.filter((b) => (enable ? b.disabled !== null : b.disabled?.by !== 'user'));
+  // On NixOS and nix-darwin the keeper's outs are in its live file, not the module: its next round decides.
+  const kept = (b: BuilderEntry) => b.kind === 'module' && b.disabled?.by === 'keep';
+  const todo = chosen.filter((b) => (enable ? b.disabled !== null && !kept(b) : b.disabled?.by !== 'user'));
   for (const b of chosen.filter((b) => !todo.includes(b)))
-    out.info(`${b.name} is ${enable ? 'in use' : 'disabled'} already`);
+    out.info(
+      enable && kept(b)
+        ? `${b.name} was taken out by the keeper (${b.disabled!.why}); its next round puts it back once it answers`
+        : `${b.name} is ${enable ? 'in use' : 'disabled'} already`,
+    );
   const steps: Step[] = keepingWrites(
     todo.map((b) => ({ b, disable })),
     readText,
@@ -135,26 +154,153 @@ export async function keepCommand(flags: KeepFlags): Promise<number> {
   return changes.some((c) => c.disable) ? 1 : 0;
 }
 
+/**
+ * One round on NixOS or nix-darwin (the keeper's block in nixremote's module runs it): the
+ * live machines file written afresh from the one the configuration built, with the module's
+ * builders that are down commented out in nixremote's blocks. Lines of the user's own, and
+ * builders disabled by hand, are copied as they are.
+ */
+export async function keepLiveCommand(flags: KeepFlags & { live: string }): Promise<number> {
+  const install = detectInstall();
+  rootOnly(install, 'keep');
+  const out = makeOutput();
+  const live = path.resolve(flags.live);
+  const from = path.join(install.confDir, 'machines');
+  if (live === from) throw new UsageError(`--live: ${live} is the machines file the configuration writes`);
+  const source = readText(from) ?? '';
+  const reg = readRegistry(realRegistryCtx(install, flags.module));
+  const ours = new Set(
+    reg.builders.filter((b) => b.managed && b.kind === 'module' && b.disabled?.by !== 'user').map((b) => b.name),
+  );
+  const lines = parseMachines(source, from).machines.filter((m) => ours.has(uriHost(m.uri)));
+  const sctx = realStatusCtx(exec, install);
+  const locks = sctx.locks();
+  const held = locks === null ? null : heldFlocks(locks);
+  const seen = await mapLimit(lines, fleetWidth(), async (m) => ({
+    m,
+    reach: reachOf(
+      await builderStatus(sctx, { name: uriHost(m.uri), uri: m.uri, maxJobs: m.maxJobs, machine: m }, held),
+    ),
+  }));
+  const downAt = new Map<number, { name: string; why: string }>();
+  for (const { m, reach } of seen)
+    if (reach?.kind === 'unusable') downAt.set(m.source.line, { name: uriHost(m.uri), why: reach.why });
+  const round = (before: string | null) => liveMachines(source, from, downAt, before, ours);
+  const first = round(readText(live));
+  let said = first.said;
+  if (flags.dryRun) for (const l of said) out.info(`keep: would have ${l}`);
+  else if (first.text !== readText(live)) {
+    const release = await lockBuildUserFiles(lockPathFor(install.user.home), out);
+    try {
+      // Against the file as it is under the lock: a round beside this one may have written it.
+      const now = readText(live);
+      const next = round(now);
+      said = next.said;
+      if (next.text !== now)
+        await applyPlan([editFile('The live machines file', live, now, next.text, { dirMode: 0o755 })], {
+          reporter: { start: () => {}, done: () => {} },
+        });
+      if (now === null) out.info(`keep: wrote ${live}, the builders Nix takes from ${from} without the ones down`);
+    } finally {
+      release();
+    }
+    for (const l of said) out.info(`keep: ${l}`);
+  }
+  if (!said.length)
+    out.info(
+      `keep: ${seen.length - downAt.size} of ${seen.length} builder${seen.length === 1 ? '' : 's'} answer${downAt.size ? `, ${downAt.size} still down and out of use` : ''}; nothing to change`,
+    );
+  return downAt.size ? 1 : 0;
+}
+
 export interface KeeperFlags {
   install?: boolean;
   uninstall?: boolean;
   interval?: string;
   dryRun?: boolean;
+  module?: string;
+  target?: string;
+  live?: string;
+}
+
+/**
+ * This node and this nixremote by paths that stay: on NixOS and nix-darwin the node running
+ * is a store path that a later generation's garbage collection may remove, and the system
+ * profile's node is the one that stays.
+ */
+function keeperPaths(execPath: string, argv1: string): KeeperCommand {
+  const profileNode = '/run/current-system/sw/bin/node';
+  const node = execPath.startsWith('/nix/store/') && fs.existsSync(profileNode) ? profileNode : execPath;
+  return { node, cli: fs.realpathSync(argv1) };
+}
+
+/**
+ * keep --install on NixOS or nix-darwin: the keeper's block in nixremote's module (the
+ * service, and Nix's builders at the live file), applied by the rebuild, never files in /etc.
+ */
+async function moduleKeeper(
+  flags: KeeperFlags,
+  target: 'nixos' | 'nix-darwin',
+  k: KeeperCommand,
+  interval: number,
+  install: Install,
+  out: ReturnType<typeof makeOutput>,
+): Promise<number> {
+  const module = path.resolve(flags.module ?? DEFAULT_MODULES[target === 'nixos' ? 0 : 1]!);
+  const text = readText(module);
+  if (text === null || !text.startsWith(MODULE_HEADER))
+    throw new UsageError(
+      `${module}: ${text === null ? 'no such file' : 'not a module nixremote wrote'}; the keeper goes into the module \`nixremote init --target ${target}\` writes (pass it with --module FILE)`,
+    );
+  const system = moduleSystemOf(text);
+  const rebuild = system === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
+  let after: string;
+  if (flags.install) {
+    for (const p of [k.node, k.cli, module])
+      if (!plainPath(p)) throw new UsageError(`${p}: a path the service runs must have no spaces or quotes`);
+    after = upsertModuleBlock(text, KEEPER_MARKERS, keeperModuleBody(system, k, module, interval)).text;
+  } else {
+    if (!text.includes(KEEPER_MARKERS.begin)) {
+      out.info(`No keeper in ${module}.`);
+      return 0;
+    }
+    after = removeBlock(text, KEEPER_MARKERS).text;
+  }
+  if (after === text) {
+    out.info(`The keeper in ${module} runs every ${interval} s already.`);
+    return 0;
+  }
+  const live = liveMachinesPath(system);
+  const steps: Step[] = [
+    editFile(`The keeper, in nixremote's module`, module, text, after),
+    {
+      kind: 'note',
+      title: flags.install
+        ? `Then run ${rebuild}: it starts the keeper, and Nix takes its builders from ${live}, which each round writes`
+        : `Then run ${rebuild}: Nix takes its builders from /etc/nix/machines again`,
+    },
+  ];
+  await apply(steps, flags, out, install.user.home);
+  return 0;
 }
 
 /** `keep --install` / `--uninstall`: the service that runs a round every --interval seconds. */
 export async function keeperCommand(flags: KeeperFlags): Promise<number> {
   if (flags.install && flags.uninstall) throw new UsageError('--install or --uninstall, not both');
+  if (flags.live) throw new UsageError('--live is what a round of the installed keeper runs, not a flag of --install');
   const install = detectInstall();
   rootOnly(install, `keep --${flags.install ? 'install' : 'uninstall'}`);
-  if (install.target === 'nixos' || install.target === 'nix-darwin')
-    throw new UsageError(
-      `on ${install.target === 'nixos' ? 'NixOS' : 'nix-darwin'} the service files are generated from the configuration: nixremote does not write them there yet; run \`nixremote keep\` from a timer of your configuration`,
-    );
+  const target = flags.target ?? install.target;
+  if (!['nix-conf', 'determinate', 'macos', 'nixos', 'nix-darwin'].includes(target))
+    throw new UsageError(`--target: '${target}' is not one of nix-conf, determinate, macos, nixos, nix-darwin`);
   const out = makeOutput();
   const platform = process.platform;
   const interval = validatePositiveInt(flags.interval ?? '60', '--interval');
-  const k = { node: process.execPath, cli: fs.realpathSync(process.argv[1]!) };
+  const k = keeperPaths(process.execPath, process.argv[1]!);
+  if (target === 'nixos' || target === 'nix-darwin') return moduleKeeper(flags, target, k, interval, install, out);
+  if (platform !== 'darwin')
+    for (const p of [k.node, k.cli])
+      if (!plainPath(p)) throw new UsageError(`${p}: a path the service runs must have no spaces or quotes`);
   const files = keeperFiles(platform, k, interval);
   // Where the service manager runs, init's way: it is told; elsewhere (a container, a chroot) the command is said.
   const managed = platform === 'darwin' || fs.existsSync('/run/systemd/system');

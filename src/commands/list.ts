@@ -5,7 +5,7 @@ import { readRegistry, type BuilderEntry, type Registry } from '../builders/regi
 import { realRegistryCtx } from '../builders/context.js';
 import { formatTable } from '../text/table.js';
 import { readText } from '../io/files.js';
-import { installedInterval } from '../builders/keeper-service.js';
+import { installedInterval, moduleKeeperInterval } from '../builders/keeper-service.js';
 
 export interface ListFlags {
   json?: boolean;
@@ -40,9 +40,15 @@ export async function listCommand(flags: ListFlags): Promise<number> {
     out.info('No builders configured. Add one: sudo nixremote init');
     return 0;
   }
-  const every = installedInterval(readText, process.platform);
+  // The keeper's files in /etc, or its block in nixremote's module (running once switched to).
+  const inModule = reg.modulePaths.find((p) => moduleKeeperInterval(readText(p) ?? '') !== null);
+  const every = inModule ? moduleKeeperInterval(readText(inModule)!) : installedInterval(readText, process.platform);
   if (every !== null)
-    out.info(out.dim(`keep: installed, a round every ${every} s (nixremote keep --uninstall removes it)`));
+    out.info(
+      out.dim(
+        `keep: ${inModule ? `in ${inModule}` : 'installed'}, a round every ${every} s (nixremote keep --uninstall removes it)`,
+      ),
+    );
   for (const line of renderList(reg)) out.info(line);
   return 0;
 }

@@ -348,7 +348,9 @@ export const DISABLED_LINE = /^\s*# nixremote: disabled by (user|keep) at (\S+):
 export function disableMachine(text: string, name: string, d: Disabled): BlockEdit | null {
   const body = readBlock(text, machineMarkers(name));
   if (body === null) return null;
-  const why = d.why.replace(/\s+/g, ' ').trim();
+  // No ';' in a comment: Nix before 2.24.15 and 2.28.2 splits entries at ';' before it
+  // strips comments, and would read what follows as a machine (see parseMachines).
+  const why = d.why.replace(/\s+/g, ' ').replace(/;/g, ',').trim();
   const was = body.findIndex((l) => DISABLED_LINE.test(l));
   if (was >= 0) {
     // Disabled already: by the keeper and now by hand, it becomes the user's (keep leaves it be).

@@ -4,7 +4,7 @@
 // sshKey, systems, maxJobs, speedFactor, supportedFeatures, mandatoryFeatures,
 // publicHostKey, protocol}, programs.ssh.knownHosts.<name>.{hostNames, publicKey} and
 // programs.ssh.extraConfig.
-import { upsertBlock, type BlockEdit } from '../text/managed-block.js';
+import { upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { keyLine, machinesHostKeyField, type HostKey } from '../ssh/host-key.js';
 import { DISABLED_LINE, machineMarkers, type Disabled } from './machines-file.js';
 import { hostBlockBody, type HostBlock } from '../ssh/ssh-config.js';
@@ -120,6 +120,18 @@ export function moduleBlockBody(b: ModuleBuilder, system: ModuleSystem = 'nixos'
 
 export class ModuleError extends Error {}
 
+/** Where a new block goes: before the end of the module's imports list. */
+const closeImports = (lines: { text: string }[]) => {
+  for (let i = lines.length - 1; i >= 0; i--) if (lines[i]!.text.trim() === '];') return i;
+  throw new ModuleError('the module no longer has its imports list; remove the file or pass another --output');
+};
+
+/** Another block of nixremote's in its module's imports (the keeper's), added or replaced. */
+export function upsertModuleBlock(text: string, markers: Markers, body: string[]): BlockEdit {
+  if (!text.startsWith(MODULE_HEADER)) throw new ModuleError('the file was not written by nixremote');
+  return upsertBlock(text, markers, body, closeImports);
+}
+
 /** Add or replace one builder in the module; `existing` null means the file is new. */
 export function upsertModule(
   existing: string | null,
@@ -138,10 +150,6 @@ export function upsertModule(
       `the file uses ${opts(was)}, and this machine needs ${opts(system)}; pass another --output, or remove the file`,
     );
   }
-  const closeImports = (lines: { text: string }[]) => {
-    for (let i = lines.length - 1; i >= 0; i--) if (lines[i]!.text.trim() === '];') return i;
-    throw new ModuleError('the module no longer has its imports list; remove the file or pass another --output');
-  };
   const edit = upsertBlock(text, machineMarkers(b.name), moduleBlockBody(b, system), closeImports);
   return existing === null ? { text: edit.text, changed: true } : edit;
 }

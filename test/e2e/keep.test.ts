@@ -11,7 +11,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, initCommand, q } from './harness.js';
+import { Builder, CLI, Client, initCommand, q } from './harness.js';
 import { Tarpit } from './fleet.js';
 
 const chain = (nonce: string) => `let
@@ -22,7 +22,8 @@ const chain = (nonce: string) => `let
 in mk "k3" c2`;
 
 /** The builder Nix named for each derivation it sent away. */
-const sentTo = (log: string) => [...log.matchAll(/building '[^']+\.drv' on 'ssh:\/\/([^'/]+)'/g)].map((m) => m[1]!);
+const sentTo = (log: string) =>
+  [...log.matchAll(/building '[^']+\.drv' on 'ssh:\/\/(?:[^'@/]+@)?([^'/]+)'/g)].map((m) => m[1]!);
 
 describe('keep: dead builders out of use, and back', () => {
   test('a quiet builder costs every derivation a connection until keep takes it out; back, it is put back', {
@@ -125,6 +126,157 @@ describe('keep: dead builders out of use, and back', () => {
       const en = await c.nixremote(['enable', 'kslow']);
       assert.equal(en.exitCode, 0, String(en.stderr));
       assert.match(fs.readFileSync(machines, 'utf8'), /^ssh:\/\/kslow /m);
+    } finally {
+      await tarpit?.stop();
+      c.destroy();
+      for (const b of made) await b.destroy();
+    }
+  });
+
+  test('NixOS: the keeper in the module writes the live machines file the configuration points Nix at', {
+    timeout: 600_000,
+  }, async () => {
+    const made: Builder[] = [];
+    const c = new Client();
+    let tarpit: Tarpit | null = null;
+    try {
+      const by = new Map<string, Builder>();
+      for (const [name, speed] of [
+        ['nlmid', '2'],
+        ['nlfast', '8'],
+      ] as const) {
+        const b = await Builder.create();
+        made.push(b);
+        by.set(name, b);
+        const timeout = name === 'nlfast' ? ['--connect-timeout', '3'] : [];
+        const r = await c.nixremote(
+          [
+            ...initCommand(b, name),
+            '--target',
+            'nixos',
+            '--output',
+            '/root/nixremote.nix',
+            '--speed-factor',
+            speed,
+            '--max-jobs',
+            '1',
+            ...timeout,
+            '--no-test-build',
+            '--password-stdin',
+          ],
+          { input: `${b.password}\n` },
+        );
+        assert.equal(r.exitCode, 0, `init ${name}:\n${r.stdout}\n${r.stderr}`);
+      }
+      const mod = path.join(c.root, 'nixremote.nix');
+      const plain = fs.readFileSync(mod, 'utf8');
+      const inst = await c.nixremote([
+        'keep',
+        '--install',
+        '--target',
+        'nixos',
+        '--module',
+        '/root/nixremote.nix',
+        '--interval',
+        '30',
+      ]);
+      assert.equal(inst.exitCode, 0, `${inst.stdout}\n${inst.stderr}`);
+      assert.match(String(inst.stdout), /Then run nixos-rebuild switch: it starts the keeper/);
+
+      // The switch, by the module stand-in: what the configuration renders is all Nix and
+      // ssh have (root's own ssh files gone), with a builder of the user's own beside ours.
+      fs.writeFileSync(
+        path.join(c.root, 'configuration.nix'),
+        '{ imports = [ ./nixremote.nix ]; nix.buildMachines = [ { hostName = "handmade.invalid"; systems = [ "x86_64-linux" ]; } ]; }\n',
+      );
+      const rendered = await c.run(
+        `nix-instantiate --eval --strict --json -E ${q(`(import ${path.resolve('test/fixtures/modules/eval.nix')} { modules = [ /root/configuration.nix ]; }).files`)}`,
+      );
+      assert.equal(rendered.exitCode, 0, String(rendered.stderr));
+      const files = JSON.parse(String(rendered.stdout)) as Record<string, string> & {
+        systemd: Record<string, string>;
+      };
+      assert.match(files['nix.conf']!, /^builders = @\/var\/lib\/nixremote\/machines$/m);
+      fs.rmSync(path.join(c.root, '.ssh/config'));
+      fs.rmSync(path.join(c.root, '.ssh/known_hosts'));
+      fs.writeFileSync(path.join(c.etcNix, 'machines'), files.machines!);
+      fs.appendFileSync(path.join(c.etcNix, 'nix.conf'), files['nix.conf']!);
+      for (const f of ['ssh_config', 'ssh_known_hosts']) fs.writeFileSync(path.join(c.root, f), files[f]!);
+      // The service's own command, as the unit runs it; /var/lib is the test's.
+      const exec = /^ExecStart=(.+)$/m.exec(files.systemd['nixremote-keep.service']!)![1]!;
+      assert.match(exec, / keep --live \/var\/lib\/nixremote\/machines --module \/root\/nixremote\.nix$/);
+      const varLib = path.join(path.dirname(c.root), 'var-lib');
+      fs.mkdirSync(varLib);
+      const onNixos = (cmd: string) =>
+        c.run(
+          `mount -t tmpfs tmpfs /etc/ssh && cp /root/ssh_config /root/ssh_known_hosts /etc/ssh/ && mount --bind ${varLib} /var/lib && ${cmd}`,
+        );
+      const liveFile = path.join(varLib, 'nixremote/machines');
+      const build = (tag: string) => onNixos(`nix-build -j0 --no-out-link -E ${q(chain(`${tag}-${Date.now()}`))}`);
+
+      // The first round writes the live file: every line of the configuration's, nothing out.
+      const first = await onNixos(exec);
+      assert.equal(first.exitCode, 0, `${first.stdout}\n${first.stderr}`);
+      const header = (t: string) => t.split('\n').slice(2).join('\n');
+      assert.equal(header(fs.readFileSync(liveFile, 'utf8')), files.machines);
+      const ok = await build('up');
+      assert.equal(ok.exitCode, 0, String(ok.stderr));
+      assert.deepEqual(sentTo(String(ok.stderr)), ['nlfast', 'nlfast', 'nlfast']);
+
+      // fast goes quiet: the next round takes it out of the live file, and only it.
+      const fast = by.get('nlfast')!;
+      await fast.stop();
+      tarpit = await Tarpit.start(fast.port);
+      const round = await onNixos(exec);
+      assert.equal(round.exitCode, 1, `${round.stdout}\n${round.stderr}`);
+      assert.match(String(round.stdout), /^keep: disabled nlfast: .+$/m);
+      assert.doesNotMatch(String(round.stdout), /nlmid|handmade/);
+      const live = fs.readFileSync(liveFile, 'utf8');
+      assert.match(live, /^# nixremote: disabled by keep at \S+: .+\n#ssh:\/\/\S+@nlfast /m);
+      const lines = (t: string) => t.split('\n').filter((l) => /^ssh:/.test(l));
+      assert.deepEqual(
+        lines(live),
+        lines(files.machines!).filter((l) => !/@nlfast /.test(l)),
+        "every other line as the configuration's",
+      );
+      assert.equal(fs.readFileSync(mod, 'utf8').includes('disabled by'), false, 'the module is not touched');
+      const listed = JSON.parse(
+        String((await onNixos(`${CLI} list --json --module /root/nixremote.nix`)).stdout),
+      ).builders;
+      const nf = listed.find((b: { name: string }) => b.name === 'nlfast');
+      assert.equal(nf.disabled.by, 'keep', JSON.stringify(listed));
+      const st = JSON.parse(
+        String((await onNixos(`${CLI} status --json --module /root/nixremote.nix nlfast`)).stdout),
+      ).builders;
+      assert.equal(st[0].state, 'disabled');
+      const text = await onNixos(`${CLI} list --module /root/nixremote.nix`);
+      assert.match(String(text.stdout), /keep: in \/root\/nixremote\.nix, a round every 30 s/);
+      tarpit.accepted = 0;
+      const out = await build('down');
+      assert.equal(out.exitCode, 0, String(out.stderr));
+      assert.deepEqual(sentTo(String(out.stderr)), ['nlmid', 'nlmid', 'nlmid']);
+      assert.equal(tarpit.accepted, 0, 'no derivation tried the builder the keeper took out');
+      const again = await onNixos(exec);
+      assert.equal(again.exitCode, 1);
+      assert.match(String(again.stdout), /1 of 2 builders answer, 1 still down and out of use; nothing to change/);
+      assert.equal(fs.readFileSync(liveFile, 'utf8'), live, 'a round with nothing new leaves the file as it was');
+
+      // fast back: the next round puts it back, and a build lands on it.
+      await tarpit.stop();
+      tarpit = null;
+      await fast.start();
+      const back = await onNixos(exec);
+      assert.equal(back.exitCode, 0, `${back.stdout}\n${back.stderr}`);
+      assert.match(String(back.stdout), /^keep: enabled nlfast: it answers again$/m);
+      assert.equal(header(fs.readFileSync(liveFile, 'utf8')), files.machines);
+      const landed = await build('back');
+      assert.equal(landed.exitCode, 0, String(landed.stderr));
+      assert.deepEqual(sentTo(String(landed.stderr)), ['nlfast', 'nlfast', 'nlfast']);
+
+      // --uninstall takes the keeper's block out again, byte for byte.
+      const un = await c.nixremote(['keep', '--uninstall', '--target', 'nixos', '--module', '/root/nixremote.nix']);
+      assert.equal(un.exitCode, 0, `${un.stdout}\n${un.stderr}`);
+      assert.equal(fs.readFileSync(mod, 'utf8'), plain);
     } finally {
       await tarpit?.stop();
       c.destroy();

@@ -196,4 +196,64 @@ describe('modules merged as the module system merges them', () => {
       (e: unknown) => e instanceof ModuleError && /uses determinateNix\.buildMachines/.test(e.message),
     );
   });
+
+  test("the keeper in the module: Nix's builders at the live file, and a service that runs a round (NixOS units, nix-darwin's launchd daemon)", async (t) => {
+    const { KEEPER_MARKERS, keeperModuleBody, moduleKeeperInterval } = await import(
+      '../../src/builders/keeper-service.js'
+    );
+    const { upsertModuleBlock } = await import('../../src/nix/nixos-module.js');
+    const { removeBlock } = await import('../../src/text/managed-block.js');
+    const { spawnSync } = await import('node:child_process');
+    const k = { node: process.execPath, cli: path.resolve('bin/nixremote') };
+    const whole = async (file: string, system: ModuleSystem) => {
+      const args =
+        system === 'nix-darwin-determinate' ? '{ prefix = "determinateNix"; settings = "customSettings"; }' : '{ }';
+      const expr = `let r = import ${EVAL} (${args} // { modules = [ ${file} ]; }); in { inherit (r) files; launchd = r.config.launchd; }`;
+      const r = await execa('nix-instantiate', ['--eval', '--strict', '--json', '-E', expr], { reject: false });
+      assert.equal(r.exitCode, 0, r.stderr);
+      return JSON.parse(r.stdout) as {
+        files: { machines: string; 'nix.conf': string; systemd: Record<string, string> };
+        launchd: { daemons: Record<string, { serviceConfig: Record<string, unknown> }> };
+      };
+    };
+    for (const system of ['nixos', 'nix-darwin', 'nix-darwin-determinate'] as const) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-modules-'));
+      const file = configuration(dir, system, [builder('fast', 2201)], '{ imports = [ ./nixremote.nix ]; }');
+      const mod = path.join(dir, 'nixremote.nix');
+      const text = fs.readFileSync(mod, 'utf8');
+      const withKeeper = upsertModuleBlock(text, KEEPER_MARKERS, keeperModuleBody(system, k, mod, 45)).text;
+      fs.writeFileSync(mod, withKeeper);
+      assert.equal(moduleKeeperInterval(withKeeper), 45);
+      assert.equal(removeBlock(withKeeper, KEEPER_MARKERS).text, text, 'uninstall gives the module back byte for byte');
+      const r = await whole(file, system);
+      const live = system === 'nixos' ? '/var/lib/nixremote/machines' : '/var/db/nixremote/machines';
+      assert.match(r.files['nix.conf'], new RegExp(`^builders = @${live}$`, 'm'), system);
+      assert.match(r.files.machines, /^ssh:\/\/nixbuild@fast /m, 'what the configuration declares is unchanged');
+      const round = [k.node, k.cli, 'keep', '--live', live, '--module', mod];
+      if (system === 'nixos') {
+        const units = r.files.systemd;
+        assert.match(units['nixremote-keep.service']!, new RegExp(`^ExecStart=${round.join(' ')}$`, 'm'));
+        assert.match(units['nixremote-keep.service']!, /^Environment="PATH=\/usr\/bin:\/usr\/sbin:/m);
+        assert.match(units['nixremote-keep.timer']!, /^OnUnitActiveSec=45$/m);
+        if (spawnSync('sh', ['-c', 'command -v systemd-analyze']).status === 0) {
+          const udir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixremote-units-'));
+          for (const [n, t] of Object.entries(units)) fs.writeFileSync(path.join(udir, n), t);
+          const v = spawnSync('systemd-analyze', ['verify', ...Object.keys(units).map((n) => path.join(udir, n))], {
+            encoding: 'utf8',
+          });
+          assert.equal(v.status, 0, v.stderr);
+          assert.equal(v.stderr.trim(), '', 'no warnings');
+        } else t.diagnostic('no systemd-analyze here: the units were not verified');
+      } else {
+        const sc = r.launchd.daemons['nixremote-keep']!.serviceConfig;
+        assert.deepEqual(sc.ProgramArguments, round);
+        assert.equal(sc.StartInterval, 45);
+        assert.equal(sc.RunAtLoad, true);
+        assert.match(
+          String((sc.EnvironmentVariables as { PATH: string }).PATH),
+          /\/nix\/var\/nix\/profiles\/default\/bin/,
+        );
+      }
+    }
+  });
 });
