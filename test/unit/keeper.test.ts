@@ -73,4 +73,35 @@ describe('the keeper service', () => {
       "a timer of the user's own",
     );
   });
+
+  test('the live machines file: the down lines in disabled blocks, the rest as the configuration wrote them, and no ";" in its comments', async () => {
+    const { liveMachines } = await import('../../src/builders/keeping.js');
+    const { parseMachines, machineRules, disabledMachines } = await import('../../src/nix/machines-file.js');
+    const source = 'ssh://me@own x86_64-linux - 1 1\nssh://b@fast x86_64-linux - 8 8\nssh://b@mid x86_64-linux - 2 2\n';
+    const ours = new Set(['fast', 'mid']);
+    const down = new Map([[2, { name: 'fast', why: 'nothing answers on its port; ssh waited 3 s' }]]);
+    const one = liveMachines(source, '/etc/nix/machines', down, null, ours, '2026-12-02T01:00:00Z');
+    assert.deepEqual(one.said, ['disabled fast: nothing answers on its port; ssh waited 3 s']);
+    // Nix 2.8 splits at ';' before it strips comments: the file must parse there as it does now.
+    for (const v of [
+      [2, 8, 0],
+      [2, 34, 0],
+    ] as [number, number, number][]) {
+      const r = parseMachines(one.text, 'live', () => null, 1, 1, machineRules(v));
+      assert.deepEqual(r.errors, [], v.join('.'));
+      assert.deepEqual(
+        r.machines.map((m) => m.uri),
+        ['ssh://me@own', 'ssh://b@mid'],
+      );
+    }
+    assert.equal(disabledMachines(one.text, 'live')[0]!.disabled.why, 'nothing answers on its port, ssh waited 3 s');
+    // Still down at the next round: the same text (its when kept), nothing said.
+    const two = liveMachines(source, '/etc/nix/machines', down, one.text, ours, '2026-12-02T01:01:00Z');
+    assert.equal(two.text, one.text);
+    assert.deepEqual(two.said, []);
+    // Back: the configuration's lines as they are, and said once.
+    const back = liveMachines(source, '/etc/nix/machines', new Map(), one.text, ours);
+    assert.equal(back.text.split('\n').slice(2).join('\n'), source);
+    assert.deepEqual(back.said, ['enabled fast: it answers again']);
+  });
 });
