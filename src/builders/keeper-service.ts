@@ -189,9 +189,11 @@ export function keeperModuleBody(system: ModuleSystem, k: KeeperCommand, module:
       '          SuccessExitStatus = 1;',
       '        };',
       '      };',
+      // OnActiveSec counts from the timer's start, at boot and at the switch that adds it alike
+      // (systemd.timer(5)): the live file is there a second later.
       '      systemd.timers.nixremote-keep = {',
       '        wantedBy = [ "timers.target" ];',
-      `        timerConfig = { OnBootSec = 1; OnUnitActiveSec = ${intervalS}; AccuracySec = 1; };`,
+      `        timerConfig = { OnActiveSec = 1; OnUnitActiveSec = ${intervalS}; AccuracySec = 1; };`,
       '      };',
       '    })',
     ];
