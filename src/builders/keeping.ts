@@ -11,6 +11,7 @@ import {
 } from '../nix/machines-file.js';
 import type { NoteStep, WriteStep } from '../plan/plan.js';
 import { moduleSystemOf } from '../nix/nixos-module.js';
+import { rebuildFor } from '../targets/index.js';
 import { UsageError } from '../validate.js';
 import type { BuilderEntry } from './registry.js';
 import { LIVE_HEADER } from './keeper-service.js';
@@ -49,8 +50,7 @@ export function keepingWrites(
 /** How a disable or enable reaches Nix: at once for a machines file, at the next rebuild for a module. */
 export function toggleTakesEffect(b: BuilderEntry, read: (p: string) => string | null): NoteStep {
   if (b.kind === 'module') {
-    const rebuild =
-      moduleSystemOf(read(b.source.file) ?? '') === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
+    const rebuild = rebuildFor(moduleSystemOf(read(b.source.file) ?? ''));
     return { kind: 'note', title: `Then run ${rebuild}: until then Nix uses the builders the last one wrote` };
   }
   // The build hook reads the machines file each time it starts (build-remote.cc).

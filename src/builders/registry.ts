@@ -17,6 +17,7 @@ import {
 } from '../nix/machines-file.js';
 import { parseModuleBuilders } from '../nix/nixos-module.js';
 import { LIVE_HEADER } from './keeper-service.js';
+import { MODULE_PATHS } from '../targets/index.js';
 import { findBlock } from '../text/managed-block.js';
 import { splitLines, type Line } from '../text/lines.js';
 import { globRegExp, hostSectionsFor, parseSshConfig, type HostSection } from '../ssh/ssh-config.js';
@@ -25,7 +26,7 @@ import { hostKeyFromMachinesField, type HostKey } from '../ssh/host-key.js';
 import { UsageError } from '../validate.js';
 
 /** Where init writes its module for NixOS and for nix-darwin, unless --output said otherwise. */
-export const DEFAULT_MODULES = ['/etc/nixos/nixremote.nix', '/etc/nix-darwin/nixremote.nix'];
+export const DEFAULT_MODULES = MODULE_PATHS;
 
 export interface RegistryCtx {
   read: (p: string) => string | null;

@@ -11,6 +11,7 @@ import type { Step, WriteStep } from '../plan/plan.js';
 import { UsageError } from '../validate.js';
 import { selectBuilders, type BuilderEntry, type Registry } from './registry.js';
 import { moduleSystemOf } from '../nix/nixos-module.js';
+import { rebuildFor } from '../targets/index.js';
 
 /** Find NAME among the builders, refusing (exit 2) one that is unknown or not nixremote's. */
 export function removable(reg: Registry, name: string): BuilderEntry {
@@ -84,8 +85,7 @@ export function leftInPlace(reg: Registry, b: BuilderEntry): string[] {
 export function takesEffect(b: BuilderEntry, read: (p: string) => string | null): Step {
   if (b.kind === 'module') {
     // The module's own header says which system it was written for.
-    const rebuild =
-      moduleSystemOf(read(b.source.file) ?? '') === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
+    const rebuild = rebuildFor(moduleSystemOf(read(b.source.file) ?? ''));
     return { kind: 'note', title: `Then run ${rebuild}: ${path.basename(b.source.file)} no longer lists ${b.name}` };
   }
   // Nix's build hook reads the machines file each time it starts (build-remote.cc,

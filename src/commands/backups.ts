@@ -6,12 +6,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createTwoFilesPatch } from 'diff';
 import { shellQuote } from '../io/exec.js';
-import { listBackups, parseBackupPath, readText, writeAtomic } from '../io/files.js';
+import { listBackups, parseBackupPath, readText } from '../io/files.js';
+import { applyPlan, editFile, renderPlan, type WriteStep } from '../plan/plan.js';
 import { lockBuildUserFiles, lockPathFor } from '../io/lock.js';
 import { makeOutput } from '../io/output.js';
 import { UsageError } from '../validate.js';
+import { detectInstall, type Install } from '../init/install.js';
+import { detectTarget, nixremoteFiles, realTargetCtx, type TargetCtx } from '../targets/index.js';
 
 /** What the commands talk to; tests replace it, the CLI uses the defaults. */
 export interface BackupsIo {
@@ -32,17 +34,17 @@ export interface BackupEntry {
   bytes: number;
 }
 
-/** The files nixremote edits for the user running it, when no FILE is named. */
-export function defaultBackupFiles(env: NodeJS.ProcessEnv = process.env, home = os.userInfo().homedir): string[] {
-  // OpenSSH takes home from the passwd entry, not $HOME; so does init.
-  const confDir = env.NIX_CONF_DIR || '/etc/nix';
-  return [
-    path.join(home, '.ssh', 'config'),
-    path.join(home, '.ssh', 'known_hosts'),
-    path.join(confDir, 'machines'),
-    path.join(confDir, 'nix.conf'),
-    '/etc/nixos/nixremote.nix',
-  ];
+/**
+ * The files nixremote edits for the user running it, when no FILE is named: what this
+ * machine's target says it writes (src/targets), in the config directory this user's Nix
+ * reads (a single-user install's ~/.config/nix), with the build user's ssh files.
+ */
+export function defaultBackupFiles(
+  install: Pick<Install, 'confDir' | 'user'> = detectInstall(),
+  ctx: TargetCtx = realTargetCtx(install.confDir),
+): string[] {
+  // OpenSSH takes home from the passwd entry, not $HOME; so does init (detectInstall).
+  return nixremoteFiles(detectTarget(ctx).target, ctx, install.user.home);
 }
 
 /** Backups of each file, newest first; files in the order given. */
@@ -106,22 +108,6 @@ export async function backupsCommand(files: string[], flags: { json?: boolean },
   return 0;
 }
 
-/** The diff a restore makes: from what FILE holds now to the backup's content. */
-export function restoreDiff(file: string, current: string | null, backup: string, content: string): string {
-  return createTwoFilesPatch(
-    current === null ? '/dev/null' : file,
-    file,
-    current ?? '',
-    content,
-    current === null ? '' : 'current',
-    `backup ${path.basename(backup)}`,
-    { context: 2 },
-  )
-    .split('\n')
-    .filter((l) => !l.startsWith('=====') && !l.startsWith('Index: '))
-    .join('\n');
-}
-
 export async function restoreCommand(
   backup: string,
   flags: { yes?: boolean; dryRun?: boolean },
@@ -152,8 +138,21 @@ export async function restoreCommand(
     return 0;
   }
 
-  out.step(current === null ? `Restore ${file} (it does not exist now) from ${b}` : `Restore ${file} from ${b}`);
-  out.raw(restoreDiff(file, current, b, content).trimEnd() + '\n');
+  // A plan like every other change: its diff, the lock, a write that refuses an edit made
+  // since the diff was shown, the replaced content kept as a backup. An existing file keeps
+  // its own mode and owner (writeAtomic); a file that is gone comes back with its backup's.
+  const step: WriteStep = {
+    ...editFile(
+      current === null ? `Restore ${file} (it does not exist now) from ${b}` : `Restore ${file} from ${b}`,
+      file,
+      current,
+      content,
+      { mode: st.mode & 0o7777 },
+    ),
+    uid: st.uid,
+    gid: st.gid,
+  };
+  out.raw(`${renderPlan([step]).trimEnd()}\n`);
   if (flags.dryRun) {
     out.info('Dry run: nothing was changed.');
     return 0;
@@ -175,16 +174,16 @@ export async function restoreCommand(
   }
 
   const release = await lockBuildUserFiles(io.lockPath ?? lockPathFor(os.userInfo().homedir), out);
-  let saved: string | null;
+  let saved: string | null = null;
   try {
-    // The diff was shown for what the file held then; never write over an edit made since.
-    if (readText(file) !== current)
-      throw new Error(
-        `${file} changed while nixremote was asking; nothing was written. Run the restore again to see the new diff`,
-      );
-    // An existing file keeps its own mode and owner (writeAtomic); a file that is gone
-    // comes back with the mode and owner of its backup.
-    saved = writeAtomic(file, content, { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid });
+    await applyPlan([step], {
+      reporter: {
+        start: () => {},
+        done: (_s, _r, backup) => {
+          saved = backup ?? null;
+        },
+      },
+    });
   } finally {
     release();
   }

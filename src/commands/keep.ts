@@ -29,7 +29,7 @@ import {
   plainPath,
   type KeeperCommand,
 } from '../builders/keeper-service.js';
-import { DEFAULT_MODULES } from '../builders/registry.js';
+import { rebuildFor, targetByName } from '../targets/index.js';
 import { MODULE_HEADER, moduleSystemOf, upsertModuleBlock } from '../nix/nixos-module.js';
 import { removeBlock } from '../text/managed-block.js';
 
@@ -246,14 +246,14 @@ async function moduleKeeper(
   install: Install,
   out: ReturnType<typeof makeOutput>,
 ): Promise<number> {
-  const module = path.resolve(flags.module ?? DEFAULT_MODULES[target === 'nixos' ? 0 : 1]!);
+  const module = path.resolve(flags.module ?? targetByName(target).module!.path);
   const text = readText(module);
   if (text === null || !text.startsWith(MODULE_HEADER))
     throw new UsageError(
       `${module}: ${text === null ? 'no such file' : 'not a module nixremote wrote'}; the keeper goes into the module \`nixremote init --target ${target}\` writes (pass it with --module FILE)`,
     );
   const system = moduleSystemOf(text);
-  const rebuild = system === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
+  const rebuild = rebuildFor(system);
   let after: string;
   if (flags.install) {
     for (const p of [k.node, k.cli, module])

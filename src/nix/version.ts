@@ -1,6 +1,8 @@
 // The local Nix version decides which command pings a store. From Nix's release notes:
 // `nix ping-store` up to 2.3; `nix store ping` from 2.4 (the `nix` command became
 // experimental and needs nix-command); `nix store info` from 2.19 (ping kept as an alias).
+// Lix forked before that rename and has only `nix store ping` (lix/nix/ping-store.cc,
+// 2.90.0-2.95.3: registerCommand2<CmdPingStore>({"store", "ping"})).
 export type Version = [number, number, number];
 
 /** "nix (Nix) 2.8.0", "nix-store (Nix) 2.18.1", "nix (Lix, like Nix) 2.91.1" → [2, 8, 0]. */
@@ -26,7 +28,7 @@ export function nixCommandFlags(v: Version): string[] {
 
 export function storePingArgs(v: Version, storeUri: string): string[] {
   if (!atLeast(v, 2, 4)) return ['ping-store', '--store', storeUri];
-  const sub = atLeast(v, 2, 19) ? ['store', 'info'] : ['store', 'ping'];
+  const sub = atLeast(v, 2, 19) && !isLix(v) ? ['store', 'info'] : ['store', 'ping'];
   return [...nixCommandFlags(v), ...sub, '--store', storeUri];
 }
 

@@ -32,4 +32,6 @@ export const determinate: Target = {
     ctx.platform === 'darwin'
       ? macosUpkeep(ctx, '/Library/LaunchDaemons/systems.determinate.nix-daemon.plist', [])
       : [],
+  // Never nix.conf: determinate-nixd replaces it.
+  writes: (ctx) => [path.join(ctx.confDir, 'machines'), path.join(ctx.confDir, 'nix.custom.conf')],
 };

@@ -2,12 +2,15 @@
 // /etc/nix is generated), then Determinate (its nix.conf is replaced), then the
 // official installer on macOS, then plain nix.conf.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { determinate } from './determinate.js';
 import { macos } from './macos.js';
 import { nixConf } from './nix-conf.js';
 import { nixDarwin } from './nix-darwin.js';
 import { nixos } from './nixos.js';
 import type { Target, TargetCtx, TargetName } from './types.js';
+import type { ModuleSystem } from '../nix/nixos-module.js';
+import { keeperFiles, liveMachinesPath } from '../builders/keeper-service.js';
 
 export type { Target, TargetCtx, TargetName } from './types.js';
 
@@ -38,4 +41,32 @@ export function realTargetCtx(confDir: string): TargetCtx {
     platform: process.platform,
     confDir,
   };
+}
+
+/** Where init puts nixremote's module on each declarative system, unless --output said otherwise. */
+export const MODULE_PATHS = [nixos.module!.path, nixDarwin.module!.path];
+
+/** The rebuild that applies a module written for this system. */
+export function rebuildFor(system: ModuleSystem): string {
+  return (system === 'nixos' ? nixos : nixDarwin).module!.rebuild;
+}
+
+/**
+ * Every file nixremote may write on this machine: the build user's ssh config and
+ * known_hosts, the target's own files, any module of nixremote's at its usual place, the
+ * keeper's service files and live machines file.
+ */
+export function nixremoteFiles(target: Target, ctx: TargetCtx, home: string): string[] {
+  const keeper = keeperFiles(ctx.platform, { node: '', cli: '' }, 60).map((f) => f.path);
+  const modules = MODULE_PATHS.filter((p) => target.writes(ctx).includes(p) || ctx.exists(p));
+  const live = target.module ? [liveMachinesPath(target.name === 'nixos' ? 'nixos' : 'nix-darwin')] : [];
+  const all = [
+    path.join(home, '.ssh', 'config'),
+    path.join(home, '.ssh', 'known_hosts'),
+    ...target.writes(ctx),
+    ...modules,
+    ...keeper,
+    ...live,
+  ];
+  return all.filter((p, i) => all.indexOf(p) === i);
 }

@@ -15,4 +15,5 @@ export const macos: Target = {
   restartHow: () => 'sudo launchctl kickstart -k system/org.nixos.nix-daemon',
   buildersHome: (ctx) => `${path.join(ctx.confDir, 'nix.conf')} (or the machines file)`,
   upkeep: (ctx) => macosUpkeep(ctx, '/Library/LaunchDaemons/org.nixos.nix-daemon.plist', ['/etc/zshrc', '/etc/bashrc']),
+  writes: (ctx) => [path.join(ctx.confDir, 'machines'), path.join(ctx.confDir, 'nix.conf')],
 };

@@ -12,4 +12,5 @@ export const nixConf: Target = {
   restartHow: () => 'restart nix-daemon with your service manager (no systemd is running here)',
   buildersHome: (ctx) => `${path.join(ctx.confDir, 'nix.conf')} (or the machines file)`,
   upkeep: () => [],
+  writes: (ctx) => [path.join(ctx.confDir, 'machines'), path.join(ctx.confDir, 'nix.conf')],
 };

@@ -4,6 +4,9 @@
 import { determinate } from './determinate.js';
 import type { Target } from './types.js';
 
+// nix-darwin's flake configuration lives in /etc/nix-darwin by default.
+export const NIX_DARWIN_MODULE = '/etc/nix-darwin/nixremote.nix';
+
 export const nixDarwin: Target = {
   name: 'nix-darwin',
   detect: (ctx) =>
@@ -16,4 +19,6 @@ export const nixDarwin: Target = {
   buildersHome: (ctx) =>
     `${determinate.detect(ctx) ? "determinateNix.buildMachines (Determinate's module turns nix.* off)" : 'nix.buildMachines'} in your nix-darwin configuration (then darwin-rebuild switch)`,
   upkeep: () => [],
+  writes: () => [NIX_DARWIN_MODULE],
+  module: { path: NIX_DARWIN_MODULE, rebuild: 'darwin-rebuild switch' },
 };

@@ -27,6 +27,14 @@ export interface Target {
   buildersHome(ctx: TargetCtx): string;
   /** What is known to undo this kind of setup and has (macOS updates), read from files. */
   upkeep(ctx: TargetCtx): Finding[];
+  /**
+   * Every file of Nix's that nixremote may write for this target (the build user's ssh
+   * files and the keeper's come on top: see nixremoteFiles). What backups lists, and what
+   * the rest of the tool asks instead of keeping a list of its own.
+   */
+  writes(ctx: TargetCtx): string[];
+  /** A declarative system: nixremote's module, where init puts it, and the rebuild that applies it. */
+  module?: { path: string; rebuild: string };
 }
 
 /** Something found undone, with its cause and the fix. */

@@ -143,6 +143,13 @@ describe('Nix versions', () => {
       '--store',
       'ssh://b',
     ]);
+    // Lix has only `store ping` (lix/nix/ping-store.cc at 2.90.0 and 2.95.0), at every version.
+    for (const v of [
+      [2, 90, 0],
+      [2, 93, 3],
+      [2, 95, 3],
+    ] as [number, number, number][])
+      assert.deepEqual(storePingArgs(v, 'ssh://b').slice(2, 4), ['store', 'ping'], v.join('.'));
     assert.deepEqual(parseStorePing('Store URL: ssh://b\nVersion: 2.24.1\nTrusted: 1\n'), {
       version: '2.24.1',
       trusted: true,

@@ -81,9 +81,9 @@ export async function nixSide(
   const steps: Step[] = [];
 
   if (target === 'nixos' || target === 'nix-darwin') {
-    // nix-darwin's flake configuration lives in /etc/nix-darwin by default.
-    const output = flags.output ?? (target === 'nixos' ? '/etc/nixos/nixremote.nix' : '/etc/nix-darwin/nixremote.nix');
-    const rebuild = target === 'nixos' ? 'nixos-rebuild switch' : 'darwin-rebuild switch';
+    const { module } = targetByName(target);
+    const output = flags.output ?? module!.path;
+    const rebuild = module!.rebuild;
     // With Determinate on nix-darwin, its module owns the Nix options (nix.enable = false).
     const system: ModuleSystem =
       target === 'nix-darwin' && determinate.detect(tctx) ? 'nix-darwin-determinate' : target;
