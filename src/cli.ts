@@ -105,6 +105,10 @@ program
     ).choices(['ssh', 'ssh-ng']),
   )
   .option(
+    '--machines-format <format>',
+    "toml: Lix 2.95's TOML machines file (Lix 2.95+ here; kept when the file is TOML already), or lines (default)",
+  )
+  .option(
     '--connect-timeout <s>',
     'seconds ssh waits for a builder that does not answer, in its Host block (default 10): the build hook waits this long before trying the next builder',
   )

@@ -13,6 +13,8 @@ export interface InitFlags {
   restrictToNix?: boolean;
   /** --access trusted|signed. */
   access?: string;
+  /** --machines-format toml|lines: Lix 2.95's TOML machines file, or the line format. */
+  machinesFormat?: string;
   /** --connect-timeout: seconds, for the Host block's ConnectTimeout. */
   connectTimeout?: string;
   /** --builder-sudo: the builder's side of signed access done over ssh, through sudo. */

@@ -5,7 +5,7 @@
 // @$NIX_CONF_DIR/machines, which is also where NixOS writes nix.buildMachines.
 import * as path from 'node:path';
 import { parseNixConf } from './nix-conf.js';
-import { parseMachines, type MachineRules, type MachinesParseError, type ParsedMachine } from './machines-file.js';
+import { parseBuildersSetting, type MachineRules, type MachinesParseError, type ParsedMachine } from './machines-file.js';
 
 export type Scope = 'system' | 'user' | 'env';
 
@@ -107,8 +107,8 @@ export function readBuilders(
   const value = source ? source.value : `@${path.join(env.NIX_CONF_DIR || '/etc/nix', 'machines')}`;
   // An inline machine is defined on the setting's own line of its nix.conf.
   const r = source
-    ? parseMachines(value, source.file, read, 0, source.line, rules)
-    : parseMachines(value, 'builders (default)', read, 0, 1, rules);
+    ? parseBuildersSetting(value, source.file, read, source.line, rules)
+    : parseBuildersSetting(value, 'builders (default)', read, 1, rules);
   return { source, value, ...r };
 }
 

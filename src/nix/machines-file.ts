@@ -6,6 +6,7 @@
 import { nixremoteLines, readBlock, upsertBlock, type BlockEdit, type Markers } from '../text/managed-block.js';
 import { joinLines, splitLines, type Line } from '../text/lines.js';
 import { machinesHostKeyField, type HostKey } from '../ssh/host-key.js';
+import { isTomlMachines, readLixToml } from './machines-toml.js';
 
 /** The eight fields by meaning, for messages: "field 5" tells nobody anything. */
 export const FIELD_NAMES = [
@@ -125,11 +126,20 @@ export interface MachineRules {
   lineComments: boolean;
   /** Before 2.24.15 / 2.28.2: an entry of blanks in a machines file fails the whole list. */
   rawBlanksFail: boolean;
+  /** Lix 2.95+ reads the setting as TOML first (true); Nix and older Lix only lines (false); null: unknown, TOML when it is. */
+  toml: boolean | null;
+  /** "Nix 2.8.0", "Lix 2.95.3"; null: unknown. */
   version: string | null;
 }
 
 /** What nixremote accepts when it does not know the version: the newest rules. */
-export const LENIENT: MachineRules = { floatSpeed: true, lineComments: true, rawBlanksFail: false, version: null };
+export const LENIENT: MachineRules = {
+  floatSpeed: true,
+  lineComments: true,
+  rawBlanksFail: false,
+  toml: null,
+  version: null,
+};
 
 export function machineRules(v: [number, number, number] | null): MachineRules {
   if (!v) return LENIENT;
@@ -137,7 +147,46 @@ export function machineRules(v: [number, number, number] | null): MachineRules {
   // Lix (2.90+) keeps the old reader, with the float speed factor.
   const lix = v[0] === 2 && v[1] >= 90;
   const newLines = !lix && (n >= 2_028_002 || (n >= 2_024_015 && n < 2_025_000));
-  return { floatSpeed: n >= 2_020_000, lineComments: newLines, rawBlanksFail: !newLines, version: v.join('.') };
+  return {
+    floatSpeed: n >= 2_020_000,
+    lineComments: newLines,
+    rawBlanksFail: !newLines,
+    toml: lix && n >= 2_095_000,
+    version: `${lix ? 'Lix' : 'Nix'} ${v.join('.')}`,
+  };
+}
+
+/**
+ * The `builders` setting as the local Nix reads it: Lix 2.95 on tries the whole value as
+ * TOML first (machines-toml.ts), every other Nix reads lines (parseMachines).
+ */
+export function parseBuildersSetting(
+  text: string,
+  file: string,
+  readFile: ReadFile = () => null,
+  firstLine = 1,
+  rules: MachineRules = LENIENT,
+): { machines: ParsedMachine[]; errors: MachinesParseError[] } {
+  // The whole setting, as Lix 2.95 reads it first (machines-toml.ts); for a Nix of unknown
+  // version, TOML only when it parses as TOML.
+  if (rules.toml !== false) {
+    const t = readLixToml(text, file, firstLine, readFile, rules.toml === true);
+    if (t) return { machines: t.machines, errors: t.errors };
+  }
+  if (rules.toml === false && text.startsWith('@') && isTomlMachines(readFile(text.slice(1)) ?? '')) {
+    return {
+      machines: [],
+      errors: [
+        {
+          file: text.slice(1),
+          line: 1,
+          column: 1,
+          message: `this is Lix's TOML machines format (Lix 2.95 on), and ${rules.version} reads only the line format (it would take each line of it for a machine); write the lines instead`,
+        },
+      ],
+    };
+  }
+  return parseMachines(text, file, readFile, 0, firstLine, rules);
 }
 
 /**
@@ -156,7 +205,7 @@ export function parseMachines(
 ): { machines: ParsedMachine[]; errors: MachinesParseError[] } {
   const machines: ParsedMachine[] = [];
   const errors: MachinesParseError[] = [];
-  const nixSays = (msg: string) => `${rules.version ? `Nix ${rules.version}` : 'Nix'} rejects it: ${msg}`;
+  const nixSays = (msg: string) => `${rules.version ?? 'Nix'} rejects it: ${msg}`;
   let lineNo = firstLine;
   // Walk entries while tracking the line each starts on: ';' separates without a newline.
   for (const physical of text.split('\n')) {
@@ -342,6 +391,9 @@ export interface Disabled {
   why: string;
 }
 
+/** The line that takes a builder's table out of Lix's TOML machines file. */
+export const TOML_OFF = 'enable = false';
+
 export const DISABLED_LINE = /^\s*# nixremote: disabled by (user|keep) at (\S+): (.*)$/;
 
 /** The builder's block with its line commented out, or null when the file has no block for it. */
@@ -359,6 +411,13 @@ export function disableMachine(text: string, name: string, d: Disabled): BlockEd
     lines[was] = `# nixremote: disabled by ${d.by} at ${d.at}: ${why}`;
     return upsertBlock(text, machineMarkers(name), lines);
   }
+  // A table of Lix's TOML file stays, with `enable = false` (Lix checks it, then leaves it out).
+  if (body[0]?.startsWith('[machines.'))
+    return upsertBlock(text, machineMarkers(name), [
+      `# nixremote: disabled by ${d.by} at ${d.at}: ${why}`,
+      ...body,
+      TOML_OFF,
+    ]);
   // Every line of the block gets one '#' more (a NixOS module's block is Nix code: its
   // lines become Nix comments), which enable takes off again: byte for byte.
   return upsertBlock(text, machineMarkers(name), [
@@ -372,6 +431,12 @@ export function enableMachine(text: string, name: string): BlockEdit | null {
   const body = readBlock(text, machineMarkers(name));
   if (body === null) return null;
   if (!body.some((l) => DISABLED_LINE.test(l))) return { text, changed: false };
+  if (body[1]?.startsWith('[machines.'))
+    return upsertBlock(
+      text,
+      machineMarkers(name),
+      body.filter((l, i) => !DISABLED_LINE.test(l) && !(i === body.length - 1 && l === TOML_OFF)),
+    );
   return upsertBlock(
     text,
     machineMarkers(name),
@@ -393,12 +458,17 @@ export function disabledMachines(
     const next = DISABLED_LINE.exec((lines[i + 1] ?? '').trim());
     if (!next) return;
     const commented = (lines[i + 2] ?? '').replace(/\r$/, '');
-    const parsed = commented.startsWith('#') ? parseMachines(commented.slice(1), file, () => null, 0, i + 3) : null;
-    out.push({
-      name,
-      disabled: { by: next[1] as 'user' | 'keep', at: next[2]!, why: next[3]! },
-      machine: parsed?.machines[0] ?? null,
-    });
+    let machine: ParsedMachine | null = null;
+    if (commented.startsWith('#'))
+      machine = parseMachines(commented.slice(1), file, () => null, 0, i + 3).machines[0] ?? null;
+    else if (commented.startsWith('[machines.')) {
+      // A table in Lix's TOML file, left in with `enable = false`.
+      const end = lines.findIndex((x, j) => j > i && x.trim() === `# END nixremote builder ${name}`);
+      const body = lines.slice(i + 2, end < 0 ? undefined : end).join('\n');
+      const t = readLixToml(body, file, i + 3, () => null, false);
+      machine = t?.off[0]?.machine ?? t?.machines[0] ?? null;
+    }
+    out.push({ name, disabled: { by: next[1] as 'user' | 'keep', at: next[2]!, why: next[3]! }, machine });
   });
   return out;
 }

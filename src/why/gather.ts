@@ -12,7 +12,7 @@ import {
   type NixConfig,
   type Reader,
 } from '../nix/effective-config.js';
-import { machineRules, parseMachines, type ParsedMachine } from '../nix/machines-file.js';
+import { machineRules, parseBuildersSetting, type ParsedMachine } from '../nix/machines-file.js';
 import { drvNeeds, parseDerivation } from '../nix/derivation.js';
 import { atLeast, nixCommandFlags, type Version } from '../nix/version.js';
 import { UsageError } from '../validate.js';
@@ -208,7 +208,7 @@ export function hookBuilders(
   if (override !== undefined) {
     // Even an untrusted client may clear it (daemon.cc: `builders` set to "").
     if (trusted || override === '')
-      builders = { source: null, value: override, ...parseMachines(override, '--builders', read, 0, 1, rules) };
+      builders = { source: null, value: override, ...parseBuildersSetting(override, '--builders', read, 1, rules) };
     else notes.push('--builders is ignored, as Nix ignores it from a user the daemon does not trust');
   }
   const e = builders.errors[0];

@@ -17,6 +17,8 @@ import { parseKeyLine } from '../../src/ssh/host-key.js';
 import { nixConfMarkers, parseNixConf, upsertNixConf } from '../../src/nix/nix-conf.js';
 import { machineMarkers, parseMachines, upsertMachine, type Machine } from '../../src/nix/machines-file.js';
 import { upsertModule } from '../../src/nix/nixos-module.js';
+import { readLixToml, upsertTomlMachine } from '../../src/nix/machines-toml.js';
+import { disableMachine, enableMachine } from '../../src/nix/machines-file.js';
 
 const RUNS = { numRuns: 2000 };
 const ED = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS')!;
@@ -170,6 +172,58 @@ describe('machines file editor', () => {
         assert.deepEqual(back, m);
       }),
       RUNS,
+    );
+  });
+});
+
+describe("Lix's TOML machines file editor", () => {
+  // Files of what people write: comments, blank lines, a version, tables of their own.
+  const name = fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/).filter((n) => n !== 'fastbox');
+  const table = fc
+    .tuple(name, fc.integer({ min: 0, max: 64 }), fc.constantFrom('1', '2.5'))
+    .map(([n, j, sp]) => `[machines.${n}]\nuri = "ssh://${n}"\njobs = ${j}\nspeed-factor = ${sp}`);
+  const doc = fc
+    .tuple(
+      fc.boolean(),
+      fc.array(fc.oneof(table, word.map((w) => `# ${w}`), fc.constant('')), { maxLength: 6 }),
+      fc.constantFrom('\n', '\r\n'),
+    )
+    .map(([v, parts, eol]) => [...(v ? ['version = 1', ''] : []), ...parts].join('\n').replace(/\n/g, eol))
+    // Two tables of one name are not TOML at all: not a file anyone has.
+    .filter((t) => readLixToml(`@f.toml`, 'nix.conf', 1, () => t)?.errors.length === 0);
+  const m: Machine = {
+    uri: 'ssh-ng://fastbox',
+    systems: ['x86_64-linux', 'i686-linux'],
+    sshKey: '/root/.ssh/nix_remote',
+    maxJobs: 4,
+    speedFactor: 2.5,
+    supportedFeatures: ['kvm', 'big-parallel'],
+    mandatoryFeatures: [],
+    hostKey: Buffer.from('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS').toString(
+      'base64',
+    ),
+  };
+  const read = (t: string) => readLixToml('@/etc/nix/machines', 'nix.conf', 1, () => t)!;
+  test('outside unchanged, idempotent, our table reads back as Lix reads it, and disable/enable are exact', () => {
+    fc.assert(
+      fc.property(doc, (text) => {
+        const once = upsertTomlMachine(text, 'fastbox', m, machineMarkers('fastbox'));
+        if (text !== '') assert.equal(removeBlock(once.text, machineMarkers('fastbox')).text, text);
+        assert.equal(upsertTomlMachine(once.text, 'fastbox', m, machineMarkers('fastbox')).changed, false);
+        const r = read(once.text);
+        assert.deepEqual(r.errors, []);
+        const ours = r.machines.filter((x) => x.uri === 'ssh-ng://fastbox');
+        assert.equal(ours.length, 1);
+        const { source: _s, ...back } = ours[0]!;
+        assert.deepEqual(back, m);
+        const off = disableMachine(once.text, 'fastbox', { by: 'keep', at: '2026-12-02T01:00:00Z', why: 'down; quiet' })!;
+        const r2 = read(off.text);
+        assert.deepEqual(r2.errors, []);
+        assert.equal(r2.machines.filter((x) => x.uri === 'ssh-ng://fastbox').length, 0, 'Lix leaves it out');
+        assert.equal(r2.off.length, 1);
+        assert.equal(enableMachine(off.text, 'fastbox')!.text, once.text);
+      }),
+      { numRuns: 500 },
     );
   });
 });

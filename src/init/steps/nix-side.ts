@@ -11,8 +11,11 @@ import {
   formatMachineLine,
   machineFromHost,
   unmanagedMachineLines,
+  parseMachines,
   upsertMachine,
 } from '../../nix/machines-file.js';
+import { isTomlMachines, tomlHasMachine, upsertTomlMachine } from '../../nix/machines-toml.js';
+import { atLeast, formatVersion, isLix, parseNixVersion } from '../../nix/version.js';
 import { blockLineNumbers, inlineEntryNames, upsertNixConf } from '../../nix/nix-conf.js';
 import { ModuleError, upsertModule, type ModuleSystem } from '../../nix/nixos-module.js';
 import type { HostKey } from '../../ssh/host-key.js';
@@ -149,8 +152,15 @@ export async function nixSide(
   }
   const machinesBefore = readText(machinesPath);
   const machinesText = machinesBefore ?? '';
-  const dup = unmanagedMachineLines(machinesText, b.name);
-  let machinesEdit = upsertMachine(machinesText, b.name, machine);
+  const toml = await machinesFormat(c, machinesPath, machinesText);
+  const dup = toml ? [] : unmanagedMachineLines(machinesText, b.name);
+  if (toml && !readBlock(machinesText, machineMarkers(b.name)) && tomlHasMachine(machinesText, b.name))
+    throw new UsageError(
+      `--name: ${machinesPath} already has a table machines.${b.name} of your own; pass another --name, or remove it`,
+    );
+  let machinesEdit = toml
+    ? upsertTomlMachine(machinesText, b.name, machine, machineMarkers(b.name))
+    : upsertMachine(machinesText, b.name, machine);
   if (dup.length) {
     const where = `${machinesPath} line ${dup.join(', ')}`;
     const adopted = adoptMachineLines(machinesText, dup, b.name, machine);
@@ -167,7 +177,7 @@ export async function nixSide(
   }
   steps.push({
     kind: 'write',
-    title: `Machine line for ${b.name}`,
+    title: toml ? `Table machines.${b.name} (Lix's TOML format)` : `Machine line for ${b.name}`,
     path: machinesPath,
     before: machinesBefore,
     after: machinesEdit.text,
@@ -203,6 +213,11 @@ export async function nixSide(
       `--name: builders in ${userBuilders?.file ?? nixConfPath} already lists ${b.name}; pass --adopt to move it to nixremote's machine line, or another --name`,
     );
   }
+  // Lix reads TOML only from a builders setting that is one @file and nothing else (machines.cc).
+  if (toml && (inherited || inline))
+    throw new UsageError(
+      `--machines-format toml: builders in ${userBuilders?.file ?? nixConfPath} lists other builders too, and Lix reads TOML only when builders is the one @file; move them into ${machinesPath} first`,
+    );
   const conf = upsertNixConf(nixConfText, machinesPath, inherited, inline ? b.name : undefined, secretKeyFile);
   for (const n of conf.notes) out.warn(n);
   steps.push({
@@ -236,4 +251,32 @@ export async function nixSide(
     });
   }
   return { steps, storeUri: machine.uri, machineLine, target, confChanged: conf.edit.changed, file: machinesPath };
+}
+
+/**
+ * Which format the machines file gets: TOML when it is TOML already, or when asked
+ * (--machines-format toml) with Lix 2.95 or later here and no lines in the file yet; else
+ * lines. The two are never mixed in one file: Lix reads a file as one or the other.
+ */
+async function machinesFormat(c: WizardCtx, file: string, text: string): Promise<boolean> {
+  const asked = c.flags.machinesFormat;
+  if (asked !== undefined && asked !== 'toml' && asked !== 'lines')
+    throw new UsageError(`--machines-format: '${asked}' is not toml or lines`);
+  if (isTomlMachines(text)) {
+    if (asked === 'lines')
+      throw new UsageError(`--machines-format lines: ${file} is in Lix's TOML format; a line in it would break it`);
+    return true;
+  }
+  if (asked !== 'toml') return false;
+  const v = parseNixVersion((await c.exec('nix', ['--version'])).stdout);
+  if (!v || !isLix(v) || !atLeast(v, 2, 95))
+    throw new UsageError(
+      `--machines-format toml: only Lix 2.95 and later read the TOML machines file, and this machine has ${v ? `${isLix(v) ? 'Lix' : 'Nix'} ${formatVersion(v)}` : 'no nix'}`,
+    );
+  if (parseMachines(text, file).machines.length || /^\s*[^#\s]/m.test(text))
+    throw new UsageError(
+      `--machines-format toml: ${file} has machine lines; Lix reads a file as TOML or as lines, not both. Move them into TOML tables first, or leave out --machines-format`,
+    );
+  c.answers.note('--machines-format', 'toml');
+  return true;
 }
