@@ -5,7 +5,12 @@
 // @$NIX_CONF_DIR/machines, which is also where NixOS writes nix.buildMachines.
 import * as path from 'node:path';
 import { parseNixConf } from './nix-conf.js';
-import { parseBuildersSetting, type MachineRules, type MachinesParseError, type ParsedMachine } from './machines-file.js';
+import {
+  parseBuildersSetting,
+  type MachineRules,
+  type MachinesParseError,
+  type ParsedMachine,
+} from './machines-file.js';
 
 export type Scope = 'system' | 'user' | 'env';
 

@@ -335,6 +335,8 @@ function editManagedLine(text: string, lineNo: number, edit: (fields: string[]) 
   const line = lines[lineNo - 1];
   if (!nixremoteLines(text).has(lineNo) || line === undefined || line.trim() === '' || line.trim().startsWith('#'))
     return null;
+  // A table of Lix's TOML file is not a line: its fix is said, not made.
+  if (line.trim().startsWith('[machines.')) return null;
   const fields = line.trim().split(/\s+/);
   while (fields.length < 8) fields.push('-');
   lines[lineNo - 1] = edit(fields).join(' ');

@@ -136,8 +136,7 @@ export function readLixToml(
     const f = m as Record<string, unknown>;
     const before = out.errors.length;
     const bad = (key: string, msg: string) => err(keyLine(lines, line, key), `for machine ${name}: ${msg}`);
-    for (const k of Object.keys(f))
-      if (!(KEYS as readonly string[]).includes(k)) bad(k, `unexpected key \`${k}\``);
+    for (const k of Object.keys(f)) if (!(KEYS as readonly string[]).includes(k)) bad(k, `unexpected key \`${k}\``);
     const str = (k: string): string | null => {
       if (!(k in f)) return null;
       if (typeof f[k] === 'string') return f[k] as string;

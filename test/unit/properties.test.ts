@@ -185,7 +185,14 @@ describe("Lix's TOML machines file editor", () => {
   const doc = fc
     .tuple(
       fc.boolean(),
-      fc.array(fc.oneof(table, word.map((w) => `# ${w}`), fc.constant('')), { maxLength: 6 }),
+      fc.array(
+        fc.oneof(
+          table,
+          word.map((w) => `# ${w}`),
+          fc.constant(''),
+        ),
+        { maxLength: 6 },
+      ),
       fc.constantFrom('\n', '\r\n'),
     )
     .map(([v, parts, eol]) => [...(v ? ['version = 1', ''] : []), ...parts].join('\n').replace(/\n/g, eol))
@@ -216,7 +223,11 @@ describe("Lix's TOML machines file editor", () => {
         assert.equal(ours.length, 1);
         const { source: _s, ...back } = ours[0]!;
         assert.deepEqual(back, m);
-        const off = disableMachine(once.text, 'fastbox', { by: 'keep', at: '2026-12-02T01:00:00Z', why: 'down; quiet' })!;
+        const off = disableMachine(once.text, 'fastbox', {
+          by: 'keep',
+          at: '2026-12-02T01:00:00Z',
+          why: 'down; quiet',
+        })!;
         const r2 = read(off.text);
         assert.deepEqual(r2.errors, []);
         assert.equal(r2.machines.filter((x) => x.uri === 'ssh-ng://fastbox').length, 0, 'Lix leaves it out');

@@ -152,7 +152,7 @@ export async function nixSide(
   }
   const machinesBefore = readText(machinesPath);
   const machinesText = machinesBefore ?? '';
-  const toml = await machinesFormat(c, machinesPath, machinesText);
+  const toml = await machinesFormat(c, machinesPath);
   const dup = toml ? [] : unmanagedMachineLines(machinesText, b.name);
   if (toml && !readBlock(machinesText, machineMarkers(b.name)) && tomlHasMachine(machinesText, b.name))
     throw new UsageError(
@@ -258,7 +258,8 @@ export async function nixSide(
  * (--machines-format toml) with Lix 2.95 or later here and no lines in the file yet; else
  * lines. The two are never mixed in one file: Lix reads a file as one or the other.
  */
-async function machinesFormat(c: WizardCtx, file: string, text: string): Promise<boolean> {
+export async function machinesFormat(c: WizardCtx, file: string): Promise<boolean> {
+  const text = readText(file) ?? '';
   const asked = c.flags.machinesFormat;
   if (asked !== undefined && asked !== 'toml' && asked !== 'lines')
     throw new UsageError(`--machines-format: '${asked}' is not toml or lines`);
@@ -277,6 +278,6 @@ async function machinesFormat(c: WizardCtx, file: string, text: string): Promise
     throw new UsageError(
       `--machines-format toml: ${file} has machine lines; Lix reads a file as TOML or as lines, not both. Move them into TOML tables first, or leave out --machines-format`,
     );
-  c.answers.note('--machines-format', 'toml');
+  c.answers?.note('--machines-format', 'toml');
   return true;
 }

@@ -5,6 +5,7 @@ import type { InitDeps, WizardCtx } from './context.js';
 import { InitFailed } from './context.js';
 import { detectInstall } from '../install.js';
 import type { InitFlags } from '../options.js';
+import { machinesFormat } from './nix-side.js';
 
 export async function preflight(flags: InitFlags, d: InitDeps): Promise<WizardCtx> {
   for (const tool of ['ssh', 'ssh-keygen', 'nix', 'nix-build']) {
@@ -26,5 +27,8 @@ export async function preflight(flags: InitFlags, d: InitDeps): Promise<WizardCt
     );
   }
   const home = install.user.home;
-  return { ...d, flags, install, home, sshDir: path.join(home, '.ssh') };
+  const c: WizardCtx = { ...d, flags, install, home, sshDir: path.join(home, '.ssh') };
+  // Before anything is touched: a TOML machines file asked for where it cannot be.
+  if (flags.machinesFormat !== undefined) await machinesFormat(c, path.join(install.confDir, 'machines'));
+  return c;
 }
