@@ -94,6 +94,11 @@ export interface UriParts {
   host: string;
   /** Only newer Nix (2.31+) passes a port from the URI to ssh (-p). */
   port: number | null;
+  /**
+   * The port ssh is given when the build hook honours the URI's port: host:port (Nix 2.31+),
+   * else ?port=N (Lix 2.93+). Whether this Nix does is the store URI check's to say.
+   */
+  sshPort: number | null;
   params: URLSearchParams;
 }
 
@@ -106,7 +111,9 @@ export function parseStoreUri(uri: string): UriParts {
   const params = new URLSearchParams(q >= 0 ? rest.slice(q + 1) : '');
   const m = /^(?:(.*)@)?(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(authority);
   const host = (m?.[2] ?? authority).replace(/^\[(.*)\]$/, '$1');
-  return { scheme, user: m?.[1] ?? null, host, port: m?.[3] ? Number(m[3]) : null, params };
+  const port = m?.[3] ? Number(m[3]) : null;
+  const query = /^\d+$/.test(params.get('port') ?? '') ? Number(params.get('port')) : null;
+  return { scheme, user: m?.[1] ?? null, host, port, sshPort: port ?? query, params };
 }
 
 export function uriHost(uri: string): string {

@@ -98,7 +98,7 @@ export class BuilderFacts {
     if (ctx.build && !o.transport) probeInput(ctx);
     this.ssh = new HookSsh(
       ctx.exec,
-      { target: this.target, name: this.name, key: machine.sshKey, port: this.uri.port, pinned: k },
+      { target: this.target, name: this.name, key: machine.sshKey, port: this.uri.sshPort, pinned: k },
       { share: o.share, connectTimeoutS: o.connectTimeoutS },
     );
   }
@@ -172,7 +172,7 @@ export class BuilderFacts {
         ok: run.exitCode === 0,
         g,
         hostName: first(g, 'hostname') ?? this.name,
-        port: Number(first(g, 'port') ?? this.uri.port ?? 22),
+        port: Number(first(g, 'port') ?? this.uri.sshPort ?? 22),
         keyPath,
       };
     });
@@ -324,7 +324,7 @@ export function probeInput(ctx: DoctorCtx): ProbeInput {
 /** ssh -G's arguments for a machine: its store URI's user, host and port, as Nix gives them. */
 function sshGArgs(m: ParsedMachine): string[] {
   const u = parseStoreUri(m.uri);
-  return ['-G', ...(u.port ? ['-p', String(u.port)] : []), '--', u.user ? `${u.user}@${u.host}` : u.host];
+  return ['-G', ...(u.sshPort ? ['-p', String(u.sshPort)] : []), '--', u.user ? `${u.user}@${u.host}` : u.host];
 }
 
 const prefetched = new WeakMap<DoctorCtx, Promise<Map<string, string>>>();

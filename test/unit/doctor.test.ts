@@ -543,6 +543,58 @@ describe('builder checks on recorded output', () => {
   }
   const get = (r: Awaited<ReturnType<typeof run>>, id: string) => r.find((c) => c.id === id)!;
 
+  test('a Lix client, 2.90 to 2.95: nix store ping, its port rules, its protocol floor named', async () => {
+    for (const lix of ['2.90.0', '2.91.1', '2.92.0', '2.93.0', '2.94.0', '2.95.3']) {
+      const [, minor] = lix.split('.').map(Number) as [number, number];
+      const pings: string[][] = [];
+      const base = exec('box');
+      const lixExec = (ping: (args: string[]) => ExecResult | null) => (file: string, args: string[]) => {
+        // From 2.92 `nix --version` always prints more lines after the first (libmain/shared.cc).
+        if (file === 'nix' && args[0] === '--version')
+          return ok('nix --version', `nix (Lix, like Nix) ${lix}\nSystem type: x86_64-linux\nFeatures: gc\n`);
+        if (file === 'nix') {
+          pings.push(args);
+          return ping(args) ?? base(file, args);
+        }
+        return base(file, args);
+      };
+      const r = await run('box', machineText(), { exec: async (f, a) => lixExec(() => null)(f, a) });
+      assert.equal(get(r, 'store-ping').status, 'pass', lix);
+      // Lix has `nix store ping` only, never `store info` (lix/nix/ping-store.cc).
+      assert.deepEqual(pings[0]!.slice(2, 4), ['store', 'ping'], lix);
+      // ?port=: Lix's from 2.93 (ssh-store.hh); before, an unknown setting.
+      const q = await run('box', machineText().replace('ssh://box', 'ssh://box?port=2301'), {
+        exec: async (f, a) => lixExec(() => null)(f, a),
+      });
+      assert.equal(get(q, 'uri').status, minor >= 93 ? 'pass' : 'fail', lix);
+      if (minor < 93)
+        assert.match(
+          get(q, 'uri').summary,
+          new RegExp(`\\?port=2301, which Lix ${lix.replace(/\./g, '\\.')} does not know`),
+        );
+      // host:port: never split off by Lix.
+      const hp = await run('box', machineText().replace('ssh://box', 'ssh://box:2301'), {
+        exec: async (f, a) => lixExec(() => null)(f, a),
+      });
+      assert.equal(get(hp, 'uri').status, 'fail', lix);
+      assert.match(get(hp, 'uri').cause!, /Lix gives ssh "box:2301" as the host name/);
+      if (minor >= 93) assert.match(get(hp, 'uri').fix!, /add \?port=2301 \(Lix 2\.93 on\)/);
+      // A builder's Nix below Lix's floor over ssh-ng: named, with ssh:// as the fix.
+      if (minor >= 94) {
+        const old = await run('box', machineText().replace('ssh://box', 'ssh-ng://box'), {
+          exec: async (f, a) =>
+            lixExec(() => ok('nix store ping', '', 'error: The remote Nix daemon version is too old\n', 1))(f, a),
+        });
+        const ping = get(old, 'store-ping');
+        assert.equal(ping.status, 'fail', lix);
+        assert.match(
+          ping.cause!,
+          /Lix 2\.94 or later\) no longer speaks ssh-ng:\/\/ to a builder's Nix older than 2\.18/,
+        );
+        assert.match(ping.fix!, /use ssh:\/\/ for this builder/);
+      }
+    }
+  });
   test('all pass, except trust: the ssh user is not in trusted-users', async () => {
     const r = await run('box');
     assert.deepEqual(

@@ -118,7 +118,13 @@ const SAMPLES: Record<string, [Stage, Output][]> = {
   'nix.daemon-missing': [
     ['probe', out("error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': No such file or directory")],
   ],
-  'nix.too-old': [['ping', out('error: The remote Nix daemon version is too old')]],
+  // Lix 2.94+ and Lix 2.93 (lix/libstore/remote-store.cc at those tags).
+  'nix.too-old': [
+    ['ping', out('error: The remote Nix daemon version is too old')],
+    ['ping', out('error: the Nix daemon version is too old')],
+  ],
+  // Lix 2.94+ (lix/libstore/legacy-ssh-store.cc): a serve protocol older than 2.4.
+  'nix.serve-too-old': [['ping', out("error: remote 'box' is too old (protocol version 203)")]],
   'nix.protocol-noise': [
     ['ping', out("error: 'nix-store --serve' protocol mismatch from 'box', got 'Welcome'")],
     ['ping', out("error: serialised integer 7016996765293437281 is too large for type 'j'")],

@@ -1,7 +1,7 @@
 // The store URI on the machine line, as the build hook reads it, and the mistakes people
 // make by hand: another scheme, a doubled scheme, a port Nix does not pass on, an IPv6
 // address without brackets, an 8th field that is not a key.
-import { atLeast, formatVersion } from '../../nix/version.js';
+import { atLeast, formatVersion, isLix } from '../../nix/version.js';
 import { fail, pass } from '../../doctor/types.js';
 import type { PathCheck } from '../check.js';
 
@@ -36,14 +36,26 @@ export const uriCheck: PathCheck = {
         'a store URI takes an IPv6 address in brackets, [addr]; without them the address is read as a host and a port',
         `use a Host block with "HostName ${authority}" and its name in the URI (nixremote init writes one), or write ssh://[${authority}] (${where})`,
       );
+    const hostBlock = (port: number) =>
+      `put "Port ${port}" in a Host block for ${f.uri.host} (nixremote init writes one)`;
     if (f.uri.port !== null) {
       const v = await f.localVersion();
       // Nix 2.31 started passing the URI's port to ssh as -p; before, "host:port" is the host name.
-      if (v && !atLeast(v, 2, 31))
+      // Lix never splits it off (store-api.cc: the host is authority + path), at any version.
+      if (v && (isLix(v) || !atLeast(v, 2, 31)))
         return fail(
-          `${m.uri} holds a port, which Nix ${formatVersion(v)} does not pass to ssh`,
-          `Nix before 2.31 gives ssh "${f.uri.host}:${f.uri.port}" as the host name ("Could not resolve hostname ${f.uri.host}:${f.uri.port}")`,
-          `take ":${f.uri.port}" out of the URI and put "Port ${f.uri.port}" in a Host block for ${f.uri.host} (nixremote init writes one) (${where})`,
+          `${m.uri} holds a port, which ${isLix(v) ? 'Lix' : 'Nix'} ${formatVersion(v)} does not pass to ssh`,
+          `${isLix(v) ? 'Lix' : 'Nix before 2.31'} gives ssh "${f.uri.host}:${f.uri.port}" as the host name ("Could not resolve hostname ${f.uri.host}:${f.uri.port}")`,
+          `take ":${f.uri.port}" out of the URI and ${isLix(v) && atLeast(v, 2, 93) ? `add ?port=${f.uri.port} (Lix 2.93 on), or ` : ''}${hostBlock(f.uri.port)} (${where})`,
+        );
+    } else if (f.uri.sshPort !== null) {
+      const v = await f.localVersion();
+      // ?port=N is a setting of Lix's ssh stores from 2.93 (lix/libstore/ssh-store.hh, -p N); Nix has none.
+      if (v && !(isLix(v) && atLeast(v, 2, 93)))
+        return fail(
+          `${m.uri} sets ?port=${f.uri.sshPort}, which ${isLix(v) ? 'Lix' : 'Nix'} ${formatVersion(v)} does not know`,
+          `only Lix 2.93 and later take the port as ?port=; ${isLix(v) ? 'Lix before 2.93 warns "unknown setting \'port\'"' : 'Nix has no such setting'} and ssh goes to port 22`,
+          `take "?port=${f.uri.sshPort}" out of the URI and ${hostBlock(f.uri.sshPort)} (${where})`,
         );
     }
     if (f.pinnedBad)

@@ -171,10 +171,26 @@ export const NIX_FAILURES: Entry[] = [
   {
     id: 'nix.too-old',
     from: 'nix',
-    pattern: /remote Nix daemon version is too old/i,
-    versions: 'Lix 2.94+ against a builder older than Nix 2.18 over ssh-ng',
-    cause: () => "this Nix (Lix 2.94 or later) no longer speaks ssh-ng:// to a builder's Nix older than 2.18",
+    // Lix's remote-store.cc: daemon protocol 1.35 (Nix 2.18) at least from 2.94 ("The remote
+    // Nix daemon version is too old"); 1.21 (Nix 2.3) at 2.93 ("the Nix daemon version is too old").
+    pattern: /(?:remote|the) Nix daemon version is too old/i,
+    versions:
+      "Lix 2.94+ against a builder older than Nix 2.18 over ssh-ng ('The remote Nix daemon version is too old'); Lix 2.93 against one older than Nix 2.3 ('the Nix daemon version is too old') (lix/libstore/remote-store.cc)",
+    cause: (_n, said) =>
+      /remote/i.test(said)
+        ? "this Nix (Lix 2.94 or later) no longer speaks ssh-ng:// to a builder's Nix older than 2.18"
+        : "this Nix (Lix 2.93) no longer speaks ssh-ng:// to a builder's Nix older than 2.3",
     fix: () => 'use ssh:// for this builder, or update Nix on the builder',
+  },
+  {
+    id: 'nix.serve-too-old',
+    from: 'nix',
+    // Lix's legacy-ssh-store.cc from 2.94: serve protocol 2.4 (Nix 2.0) at least.
+    pattern: /remote '([^']*)' is too old \(protocol version ([0-9a-f]+)\)/,
+    versions: "Lix 2.94+ over ssh:// against nix-store --serve older than Nix 2.0 (lix/libstore/legacy-ssh-store.cc)",
+    cause: (_n, said) =>
+      `the builder's nix-store --serve speaks protocol ${/protocol version ([0-9a-f]+)/.exec(said)?.[1] ?? '?'}, older than Nix 2.0's, which Lix 2.94 and later no longer speak`,
+    fix: () => 'update Nix on the builder',
   },
   {
     id: 'nix.protocol-noise',
