@@ -18,6 +18,7 @@ import {
 import { parseModuleBuilders } from '../nix/nixos-module.js';
 import { LIVE_HEADER } from './keeper-service.js';
 import { MODULE_PATHS } from '../targets/index.js';
+import { macBuilders, type MacBuilder } from './vm-builders.js';
 import { findBlock } from '../text/managed-block.js';
 import { splitLines, type Line } from '../text/lines.js';
 import { globRegExp, hostSectionsFor, parseSshConfig, type HostSection } from '../ssh/ssh-config.js';
@@ -95,6 +96,8 @@ export interface Registry {
   sshConfig: string;
   knownHosts: string[];
   modulePaths: string[];
+  /** A Mac's own Linux builders (vm-builders.ts): recognised, never managed. */
+  macBuilders: MacBuilder[];
 }
 
 export function sshConfigPath(home: string): string {
@@ -211,7 +214,15 @@ export function readRegistry(ctx: RegistryCtx): Registry {
       );
     }
   }
-  return { builders: entries, errors: builders.errors, sshConfig: sshFiles[0]!, knownHosts, modulePaths };
+  const mac = macBuilders((p) => ctx.read(p) !== null, builders.machines, cfg);
+  return {
+    builders: entries,
+    errors: builders.errors,
+    sshConfig: sshFiles[0]!,
+    knownHosts,
+    modulePaths,
+    macBuilders: mac,
+  };
 }
 
 /** The Host block, ssh's view of where the builder is, and where its host key is pinned. */

@@ -5,6 +5,7 @@ import { exec } from '../io/exec.js';
 import { makeOutput } from '../io/output.js';
 import { detectInstall } from '../init/install.js';
 import { realCtx, type DrvInfo } from '../doctor/context.js';
+import { macBuildersApply } from '../doctor/checks/mac-builders.js';
 import { localChecks, localState, seesDaemonFiles } from '../doctor/checks/local.js';
 import { BuilderFacts, prefetchSshConfigs } from '../path/facts.js';
 import { pathChecks } from '../path/walk.js';
@@ -54,7 +55,11 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
     // only that this run can read the build user's files (the 'access' check).
     const accessOk = seesDaemonFiles(install);
     if (accessOk) prefetchSshConfigs(ctx, machines);
-    const localRun = runChecks(localChecks(), ls);
+    // A Mac's own Linux builders are looked at on a Mac, or where the files name one.
+    const localRun = runChecks(
+      localChecks().filter((c) => c.id !== 'mac-builders' || macBuildersApply(ls)),
+      ls,
+    );
     if (!flags.json && accessOk && machines.length)
       out.step(
         `Checking ${machines.length} builder${machines.length > 1 ? 's' : ''}${flags.build ? ', with a real build each' : ''}...`,

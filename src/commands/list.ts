@@ -6,6 +6,7 @@ import { realRegistryCtx } from '../builders/context.js';
 import { formatTable } from '../text/table.js';
 import { readText } from '../io/files.js';
 import { installedInterval, moduleKeeperInterval } from '../builders/keeper-service.js';
+import type { MacBuilder } from '../builders/vm-builders.js';
 
 export interface ListFlags {
   json?: boolean;
@@ -20,6 +21,7 @@ export async function listCommand(flags: ListFlags): Promise<number> {
       JSON.stringify(
         {
           builders: reg.builders.map(toJson),
+          macBuilders: reg.macBuilders.map(macJson),
           errors: reg.errors.map((e) => ({ source: `${e.file}:${e.line}:${e.column}`, message: e.message })),
         },
         null,
@@ -36,7 +38,7 @@ export async function listCommand(flags: ListFlags): Promise<number> {
   }
   for (const e of reg.errors)
     out.fail(`${e.file}:${e.line}:${e.column}: ${e.message} (Nix ignores every builder while this line is there)`);
-  if (!reg.builders.length) {
+  if (!reg.builders.length && !reg.macBuilders.length) {
     out.info('No builders configured. Add one: sudo nixremote init');
     return 0;
   }
@@ -49,8 +51,29 @@ export async function listCommand(flags: ListFlags): Promise<number> {
         `keep: ${inModule ? `in ${inModule}` : 'installed'}, a round every ${every} s (nixremote keep --uninstall removes it)`,
       ),
     );
-  for (const line of renderList(reg)) out.info(line);
+  if (reg.builders.length) for (const line of renderList(reg)) out.info(line);
+  if (reg.macBuilders.length) {
+    if (reg.builders.length) out.info('');
+    out.info("This Mac's own Linux builders (nixremote does not manage them; doctor checks them):");
+    for (const m of reg.macBuilders) {
+      const j = macJson(m);
+      out.info(`  ${j.name}: ${j.what}, serves ${j.systems.join(', ') || 'its own system'} (${j.source})`);
+    }
+  }
   return 0;
+}
+
+/** A Mac builder as list shows it: what it is, what it serves, where it is set. */
+export function macJson(m: MacBuilder) {
+  return m.kind === 'vm'
+    ? {
+        name: m.name,
+        what: m.what,
+        systems: m.machine?.systems ?? [],
+        source: m.machine ? `${m.machine.source.file}:${m.machine.source.line}` : `${m.plist} (no machine line)`,
+        launchd: m.label,
+      }
+    : { name: m.name, what: m.what, systems: m.systems, source: `external-builders, ${m.where}`, launchd: null };
 }
 
 /** The names of every builder, for shell completion: nothing at all when they cannot be read. */

@@ -17,6 +17,7 @@ import { drvNeeds, parseDerivation } from '../nix/derivation.js';
 import { atLeast, nixCommandFlags, type Version } from '../nix/version.js';
 import { UsageError } from '../validate.js';
 import type { LocalSide, WhyDrv } from './model.js';
+import { parseExternalBuilders } from '../builders/vm-builders.js';
 
 export interface Target {
   file?: string;
@@ -133,6 +134,10 @@ export function parseShowConfig(json: string, v: Version): LocalSettings {
     buildersUseSubstitutes: val('builders-use-substitutes') === true,
     substituters: list('substituters'),
     trustedUsers: list('trusted-users'),
+    // Without the experimental feature Nix fails such a build instead (ExternalDerivationBuilder).
+    external: list('experimental-features').includes('external-builders')
+      ? parseExternalBuilders(val('external-builders'))
+      : [],
   };
 }
 

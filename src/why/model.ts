@@ -68,7 +68,33 @@ export interface LocalSide {
   extraPlatforms: string[];
   systemFeatures: string[];
   maxJobs: number;
+  /**
+   * external-builders (Nix 2.32+, Determinate Nix 3.8.3+), with the experimental feature
+   * on: a derivation for one of their systems is a local build that the program runs
+   * (Determinate's native Linux builder: determinate-nixd builder).
+   */
+  external?: ExternalBuilder[];
 }
+
+export interface ExternalBuilder {
+  systems: string[];
+  program: string;
+  args: string[];
+}
+
+/**
+ * The external builder a local build of this derivation goes to: the first whose systems
+ * hold its system, features not looked at (derivation-building-goal.cc, 2.32 on: "see if
+ * there is an external builder for a 'semi-local build'"; globals.cc).
+ */
+export function externalFor(d: WhyDrv, l: LocalSide): ExternalBuilder | null {
+  return l.external?.find((e) => e.systems.includes(d.system)) ?? null;
+}
+
+const byExternal = (d: WhyDrv, l: LocalSide) => {
+  const e = externalFor(d, l);
+  return e ? ` by ${[e.program, ...e.args].join(' ')} (external-builders)` : '';
+};
 
 /** How the builder answered the cheap checks status runs (null: not looked at). */
 export type Reach =
@@ -120,7 +146,8 @@ const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
 const featureList = (f: string[]) => (f.length ? f.join(', ') : 'none');
 
 /** Why this machine cannot build it (null: it can, max-jobs aside). */
-export function localCannot(d: WhyDrv, l: LocalSide): string | null {
+export function localCannot(d: WhyDrv, l: LocalSide, external = true): string | null {
+  if (external && externalFor(d, l)) return null;
   if (!d.builtin && d.system !== l.system && !l.extraPlatforms.includes(d.system))
     return `it needs ${d.system}; this machine is ${l.system}${l.extraPlatforms.length ? ` (extra-platforms: ${l.extraPlatforms.join(', ')})` : ''}`;
   const missing = d.features.filter((f) => !l.systemFeatures.includes(f));
@@ -214,7 +241,7 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
         verdict({
           where: 'here',
           builder: null,
-          rule: 'preferLocalBuild, and this machine can build it: Nix does not ask the build hook',
+          rule: `preferLocalBuild, and this machine can build it${byExternal(d, local)}: Nix does not ask the build hook`,
           others: machines.map((m) => ({ name: m.name, why: 'not asked (preferLocalBuild)' })),
         });
         continue;
@@ -227,7 +254,8 @@ export function decide(drvs: WhyDrv[], local: LocalSide, machines: WhyMachine[])
       }
       // Lix asks before the goal holds a local slot, so never as willing.
       const amWilling = !rules.lix && localRunning < local.maxJobs;
-      const canHere = amWilling && cannot === null && local.maxJobs > 0;
+      // The hook knows nothing of external builders (build-remote.cc's couldBuildLocally).
+      const canHere = amWilling && localCannot(d, local, false) === null && local.maxJobs > 0;
       const tried: string[] = [];
       const held = (m: WhyMachine) => m.held + (taken.get(m.uri) ?? 0);
       for (;;) {
@@ -342,8 +370,12 @@ function declined(
       rule: `${why}, and this machine cannot build it (${cannot}): the build fails here`,
     };
   if (localRunning >= local.maxJobs)
-    return { where: 'here', builder: null, rule: `${why}: built here once a local build slot frees` };
-  return { where: 'here', builder: null, rule: `${why}: built here` };
+    return {
+      where: 'here',
+      builder: null,
+      rule: `${why}: built here${byExternal(d, local)} once a local build slot frees`,
+    };
+  return { where: 'here', builder: null, rule: `${why}: built here${byExternal(d, local)}` };
 }
 
 function chooseRule(

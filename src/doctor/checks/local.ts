@@ -7,6 +7,7 @@ import { secretKeyFiles } from '../../nix/signing.js';
 import { targetByName } from '../../targets/index.js';
 import type { Install } from '../../init/install.js';
 import type { Check } from '../types.js';
+import { macBuildersCheck } from './mac-builders.js';
 import { fail, pass, warn } from '../types.js';
 import {
   daemonBuilders,
@@ -274,6 +275,7 @@ export function localChecks(): Check<LocalState>[] {
         return pass(`${files.join(', ')}: readable by its owner only`);
       },
     },
+    macBuildersCheck,
     {
       id: 'daemon-ssh',
       title: 'ssh on the PATH Nix uses',

@@ -187,7 +187,7 @@ export const NIX_FAILURES: Entry[] = [
     from: 'nix',
     // Lix's legacy-ssh-store.cc from 2.94: serve protocol 2.4 (Nix 2.0) at least.
     pattern: /remote '([^']*)' is too old \(protocol version ([0-9a-f]+)\)/,
-    versions: "Lix 2.94+ over ssh:// against nix-store --serve older than Nix 2.0 (lix/libstore/legacy-ssh-store.cc)",
+    versions: 'Lix 2.94+ over ssh:// against nix-store --serve older than Nix 2.0 (lix/libstore/legacy-ssh-store.cc)',
     cause: (_n, said) =>
       `the builder's nix-store --serve speaks protocol ${/protocol version ([0-9a-f]+)/.exec(said)?.[1] ?? '?'}, older than Nix 2.0's, which Lix 2.94 and later no longer speak`,
     fix: () => 'update Nix on the builder',
