@@ -38,3 +38,26 @@ export function parseStorePing(out: string): { version: string | null; trusted: 
   const t = /^Trusted:\s*(\S+)/m.exec(out)?.[1];
   return { version, trusted: t === undefined ? null : t === '1' || t === 'true' };
 }
+
+/**
+ * Why this machine's Nix will not speak the store URI's protocol to the builder's, or null.
+ * Lix dropped old protocols: from 2.94 the daemon protocol before 1.35 (Nix 2.18) over
+ * ssh-ng:// and the serve protocol before 2.4 (Nix 2.0) over ssh://; at 2.93 the daemon
+ * protocol before 1.21 (Nix 2.3) (lix/libstore/remote-store.cc, legacy-ssh-store.cc). A
+ * builder that runs Lix is newer than all of them.
+ */
+export function protocolFloor(local: Version | null, builder: Version | null, scheme: string): string | null {
+  if (!local || !builder || !isLix(local) || isLix(builder)) return null;
+  const floor =
+    scheme === 'ssh-ng'
+      ? atLeast(local, 2, 94)
+        ? [2, 18]
+        : atLeast(local, 2, 93)
+          ? [2, 3]
+          : null
+      : atLeast(local, 2, 94)
+        ? [2, 0]
+        : null;
+  if (!floor || atLeast(builder, floor[0]!, floor[1]!)) return null;
+  return `this machine's Lix ${formatVersion(local)} no longer speaks ${scheme}:// to a Nix older than ${floor.join('.')}, and the builder has Nix ${formatVersion(builder)}`;
+}

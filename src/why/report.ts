@@ -112,13 +112,19 @@ function printHeader(
   out.info(
     `Nix ${formatVersion(v)} here: ${l.system}${l.extraPlatforms.length ? ` (also ${l.extraPlatforms.join(', ')})` : ''}, max-jobs ${l.maxJobs}, system-features ${l.systemFeatures.join(' ') || '(none)'}`,
   );
+  for (const e of l.external ?? [])
+    out.info(
+      `External builder (external-builders): ${[e.program, ...e.args].join(' ')} builds ${e.systems.join(', ')} here, as local builds`,
+    );
   if (l.substituters.length)
     out.info(
       `Substituters: ${l.substituters.join(' ')}; ${l.buildersUseSubstitutes ? 'builders fetch inputs from them themselves (builders-use-substitutes)' : 'a builder gets its inputs from here (builders-use-substitutes = false)'}`,
     );
   const where = b.source ? `${b.source.file}:${b.source.line}` : b.value;
   if (!machines.length) {
-    out.info(`No builders (builders = ${b.value || '""'}, from ${where}): Nix builds everything here.`);
+    out.info(
+      `No builders (builders = ${b.value || '""'}, from ${where}): Nix builds everything here${l.external?.length ? ', through the external builder where it serves the system' : ''}.`,
+    );
     return;
   }
   const states = machines.map((m) => {

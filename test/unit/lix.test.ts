@@ -148,3 +148,80 @@ ssh-public-host-key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJYfqESaiQlOrL3Wm1Q9s
     );
   });
 });
+
+describe('a Lix client at every version, on fixtures', () => {
+  const VERSIONS: [number, number, number][] = [
+    [2, 90, 0],
+    [2, 91, 1],
+    [2, 92, 0],
+    [2, 93, 0],
+    [2, 94, 0],
+    [2, 95, 3],
+  ];
+  test('status and why count the slot locks by the name Lix gives them; why follows its hook; list reads its format', async () => {
+    const { slotLockPath } = await import('../../src/builders/status.js');
+    const { decide } = await import('../../src/why/model.js');
+    const { createHash } = await import('node:crypto');
+    const { nixBase32 } = await import('../../src/builders/status.js');
+    const toml = '[machines.a]\nuri = "ssh://a"\n';
+    for (const v of VERSIONS) {
+      // lix/legacy/build-remote.cc (2.90.0 src/build-remote/): the escaped URI cut to 48,
+      // '-', 16 characters of Nix-base32 sha256(URI), '-', the slot; the same at every tag.
+      const uri = 'ssh://nixbuild@a-builder-with-a-rather-long-name.example.org';
+      const hash = nixBase32(createHash('sha256').update(uri).digest()).slice(0, 16);
+      assert.equal(
+        slotLockPath('/nix/var/nix', uri, 2, v),
+        `/nix/var/nix/current-load/${uri.replace(/\//g, '_').slice(0, 48)}-${hash}-2`,
+        v.join('.'),
+      );
+      // Lix asks the hook before it holds a local slot: with every builder busy it waits, never builds here.
+      const local = { version: v, system: 'x86_64-linux', extraPlatforms: [], systemFeatures: [], maxJobs: 4 };
+      const d = {
+        path: '/nix/store/00000000000000000000000000000000-x.drv',
+        name: 'x',
+        system: 'x86_64-linux',
+        features: [],
+        preferLocal: false,
+        builtin: false,
+        inputs: [],
+      };
+      const busy = {
+        name: 'a',
+        uri: 'ssh://a',
+        systems: ['x86_64-linux'],
+        supportedFeatures: [],
+        mandatoryFeatures: [],
+        maxJobs: 1,
+        speedFactor: 1,
+        held: 1,
+        reach: { kind: 'up' } as const,
+      };
+      assert.equal(decide([d], local, [busy])[0]!.where, 'waits', v.join('.'));
+      // The TOML file from 2.95; before, named as TOML and not read.
+      const r = fromFile(toml, machineRules(v));
+      assert.equal(r.machines.length, v[1] >= 95 ? 1 : 0, v.join('.'));
+    }
+  });
+});
+
+describe("Lix's protocol floors (remote-store.cc, legacy-ssh-store.cc)", () => {
+  test('ssh-ng: Nix 2.18 from Lix 2.94, Nix 2.3 at 2.93, none before; ssh://: Nix 2.0 from 2.94; Nix clients and Lix builders never', async () => {
+    const { protocolFloor } = await import('../../src/nix/version.js');
+    const cases: [[number, number, number], [number, number, number], string, RegExp | null][] = [
+      [[2, 94, 0], [2, 17, 1], 'ssh-ng', /older than 2\.18, and the builder has Nix 2\.17\.1/],
+      [[2, 95, 3], [2, 18, 0], 'ssh-ng', null],
+      [[2, 93, 0], [2, 8, 0], 'ssh-ng', null],
+      [[2, 93, 0], [2, 2, 0], 'ssh-ng', /older than 2\.3/],
+      [[2, 92, 0], [2, 2, 0], 'ssh-ng', null],
+      [[2, 94, 0], [2, 8, 0], 'ssh', null],
+      [[2, 94, 0], [1, 11, 16], 'ssh', /no longer speaks ssh:\/\/ to a Nix older than 2\.0/],
+      [[2, 34, 0], [2, 3, 0], 'ssh-ng', null],
+      [[2, 95, 0], [2, 91, 1], 'ssh-ng', null],
+    ];
+    for (const [local, builder, scheme, want] of cases) {
+      const got = protocolFloor(local, builder, scheme);
+      if (want) assert.match(got ?? '', want, `${local.join('.')} to ${builder.join('.')} over ${scheme}`);
+      else assert.equal(got, null, `${local.join('.')} to ${builder.join('.')} over ${scheme}`);
+    }
+  });
+});

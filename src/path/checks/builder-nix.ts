@@ -6,6 +6,7 @@ import { withRemoteProgram } from '../../nix/machines-file.js';
 import { editFile } from '../../plan/plan.js';
 import { cannotTake } from '../facts.js';
 import { notVisible, probeOf, type PathCheck } from '../check.js';
+import { parseNixVersion, protocolFloor } from '../../nix/version.js';
 
 export const remoteNixCheck: PathCheck = {
   id: 'remote-nix',
@@ -16,6 +17,15 @@ export const remoteNixCheck: PathCheck = {
     const p = await probeOf(f);
     if (!p) return notVisible('the Nix it runs');
     const prog = f.program;
+    const floor = protocolFloor(await f.localVersion(), parseNixVersion(p.nixStoreVersion ?? ''), f.scheme);
+    if (floor)
+      return fail(
+        `${p.nixStoreVersion} on the builder is older than this machine's Nix speaks over ${f.scheme}://`,
+        floor,
+        f.scheme === 'ssh-ng'
+          ? `use ssh:// for this builder (${f.machine.source.file}:${f.machine.source.line}; init --protocol ssh), or update Nix on the builder`
+          : 'update Nix on the builder',
+      );
     // The probe ran the nix-store its shell finds, which is the one Nix's `ssh NAME
     // nix-store --serve` runs; nix-daemon (ssh-ng) comes beside it wherever Nix is installed.
     if (prog === 'nix-store' && p.nixStorePath && p.nixStoreVersion) return pass(`${prog}: ${p.nixStoreVersion}`);
