@@ -208,6 +208,48 @@ Exit status: 0 nothing wrong found, 1 failures explained, 2 usage error.`,
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 program
+  .command('apply')
+  .description(
+    "Make this machine match a team's builders file (nixremote.toml): add the builders it lacks, update the ones that differ, one plan for all.",
+  )
+  .argument('<file>', 'the builders file (nixremote export writes one)')
+  .option('--check', 'change nothing: say whether this machine matches the file (exit 0) or not (exit 1)')
+  .option('--json', 'with --check: print {"matches", "builders": [...]} on stdout')
+  .option('--prune', 'also remove the builders nixremote set up that the file no longer lists (never one of your own)')
+  .option(
+    '--password-stdin',
+    'passwords for the builders whose key must be copied, one per line, in the order of the file',
+  )
+  .option('--no-test-build', 'skip the proof build on each builder added or changed')
+  .option('--dry-run', 'print the plan with diffs, and change nothing')
+  .addHelpText(
+    'after',
+    `
+Host keys come from the file: a builder that shows another key is refused, nothing is trusted on first use.
+Exit status: 0 applied (or, with --check, matches), 1 a step failed (or, with --check, differs), 2 bad input.`,
+  )
+  .action(async (file: string, opts) => {
+    const { applyCommand } = await import('./commands/apply.js');
+    process.exitCode = await applyCommand(file, opts);
+  });
+
+program
+  .command('export')
+  .description(
+    "Write this machine's builders as a file that nixremote apply takes (the ones nixremote set up, or those named).",
+  )
+  .argument('[name...]', 'the builders to export (default: every one nixremote set up)')
+  .option('-o, --output <file>', 'write it to FILE (a new one) instead of stdout')
+  .option(
+    '--module <file>',
+    "nixremote's NixOS or nix-darwin module (default: /etc/nixos/nixremote.nix and /etc/nix-darwin/nixremote.nix)",
+  )
+  .action(async (names: string[], opts) => {
+    const { exportCommand } = await import('./commands/apply.js');
+    process.exitCode = await exportCommand(names, opts);
+  });
+
+program
   .command('why')
   .description(
     'Where a build would go now, derivation by derivation: which builder, here, or waiting, the rule that decided it, and why not each other builder.',

@@ -22,7 +22,49 @@ import { builderSudoStep, builderTrustStep } from './steps/signed.js';
 
 export { InitFailed, type InitDeps } from './steps/context.js';
 
+/** What init will do for one builder, planned and not yet applied. */
+export interface InitPlan {
+  name: string;
+  steps: Step[];
+  /** The lines said once the plan is applied. */
+  finish: () => void;
+  /** Closes the session and the checks' connections, however it ends. */
+  close: () => Promise<void>;
+}
+
 export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
+  const plan = await planInit(flags, d);
+  try {
+    const { out, answers } = d;
+    out.info('');
+    out.info(out.bold(flags.dryRun ? 'Plan (dry run: nothing will be changed):' : 'Plan:'));
+    out.info(renderPlan(plan.steps));
+    out.info('');
+    if (flags.dryRun) {
+      out.ok('Dry run: nothing was changed, locally or on the builder.');
+      return;
+    }
+    if (
+      !answers.yes &&
+      !(await answers.confirm({ flag: '--yes', value: undefined, message: 'Apply this plan?', default: true }))
+    ) {
+      out.info('Nothing was changed.');
+      return;
+    }
+    d.beginApply();
+    await applyPlan(plan.steps, {
+      isInterrupted: d.isInterrupted,
+      stepDelayMs: Number(process.env.NIXREMOTE_TEST_STEP_DELAY_MS) || undefined,
+      reporter: planReporter(out),
+    });
+    plan.finish();
+  } finally {
+    await plan.close();
+  }
+}
+
+/** Steps 1 to 10 for one builder: asked (or read from flags), looked at, planned. */
+export async function planInit(flags: InitFlags, d: InitDeps): Promise<InitPlan> {
   const c = await preflight(flags, d); // 1. who builds
   const { out, answers } = c;
   let b = await askBuilder(c); // 2. the builder
@@ -48,6 +90,10 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
   const sshSteps = await sshFileSteps(c, b, files, keyPath, hostKey); // 5. the Host block
   const access = await getAccess(c, b, keyPath, key, hostKey); // 6. a way in
   let checks: PathSteps | null = null;
+  const close = async () => {
+    access.session?.close();
+    await checks?.done();
+  };
   try {
     const {
       probe,
@@ -95,45 +141,25 @@ export async function runInit(flags: InitFlags, d: InitDeps): Promise<void> {
     if (checks.proof)
       steps.push(checks.proof); // 10. prove it
     else answers.note('--no-test-build', true);
-
-    out.info('');
-    out.info(out.bold(flags.dryRun ? 'Plan (dry run: nothing will be changed):' : 'Plan:'));
-    out.info(renderPlan(steps));
-    out.info('');
-    if (flags.dryRun) {
-      out.ok('Dry run: nothing was changed, locally or on the builder.');
-      return;
-    }
-    if (
-      !answers.yes &&
-      !(await answers.confirm({ flag: '--yes', value: undefined, message: 'Apply this plan?', default: true }))
-    ) {
-      out.info('Nothing was changed.');
-      return;
-    }
-    d.beginApply();
-    await applyPlan(steps, {
-      isInterrupted: d.isInterrupted,
-      stepDelayMs: Number(process.env.NIXREMOTE_TEST_STEP_DELAY_MS) || undefined,
-      reporter: planReporter(out),
-    });
-
     // 11. Finish.
-    out.info('');
-    out.ok(out.bold(`${b.name} is set up${flags.testBuild ? ' and a build ran on it' : ''}.`));
-    out.info(`  machine line: ${nix.machineLine}`);
-    if (nix.confChanged && c.install.daemon && !c.install.daemon.restart)
-      out.warn(`restart the nix-daemon: ${c.install.daemon.how}`);
-    out.info(`  when builds stop offloading: nixremote doctor ${b.name}`);
-    if (!answers.yes) {
+    const finish = () => {
       out.info('');
-      out.info('To do the same again without questions:');
-      out.info(
-        `  ${repeatCommand(answers.given)}${answers.given.some(([f]) => f === '--password-stdin') ? ' < password-file' : ''}`,
-      );
-    }
-  } finally {
-    access.session?.close();
-    await checks?.done();
+      out.ok(out.bold(`${b.name} is set up${flags.testBuild ? ' and a build ran on it' : ''}.`));
+      out.info(`  machine line: ${nix.machineLine}`);
+      if (nix.confChanged && c.install.daemon && !c.install.daemon.restart)
+        out.warn(`restart the nix-daemon: ${c.install.daemon.how}`);
+      out.info(`  when builds stop offloading: nixremote doctor ${b.name}`);
+      if (!answers.yes) {
+        out.info('');
+        out.info('To do the same again without questions:');
+        out.info(
+          `  ${repeatCommand(answers.given)}${answers.given.some(([f]) => f === '--password-stdin') ? ' < password-file' : ''}`,
+        );
+      }
+    };
+    return { name: b.name, steps, finish, close };
+  } catch (e) {
+    await close();
+    throw e;
   }
 }

@@ -6,7 +6,19 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/**
+ * Contents to read instead of the disk's, while `apply` plans one builder after another:
+ * each plans against the files as the ones before it will leave them. Never set while a
+ * plan is applied (applyPlan compares with the disk).
+ */
+let overlay: Map<string, string | null> | null = null;
+
+export function setReadOverlay(o: Map<string, string | null> | null): void {
+  overlay = o;
+}
+
 export function readText(p: string): string | null {
+  if (overlay?.has(p)) return overlay.get(p)!;
   try {
     return fs.readFileSync(p, 'utf8');
   } catch (e) {

@@ -71,7 +71,7 @@ export async function askBuilder(c: WizardCtx, before?: BuilderAnswers): Promise
 
 /** From here on a run reads the files it will plan edits of: one run at a time. */
 export async function lockBuildUser(c: WizardCtx): Promise<void> {
-  if (c.flags.dryRun) return;
+  if (c.flags.dryRun || c.locked) return;
   const release = await lockBuildUserFiles(lockPathFor(c.home), c.out);
   c.onExit(release);
 }

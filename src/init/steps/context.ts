@@ -18,6 +18,8 @@ export interface InitDeps {
   onExit: (fn: () => void) => void;
   /** Waits for the user to press Enter (interactive --copy-key manual). */
   pause: (message: string) => Promise<void>;
+  /** The caller holds the lock on the build user's files already (apply). */
+  locked?: boolean;
 }
 
 export interface WizardCtx extends InitDeps {
