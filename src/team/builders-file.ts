@@ -233,6 +233,9 @@ export function parseTeamFile(text: string, file: string): TeamFile {
     });
   }
   if (!builders.length) bad('builders', undefined, 'names no builder');
+  // In the file's order (a JavaScript object puts names like "1" first): the order they are set up in.
+  const at = (b: TeamBuilder) => locate(lines, `builders.${b.name}`).line;
+  builders.sort((x, y) => at(x) - at(y));
   return { options, builders };
 }
 

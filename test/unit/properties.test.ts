@@ -19,6 +19,9 @@ import { machineMarkers, parseMachines, upsertMachine, type Machine } from '../.
 import { upsertModule } from '../../src/nix/nixos-module.js';
 import { readLixToml, upsertTomlMachine } from '../../src/nix/machines-toml.js';
 import { disableMachine, enableMachine } from '../../src/nix/machines-file.js';
+import { formatTeamFile, parseTeamFile } from '../../src/team/builders-file.js';
+import { fingerprint } from '../../src/ssh/host-key.js';
+import { UsageError } from '../../src/validate.js';
 
 const RUNS = { numRuns: 2000 };
 const ED = parseKeyLine('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIScm/rGDiGdXRmh2QFm9Bpfj9CEahqNcCFZQH2PL8dS')!;
@@ -270,6 +273,59 @@ describe('NixOS module editor', () => {
           assert.equal(upsertModule(text, 'nixremote.nix', b(n, j)).changed, false);
         },
       ),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe("the team file (nixremote.toml): export's writer and apply's reader", () => {
+  const name = fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,10}$/);
+  const names = fc.array(fc.stringMatching(/^[a-z0-9][a-z0-9._+-]{0,10}$/), { maxLength: 4 });
+  const builder = fc.record({
+    name,
+    host: fc.stringMatching(/^[a-z0-9][a-z0-9.-]{0,15}$/),
+    port: fc.integer({ min: 1, max: 65535 }),
+    user: fc.stringMatching(/^[a-z_][a-z0-9_-]{0,8}$/),
+    hostKey: fc.constant(`${ED.type} ${ED.base64}`),
+    hostKeyFingerprint: fc.constant(fingerprint(ED)),
+    protocol: fc.constantFrom('ssh' as const, 'ssh-ng' as const),
+    access: fc.constant('trusted' as const),
+    restrictToNix: fc.constantFrom(null, true, false),
+    systems: fc.option(names, { nil: null }),
+    features: fc.option(names, { nil: null }),
+    mandatoryFeatures: fc.option(names, { nil: null }),
+    jobs: fc.option(fc.integer({ min: 1, max: 256 }), { nil: null }),
+    speedFactor: fc.option(
+      fc.integer({ min: 1, max: 400 }).map((n) => n / 4),
+      { nil: null },
+    ),
+  });
+  const team = fc.record({
+    options: fc.record(
+      {
+        key: fc.constant('/root/.ssh/nix_remote'),
+        connectTimeout: fc.integer({ min: 1, max: 120 }),
+        target: fc.constantFrom('nix-conf', 'determinate', 'macos', 'nixos', 'nix-darwin'),
+      },
+      { requiredKeys: [] },
+    ),
+    builders: fc.uniqueArray(builder, { minLength: 1, maxLength: 5, selector: (b) => b.name }),
+  });
+  test('what export writes, apply reads back as it was; a changed field is an error at its own line', () => {
+    fc.assert(
+      fc.property(team, (t) => {
+        const text = formatTeamFile(t);
+        assert.deepEqual(parseTeamFile(text, 'f.toml'), JSON.parse(JSON.stringify(t)));
+        // The same text with one builder's port made a string: refused at that line.
+        const lines = text.split('\n');
+        const at = lines.findIndex((l) => l.startsWith('port = '));
+        lines[at] = 'port = "22"';
+        assert.throws(
+          () => parseTeamFile(lines.join('\n'), 'f.toml'),
+          (e: unknown) =>
+            e instanceof UsageError && new RegExp(`^f\\.toml:${at + 1}:8: builders\\.`).test((e as Error).message),
+        );
+      }),
       { numRuns: 500 },
     );
   });
