@@ -179,6 +179,28 @@ describe('apply and export: a team file', () => {
       const finish = await b.nixremote(['apply', '/root/nixremote.toml', '--no-test-build']);
       assert.equal(finish.exitCode, 0, `${finish.stdout}\n${finish.stderr}`);
       assert.deepEqual(written(b), whole);
+
+      // On NixOS the file's builders go into nixremote's module, all of them, and nothing into /etc/nix.
+      const n = new Client();
+      try {
+        fs.writeFileSync(
+          path.join(n.root, 'nixos.toml'),
+          team.replace('[options]\n', '[options]\ntarget = "nixos"\nmodule = "/root/nixremote.nix"\n'),
+        );
+        const etc = fs.readFileSync(path.join(n.etcNix, 'nix.conf'), 'utf8');
+        const nixos = await n.nixremote(['apply', '/root/nixos.toml', '--no-test-build', '--password-stdin'], {
+          input: `${made.map((x) => x.password).join('\n')}\n`,
+        });
+        assert.equal(nixos.exitCode, 0, `${nixos.stdout}\n${nixos.stderr}`);
+        const mod = fs.readFileSync(path.join(n.root, 'nixremote.nix'), 'utf8');
+        for (const name of NAMES) assert.match(mod, new RegExp(`hostName = "${name}";`));
+        assert.equal(fs.existsSync(path.join(n.etcNix, 'machines')), false);
+        assert.equal(fs.readFileSync(path.join(n.etcNix, 'nix.conf'), 'utf8'), etc);
+        const twice = await n.nixremote(['apply', '/root/nixos.toml', '--no-test-build']);
+        assert.match(String(twice.stdout), /Nothing to change/);
+      } finally {
+        n.destroy();
+      }
     } finally {
       a.destroy();
       b.destroy();
