@@ -64,9 +64,12 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
       out.step(
         `Checking ${machines.length} builder${machines.length > 1 ? 's' : ''}${flags.build ? ', with a real build each' : ''}...`,
       );
+    // On a terminal, a line that says how far it is; nothing of it reaches a pipe or a file.
+    const progress = !flags.json && process.stdout.isTTY && machines.length ? progressLine(machines.length) : null;
     const buildersRun: Promise<BuilderReport[]> = accessOk
       ? mapLimit(machines, width, async (m) => {
           const f = new BuilderFacts(ctx, m, { share: true });
+          progress?.start(f.name);
           try {
             const checks = await runChecks(pathChecks('doctor', drv !== null), f);
             return {
@@ -77,11 +80,12 @@ export async function doctorCommand(names: string[], flags: DoctorFlags): Promis
               checks,
             };
           } finally {
+            progress?.done(f.name);
             f.close();
           }
         })
       : Promise.resolve([]);
-    const [local, builders] = await Promise.all([localRun, buildersRun]);
+    const [local, builders] = await Promise.all([localRun, buildersRun]).finally(() => progress?.stop());
     // max-jobs = 0 turns "no usable builder" from slow builds into failed ones.
     const maxJobs = ls.cfg.settings.get('max-jobs')?.at(-1)?.value;
     if (maxJobs === '0' && machines.length && !builders.some((b) => b.status !== 'fail')) {
@@ -190,4 +194,30 @@ async function readDrv(flags: DoctorFlags): Promise<DrvInfo> {
   if (!d) throw new UsageError(`--drv ${drvPath}: not a derivation`);
   const features = (d.env.requiredSystemFeatures ?? '').split(/\s+/).filter(Boolean);
   return { path: drvPath, system: d.system, requiredFeatures: features };
+}
+
+/** "3 of 8 builders done; waiting for big, old", redrawn in place on the terminal, then erased. */
+function progressLine(total: number) {
+  const waiting = new Set<string>();
+  let done = 0;
+  const draw = () => {
+    const names = [...waiting];
+    const text = `${done} of ${total} builder${total === 1 ? '' : 's'} done${names.length ? `; waiting for ${names.slice(0, 4).join(', ')}${names.length > 4 ? ', ...' : ''}` : ''}`;
+    const cols = process.stdout.columns || 80;
+    process.stdout.write(`\r\x1b[2K${text.slice(0, cols - 1)}`);
+  };
+  const timer = setInterval(draw, 250);
+  return {
+    start: (name: string) => {
+      waiting.add(name);
+    },
+    done: (name: string) => {
+      waiting.delete(name);
+      done++;
+    },
+    stop: () => {
+      clearInterval(timer);
+      process.stdout.write('\r\x1b[2K');
+    },
+  };
 }

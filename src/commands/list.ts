@@ -51,7 +51,10 @@ export async function listCommand(flags: ListFlags): Promise<number> {
         `keep: ${inModule ? `in ${inModule}` : 'installed'}, a round every ${every} s (nixremote keep --uninstall removes it)`,
       ),
     );
-  if (reg.builders.length) for (const line of renderList(reg)) out.info(line);
+  if (reg.builders.length) {
+    out.info(listSummary(reg.builders));
+    for (const line of renderList(reg)) out.info(line);
+  }
   if (reg.macBuilders.length) {
     if (reg.builders.length) out.info('');
     out.info("This Mac's own Linux builders (nixremote does not manage them; doctor checks them):");
@@ -61,6 +64,22 @@ export async function listCommand(flags: ListFlags): Promise<number> {
     }
   }
   return 0;
+}
+
+/** One line first: how many Nix uses, who set them up, and what needs a look (no pinned host key). */
+export function listSummary(bs: BuilderEntry[]): string {
+  const used = bs.filter((b) => b.active && !b.disabled);
+  const hand = used.filter((b) => !b.managed).length;
+  const parts = [
+    `${used.length} builder${used.length === 1 ? '' : 's'} Nix uses, ${hand === 0 ? 'all set up by nixremote' : hand === used.length ? 'all set up by hand' : `${used.length - hand} set up by nixremote, ${hand} by hand`}`,
+  ];
+  const off = bs.filter((b) => b.disabled).length;
+  if (off) parts.push(`${off} disabled`);
+  const waiting = bs.filter((b) => !b.active && !b.disabled).length;
+  if (waiting) parts.push(`${waiting} not active until the rebuild`);
+  const unpinned = used.filter((b) => b.pin === null).map((b) => b.name);
+  if (unpinned.length) parts.push(`no pinned host key: ${unpinned.join(', ')}`);
+  return parts.join('; ');
 }
 
 /** A Mac builder as list shows it: what it is, what it serves, where it is set. */

@@ -89,12 +89,9 @@ export async function statusCommand(names: string[], flags: StatusFlags): Promis
       else {
         if (redraw) process.stdout.write('\x1b[H\x1b[2J');
         if (flags.watch) out.info(out.dim(`${at.toLocaleTimeString()}  every ${interval} s, Ctrl-C stops`));
+        // The answer first, then the table.
+        out.info(statusSummary(last));
         for (const line of renderStatus(last)) out.info(line);
-        const up = last.filter((s) => s.reachable).length;
-        const inUse = last.filter((s) => s.state !== 'disabled').length;
-        out.info(
-          `${up} of ${inUse} builder${inUse === 1 ? '' : 's'} reachable${disabled.length ? `; ${disabled.length} disabled` : ''}`,
-        );
         if (!redraw && flags.watch) out.info('');
       }
     }
@@ -111,6 +108,28 @@ function sleep(ms: number, cancelled: () => boolean): Promise<void> {
     const tick = () => (cancelled() || Date.now() - t0 >= ms ? resolve() : setTimeout(tick, Math.min(100, ms)));
     tick();
   });
+}
+
+/** One line: how many answer, how many are busy, and which are down or broken, with why. */
+export function statusSummary(list: BuilderStatus[]): string {
+  const inUse = list.filter((s) => s.state !== 'disabled');
+  const up = inUse.filter((s) => s.reachable).length;
+  const busy = inUse.filter((s) => s.state === 'busy' || s.state === 'full').length;
+  const bad = (state: string) => inUse.filter((s) => s.state === state);
+  const named = (xs: BuilderStatus[]) =>
+    xs
+      .slice(0, 3)
+      .map((s) => `${s.name}${s.error ? ` (${s.error})` : ''}`)
+      .join(', ') + (xs.length > 3 ? `, and ${xs.length - 3} more` : '');
+  const parts = [`${up} of ${inUse.length} builder${inUse.length === 1 ? '' : 's'} reachable`];
+  if (busy) parts.push(`${busy} busy`);
+  for (const state of ['down', 'broken']) {
+    const xs = bad(state);
+    if (xs.length) parts.push(`${xs.length} ${state}: ${named(xs)}`);
+  }
+  const off = list.length - inUse.length;
+  if (off) parts.push(`${off} disabled`);
+  return parts.join('; ');
 }
 
 export function renderStatus(list: BuilderStatus[]): string[] {

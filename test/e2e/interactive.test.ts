@@ -5,11 +5,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client, CLI, freePort, Terminal, withRig } from './harness.js';
 
-test('the interactive wizard asks each question and ends with the command that repeats it', async () => {
+test('the interactive wizard asks 11 questions on a healthy builder and ends with the command that repeats it', async () => {
   await withRig({}, async (b, c) => {
     const t = await Terminal.start(c, `${CLI} init`);
     try {
-      const answer = (prompt: RegExp, text: string) => t.answer(prompt, text);
+      let asked = 0;
+      const answer = (prompt: RegExp, text: string) => {
+        asked++;
+        return t.answer(prompt, text);
+      };
       await answer(/Builder address/, '127.0.0.1');
       await answer(/SSH port/, String(b.port));
       await answer(/SSH user on the builder/, b.user);
@@ -18,18 +22,21 @@ test('the interactive wizard asks each question and ends with the command that r
       await answer(/Trust this host key for tty-box/, '');
       await answer(/How should the key get onto/, '');
       await answer(/Password for/, b.password);
-      await answer(/How may the ssh user build on/, '');
-      await answer(/How should Nix talk to it/, '');
-      await answer(/Let the key only speak Nix/, '');
-      await answer(/Systems it builds for/, '');
-      await answer(/Supported features/, '');
-      await answer(/Jobs at once/, '');
-      await answer(/Speed factor/, '');
-      await answer(/Where should the builder be configured/, '');
+      await answer(/How should Nix build on tty-box/, '');
+      // What it found, confirmed at once.
+      await answer(
+        /nixremote found on it: x86_64-linux, [^\n]*; features [^\n]*; \d+ jobs; speed factor \d+\. Use these\?/,
+        '',
+      );
       await answer(/Apply this plan\?/, '');
       const end = await t.waitFor(
         /To do the same again without questions:\s*\n\s*nixremote init --yes [^\n]*/,
         180_000,
+      );
+      assert.ok(asked <= 11, `${asked} questions`);
+      assert.doesNotMatch(
+        end,
+        /Systems it builds for|Jobs at once|Where should the builder be configured|Let the key only speak Nix/,
       );
       const repeat = /nixremote init --yes [^\n]*/.exec(end)![0];
       assert.match(repeat, new RegExp(`--host 127\\.0\\.0\\.1 --port ${b.port} --user ${b.user} --name tty-box`));
@@ -69,18 +76,14 @@ test('a wrong port and a wrong password are asked again, and the wizard goes on'
       await answer(/How should the key get onto/, '');
       await answer(/Password for/, 'not-the-password');
       await answer(/refused the login[^\n]*; try again[\s\S]*Password for/, b.password);
-      for (const q of [
-        /How may the ssh user build on/,
-        /How should Nix talk to it/,
-        /Let the key only speak Nix/,
-        /Systems it builds for/,
-        /Supported features/,
-        /Jobs at once/,
-        /Speed factor/,
-        /Where should the builder be configured/,
-        /Apply this plan\?/,
-      ])
-        await answer(q, '');
+      await answer(/How should Nix build on/, '');
+      // "n": the four questions come back, what was found as their defaults.
+      await answer(/nixremote found on it: [^\n]*Use these\?/, 'n');
+      await answer(/Systems it builds for[^\n]*\(x86_64-linux/, '');
+      await answer(/Supported features[^\n]*\(/, '');
+      await answer(/Jobs at once[^\n]*\(\d+\)/, '3');
+      await answer(/Speed factor[^\n]*\(\d+\)/, '');
+      await answer(/Apply this plan\?/, '');
       const end = await t.waitFor(/nix-127-0-0-1 is set up and a build ran on it/, 180_000);
       assert.ok(!end.includes(b.password) && !end.includes('not-the-password'), 'a password is on the screen');
       assert.equal(await t.exitCode(), 0, end);
@@ -88,6 +91,7 @@ test('a wrong port and a wrong password are asked again, and the wizard goes on'
         fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8'),
         new RegExp(`Host nix-127-0-0-1\n  HostName 127\\.0\\.0\\.1\n  Port ${b.port}\n`),
       );
+      assert.match(fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'), /^ssh:\/\/nix-127-0-0-1 \S+ \S+ 3 /m);
     } finally {
       await t.close();
     }

@@ -61,44 +61,71 @@ export async function inspectBuilder(
   // This machine's Nix decides whether signed access can be offered (the builder's, after the probe).
   const localVersion = parseNixVersion((await c.exec('nix', ['--version'])).stdout);
   const canSign = signedUnsupported(localVersion, null) === null;
-  const access = await answers.choose<AccessLevel>({
-    flag: '--access',
-    // --protocol ssh answers it: signed access needs ssh-ng.
-    value: flags.access ?? (flags.protocol === 'ssh' ? 'trusted' : undefined),
-    message: `How may the ssh user build on ${b.name}?`,
-    default: 'trusted',
-    choices: [
-      {
-        name: "trusted: the user is in the builder's trusted-users (works with every Nix; root-equivalent there)",
-        value: 'trusted',
-      },
-      {
-        name: `signed: this machine signs what it builds, the builder trusts that one key, not the user (ssh-ng; Nix 2.16 here, 2.15 there)${canSign ? '; recommended' : ''}`,
-        value: 'signed',
-      },
-    ],
-  });
-  if (access === 'signed' && flags.protocol === 'ssh')
-    throw new UsageError(
-      "--access signed needs --protocol ssh-ng: only the nix-daemon's protocol takes signed paths from an untrusted user",
-    );
+  // Access and protocol in one question when neither flag settles them: three ways to build there.
+  let access: AccessLevel;
+  let protocol: Protocol;
+  if (flags.access === undefined && flags.protocol === undefined) {
+    const way = await answers.choose<'trusted-ssh' | 'trusted-ssh-ng' | 'signed'>({
+      flag: '--access',
+      value: undefined,
+      message: `How should Nix build on ${b.name}?`,
+      default: 'trusted-ssh',
+      choices: [
+        {
+          name: "trusted, over ssh: the user is in the builder's trusted-users; nix-store --serve, which every Nix speaks",
+          value: 'trusted-ssh',
+        },
+        { name: "trusted, over ssh-ng: the same, through the builder's nix-daemon", value: 'trusted-ssh-ng' },
+        {
+          name: `signed, over ssh-ng: this machine signs what it builds, the builder trusts that one key, not the user (Nix 2.16 here, 2.15 there)${canSign ? '; least privilege' : ''}`,
+          value: 'signed',
+        },
+      ],
+    });
+    access = way === 'signed' ? 'signed' : 'trusted';
+    protocol = way === 'trusted-ssh' ? 'ssh' : 'ssh-ng';
+    answers.note('--access', access);
+    answers.note('--protocol', protocol);
+  } else {
+    access = await answers.choose<AccessLevel>({
+      flag: '--access',
+      // --protocol ssh answers it: signed access needs ssh-ng.
+      value: flags.access ?? (flags.protocol === 'ssh' ? 'trusted' : undefined),
+      message: `How may the ssh user build on ${b.name}?`,
+      default: 'trusted',
+      choices: [
+        {
+          name: "trusted: the user is in the builder's trusted-users (works with every Nix; root-equivalent there)",
+          value: 'trusted',
+        },
+        {
+          name: `signed: this machine signs what it builds, the builder trusts that one key, not the user (ssh-ng; Nix 2.16 here, 2.15 there)${canSign ? '; recommended' : ''}`,
+          value: 'signed',
+        },
+      ],
+    });
+    if (access === 'signed' && flags.protocol === 'ssh')
+      throw new UsageError(
+        "--access signed needs --protocol ssh-ng: only the nix-daemon's protocol takes signed paths from an untrusted user",
+      );
+    protocol =
+      access === 'signed'
+        ? 'ssh-ng'
+        : await answers.choose<Protocol>({
+            flag: '--protocol',
+            value: flags.protocol,
+            message: 'How should Nix talk to it?',
+            default: 'ssh',
+            choices: [
+              { name: 'ssh: nix-store --serve, which every Nix speaks', value: 'ssh' },
+              { name: "ssh-ng: the builder's nix-daemon protocol (needs a user that daemon trusts)", value: 'ssh-ng' },
+            ],
+          });
+  }
   if (access === 'signed') {
     const why = signedUnsupported(localVersion, null);
     if (why) throw new InitFailed(`--access signed: ${why}. Nothing was changed`);
   }
-  const protocol =
-    access === 'signed'
-      ? 'ssh-ng'
-      : await answers.choose<Protocol>({
-          flag: '--protocol',
-          value: flags.protocol,
-          message: 'How should Nix talk to it?',
-          default: 'ssh',
-          choices: [
-            { name: 'ssh: nix-store --serve, which every Nix speaks', value: 'ssh' },
-            { name: "ssh-ng: the builder's nix-daemon protocol (needs a user that daemon trusts)", value: 'ssh-ng' },
-          ],
-        });
   // ssh:// runs nix-store --serve on the builder; ssh-ng:// runs nix-daemon --stdio.
   const program = protocol === 'ssh-ng' ? 'nix-daemon' : 'nix-store';
   let remoteProgram: string | null = flags.remoteProgram ?? null;
@@ -193,9 +220,11 @@ export async function inspectBuilder(
 }
 
 async function askRestrict(c: WizardCtx, b: BuilderAnswers, protocol: Protocol, access: AccessLevel): Promise<boolean> {
+  // Asked where it is the least-privilege default (signed access); for trusted access the
+  // key keeps its shell unless --restrict-to-nix says otherwise.
   const yes = await c.answers.confirm({
     flag: '--restrict-to-nix',
-    value: c.flags.restrictToNix,
+    value: c.flags.restrictToNix ?? (access === 'signed' ? undefined : false),
     message: `Let the key only speak Nix on ${b.name} (a forced command: ${forcedCommand(protocol, null)}; no shell with it)?`,
     // Signed access is the least-privilege setup: its key is restricted unless told otherwise.
     default: access === 'signed',
@@ -276,14 +305,6 @@ export async function askCapabilities(c: WizardCtx, probe: ProbeResult | null): 
   const detectedSystems = probe
     ? [probe.system ?? systemFromUname(probe.uname), ...probe.extraPlatforms].filter((s): s is string => !!s)
     : [];
-  const systems = await answers.text({
-    flag: '--systems',
-    value: flags.systems,
-    message: 'Systems it builds for (comma-separated):',
-    default: (detectedSystems.length ? detectedSystems : [await localNixSystem(c.exec)]).join(','),
-    parse: (v, f) => validateList(v, f, false),
-    show: (v) => v.join(','),
-  });
   // The builder's own system-features are what its Nix will accept; kvm additionally
   // needs /dev/kvm. Only a Nix too old to say gets the usual defaults.
   const detectedFeatures = !probe
@@ -291,32 +312,60 @@ export async function askCapabilities(c: WizardCtx, probe: ProbeResult | null): 
     : probe.systemFeatures
       ? probe.systemFeatures.filter((f) => f !== 'kvm' || probe.kvm)
       : ['benchmark', 'big-parallel', 'nixos-test', ...(probe.kvm ? ['kvm'] : [])];
-  const features = await answers.text({
+  const cores = probe?.cores ?? 1;
+  const found = {
+    systems: (detectedSystems.length ? detectedSystems : [await localNixSystem(c.exec)]).join(','),
+    features: detectedFeatures.join(','),
+    maxJobs: String(cores),
+    // Nix prefers the builder with the highest speed factor; relative core counts are a
+    // reasonable first guess.
+    speedFactor: String(Math.max(1, Math.round(cores / os.availableParallelism()))),
+  };
+  // What was found, confirmed in one question (a flag given counts as found); the four
+  // questions only on "no". --yes takes what was found.
+  const given = {
+    systems: flags.systems,
+    features: flags.features,
+    maxJobs: flags.maxJobs,
+    speedFactor: flags.speedFactor,
+  };
+  let take = false;
+  if (probe && Object.values(given).some((v) => v === undefined) && (await answers.canAsk())) {
+    const v = (k: keyof typeof found) => given[k] ?? found[k];
+    take = await answers.confirm({
+      flag: null,
+      value: undefined,
+      message: `nixremote found on it: ${v('systems').split(',').join(', ')}; features ${v('features').split(',').filter(Boolean).join(', ') || 'none'}; ${v('maxJobs')} jobs; speed factor ${v('speedFactor')}. Use these?`,
+      default: true,
+    });
+  }
+  const ask = <T>(
+    k: keyof typeof found,
+    q: { flag: string; message: string; parse: (v: string, f: string) => T; show?: (v: T) => string },
+  ) => answers.text({ ...q, value: given[k] ?? (take ? found[k] : undefined), default: found[k] });
+  const systems = await ask('systems', {
+    flag: '--systems',
+    message: 'Systems it builds for (comma-separated):',
+    parse: (v, f) => validateList(v, f, false),
+    show: (v) => v.join(','),
+  });
+  const features = await ask('features', {
     flag: '--features',
-    value: flags.features,
     message: 'Supported features (comma-separated, empty for none):',
-    default: detectedFeatures.join(','),
     parse: (v, f) => validateList(v, f, true),
     show: (v) => v.join(',') || '-',
   });
   const mandatoryFeatures =
     flags.mandatoryFeatures === undefined ? [] : validateList(flags.mandatoryFeatures, '--mandatory-features', true);
   if (mandatoryFeatures.length) answers.note('--mandatory-features', mandatoryFeatures.join(','));
-  const cores = probe?.cores ?? 1;
-  const maxJobs = await answers.text({
+  const maxJobs = await ask('maxJobs', {
     flag: '--max-jobs',
-    value: flags.maxJobs,
     message: 'Jobs at once on the builder:',
-    default: String(cores),
     parse: (v, f) => validatePositiveInt(v, f),
   });
-  // Nix prefers the builder with the highest speed factor; relative core counts are a
-  // reasonable first guess.
-  const speedFactor = await answers.text({
+  const speedFactor = await ask('speedFactor', {
     flag: '--speed-factor',
-    value: flags.speedFactor,
     message: 'Speed factor (higher is preferred):',
-    default: String(Math.max(1, Math.round(cores / os.availableParallelism()))),
     parse: (v, f) => validatePositiveInt(v, f),
   });
   return { systems, features, mandatoryFeatures, maxJobs, speedFactor };

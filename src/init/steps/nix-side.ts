@@ -56,9 +56,10 @@ export async function nixSide(
   const tctx = realTargetCtx(install.confDir);
   const detected = detectTarget(tctx);
   const settingsOf = (t: TargetName) => targetByName(t).settingsFile(tctx);
+  // Detected from files, and said; not asked (--target picks another).
   const target = await answers.choose<TargetName>({
     flag: '--target',
-    value: flags.target,
+    value: flags.target ?? detected.target.name,
     message: `Where should the builder be configured? (this looks like ${detected.target.name}: ${detected.reason})`,
     default: detected.target.name,
     choices: [
@@ -72,8 +73,7 @@ export async function nixSide(
       { name: 'A nix-darwin module (nix.buildMachines), for darwin-rebuild', value: 'nix-darwin' },
     ],
   });
-  if (flags.target === undefined)
-    out.step(`Nix config: ${target}${target === detected.target.name ? ` (${detected.reason})` : ''}`);
+  if (flags.target === undefined) out.step(`Nix config: ${target} (${detected.reason}; --target picks another)`);
   // The machines file has no quoting: a key path with a space is left to IdentityFile in
   // the Host block, which ssh reads for this alias anyway.
   const sshKey = /\s/.test(keyPath) ? null : keyPath;
