@@ -54,7 +54,7 @@ function firstFailure(r: Report): Check {
 describe('doctor on a healthy builder', () => {
   test('passes after init, in text and in JSON', async () => {
     await initialized({}, async (b, c) => {
-      const text = await c.nixremote(['doctor']);
+      const text = await c.nixremote(['doctor', '--verbose']);
       assert.equal(text.exitCode, 0, `${text.stdout}\n${text.stderr}`);
       assert.match(String(text.stdout), /a real build: \/nix\/store\/\S+-nixremote-probe was built on box/);
       assert.match(String(text.stdout), /checks passed, 0 failed/);
@@ -144,7 +144,7 @@ describe('doctor names each fault', () => {
       const f = firstFailure(report);
       assert.equal(f.id, 'remote-nix');
       assert.match(f.fix!, /\?remote-program=\/nix\/var\/nix\/profiles\/default\/bin\/nix-store/);
-      const fix = await c.nixremote(['doctor', '--fix', '--yes']);
+      const fix = await c.nixremote(['doctor', '--fix', '--yes', '--verbose']);
       assert.equal(fix.exitCode, 0, `${fix.stdout}\n${fix.stderr}`);
       assert.match(
         fs.readFileSync(path.join(c.etcNix, 'machines'), 'utf8'),
@@ -264,7 +264,7 @@ describe('doctor names each fault', () => {
       assert.equal(f.id, 'host-key');
       assert.match(f.summary, /looked up as "\[127\.0\.0\.1\]:\d+", but Nix writes it under "box"/);
       assert.match(f.fix!, /HostKeyAlias box/);
-      const fix = await c.nixremote(['doctor', '--fix', '--yes']);
+      const fix = await c.nixremote(['doctor', '--fix', '--yes', '--verbose']);
       assert.equal(fix.exitCode, 0, `${fix.stdout}\n${fix.stderr}`);
       assert.match(String(fix.stdout), /applied: add "HostKeyAlias box" under "Host box"/);
       assert.match(String(fix.stdout), /a real build: \S+ was built on box/);

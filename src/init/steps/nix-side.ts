@@ -73,7 +73,7 @@ export async function nixSide(
       { name: 'A nix-darwin module (nix.buildMachines), for darwin-rebuild', value: 'nix-darwin' },
     ],
   });
-  if (flags.target === undefined) out.step(`Nix config: ${target} (${detected.reason}; --target picks another)`);
+  if (flags.target === undefined) out.step(`Nix config: ${target} (${detected.reason}); --target picks another`);
   // The machines file has no quoting: a key path with a space is left to IdentityFile in
   // the Host block, which ssh reads for this alias anyway.
   const sshKey = /\s/.test(keyPath) ? null : keyPath;
