@@ -1,5 +1,5 @@
 // `npm run bench`: each figure next to its baseline, measured in the same run.
-// BENCH_ONLY=startup,doctor,init,status,keep,scale picks parts; BENCH_RUNS sets the runs of the
+// BENCH_ONLY=startup,doctor,init,status,keep,why,scale picks parts; BENCH_RUNS sets the runs of the
 // builder benchmarks (default 3), BENCH_STARTUP_RUNS the start-up pairs (default 40).
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -9,6 +9,7 @@ import { benchFleet } from './fleet.js';
 import { benchInit } from './init.js';
 import { benchKeep } from './keep.js';
 import { benchScale } from './scale.js';
+import { benchWhy } from './why.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(repo, 'bin/nixremote');
@@ -48,4 +49,5 @@ if (want('doctor')) await benchDoctor();
 if (want('init')) await benchInit();
 if (want('status')) await benchFleet();
 if (want('keep')) await benchKeep();
+if (want('why')) await benchWhy();
 if (want('scale')) await benchScale();

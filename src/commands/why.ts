@@ -51,19 +51,32 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
   if (flags.system !== undefined) overrides.push(['system', flags.system]);
   if (flags.extraPlatforms !== undefined) overrides.push(['extra-platforms', flags.extraPlatforms]);
   if (flags.systemFeatures !== undefined) overrides.push(['system-features', flags.systemFeatures]);
-  const local = applyOverrides(await localSettings(exec, v), overrides, os.availableParallelism());
-
   const who = { multiUser: install.multiUser, home: install.user.home, name: install.user.name };
   const { cfg, builders, ignored, notes } = hookBuilders(readText, process.env, who, v, flags.builders);
-
-  const target = { file: flags.file, attrs: flags.attr ?? [], installables };
-  const drvPaths = await resolveDrvs(exec, v, target);
-  const dry = await dryRun(exec, drvPaths);
-  const drvs = readDrvs(readText, dry.build);
-
   const sctx = realStatusCtx(exec, install);
   const locks = sctx.locks();
   const held = locks === null ? null : heldFlocks(locks);
+  // A fleet that one round of logins covers is looked at while Nix evaluates (a builder that
+  // turns out not to be needed is then logged in to for nothing, and shown as not needed);
+  // a bigger one only where a line could take a derivation, once they are known.
+  const early =
+    flags.check && builders.machines.length <= fleetWidth()
+      ? new Map(
+          builders.machines.map((m) => [
+            m.uri,
+            builderStatus(sctx, { name: uriHost(m.uri), uri: m.uri, maxJobs: m.maxJobs, machine: m }, held),
+          ]),
+        )
+      : null;
+  // Awaited below when needed; never an unhandled rejection when not.
+  for (const p of early?.values() ?? []) p.catch(() => {});
+
+  const target = { file: flags.file, attrs: flags.attr ?? [], installables };
+  // The settings and the evaluation side by side: each needs only the version.
+  const [settings, drvPaths] = await Promise.all([localSettings(exec, v), resolveDrvs(exec, v, target)]);
+  const local = applyOverrides(settings, overrides, os.availableParallelism());
+  const dry = await dryRun(exec, drvPaths);
+  const drvs = readDrvs(readText, dry.build);
   const asHookSees = (m: ParsedMachine, reach: Reach): WhyMachine => ({
     name: uriHost(m.uri),
     uri: m.uri,
@@ -80,8 +93,12 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
   const statuses = new Map<string, BuilderStatus>();
   if (flags.check) {
     const wanted = builders.machines.filter((m) => drvs.some((d) => lineRefuses(asHookSees(m, null), d) === null));
-    const got = await mapLimit(wanted, fleetWidth(), async (m) =>
-      builderStatus(sctx, { name: uriHost(m.uri), uri: m.uri, maxJobs: m.maxJobs, machine: m }, held),
+    const got = await mapLimit(
+      wanted,
+      fleetWidth(),
+      async (m) =>
+        early?.get(m.uri) ??
+        builderStatus(sctx, { name: uriHost(m.uri), uri: m.uri, maxJobs: m.maxJobs, machine: m }, held),
     );
     for (const s of got) statuses.set(s.uri, s);
   }
