@@ -2,10 +2,19 @@
 // (the `password` or the `keyboard-interactive` method: servers with PAM often offer only
 // the latter) or by key, and run commands. The only place that imports ssh2.
 import * as net from 'node:net';
-import ssh2 from 'ssh2';
+import { createRequire } from 'node:module';
+import type { Client as Ssh2Client } from 'ssh2';
 import { fingerprint, hostKeyFromBlob, type HostKey } from '../ssh/host-key.js';
 
-const { Client } = ssh2;
+// ssh2 (and its native module) is loaded when a connection is made, not with every command
+// that might make one: doctor, status and why load it only for what they use it for.
+let ssh2Client: typeof Ssh2Client | null = null;
+const newClient = (): Ssh2Client => {
+  // The CommonJS bundle (bin/nixremote) has require; the ES modules of the tests make one.
+  const load = typeof require === 'function' ? require : createRequire(import.meta.url);
+  ssh2Client ??= (load('ssh2') as { Client: typeof Ssh2Client }).Client;
+  return new ssh2Client();
+};
 
 export interface Target {
   host: string;
@@ -111,7 +120,7 @@ export const DROPPED_CAUSE =
 /** Connect only far enough to learn the server's host key. */
 export function fetchHostKey(t: Omit<Target, 'user'>, timeoutMs = 10_000): Promise<HostKey> {
   return new Promise((resolve, reject) => {
-    const c = new Client();
+    const c = newClient();
     let key: HostKey | null = null;
     // What the server sent, to tell a refusal from a program that is not sshd.
     const sock = net.connect({ host: t.host, port: t.port });
@@ -154,7 +163,7 @@ export function fetchHostKey(t: Omit<Target, 'user'>, timeoutMs = 10_000): Promi
 /** Open an authenticated session, refusing any host key but `expected`. */
 export function openSession(t: Target, auth: Auth, expected: HostKey, timeoutMs = 15_000): Promise<Session> {
   return new Promise((resolve, reject) => {
-    const c = new Client();
+    const c = newClient();
     let settled = false;
     let hostKeyWrong: string | null = null;
     c.on('error', (e) => {
@@ -191,7 +200,7 @@ export function openSession(t: Target, auth: Auth, expected: HostKey, timeoutMs 
   });
 }
 
-function wrap(c: InstanceType<typeof Client>): Session {
+function wrap(c: Ssh2Client): Session {
   // A builder that drops the connection must fail the command, not leave it waiting.
   let closed = false;
   const pending = new Set<(e: Error) => void>();
