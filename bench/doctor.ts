@@ -2,7 +2,7 @@
 // end-to-end tests), next to the irreducible work on the same builders done by hand
 // (bench/rig.ts), the builders side by side. Needs root (mount namespaces, a builder user).
 import { type Builder, Client } from '../test/e2e/harness.js';
-import { median, runs, timeMs } from './measure.js';
+import { paired, runs } from './measure.js';
 import { byHand, setUpBuilders } from './rig.js';
 
 async function must(p: Promise<{ exitCode?: number; stdout?: unknown; stderr?: unknown }>, what: string) {
@@ -22,17 +22,7 @@ export async function benchDoctor(): Promise<void> {
     builders = rig.builders;
     const names = (n: number) => rig.names.slice(0, n);
     const byHandRun = (n: number, build: boolean) => client.run(byHand(client, names(n), build));
-    // By hand and doctor alternate, and the ratio is taken pair by pair (as farm-bench
-    // does), so a drift in the machine's speed moves both sides alike.
-    const paired = async (a: () => Promise<unknown>, b: () => Promise<unknown>) => {
-      const as: number[] = [];
-      const bs: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        bs.push(await timeMs(b));
-        as.push(await timeMs(a));
-      }
-      return { a: median(as), b: median(bs), ratio: median(as.map((x, i) => x / bs[i]!)) };
-    };
+    // By hand and doctor alternate, pair by pair (measure.ts).
     console.log(`doctor on real builders, ${runs} pairs, medians`);
     for (const n of [1, 8]) {
       const full = await paired(

@@ -20,3 +20,20 @@ export async function timeMs(fn: () => Promise<unknown>): Promise<number> {
 }
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/**
+ * a and b alternating over `runs` runs, the ratio the median of the pairs' (as farm-bench
+ * does), so a drift in the machine's speed moves both sides alike.
+ */
+export async function paired(
+  a: () => Promise<unknown>,
+  b: () => Promise<unknown>,
+): Promise<{ a: number; b: number; ratio: number }> {
+  const as: number[] = [];
+  const bs: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    bs.push(await timeMs(b));
+    as.push(await timeMs(a));
+  }
+  return { a: median(as), b: median(bs), ratio: median(as.map((x, i) => x / bs[i]!)) };
+}

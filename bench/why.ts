@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Builder, Client } from '../test/e2e/harness.js';
-import { median, runs, timeMs } from './measure.js';
+import { paired, runs } from './measure.js';
 import { setUpBuilders } from './rig.js';
 
 const N = 500;
@@ -47,15 +47,6 @@ export async function benchWhy(): Promise<void> {
     // makes it too, side by side with the dry run.
     const withLogin = () =>
       client.run(`nix-build --dry-run /root/closure.nix 2>/dev/null & ssh -o BatchMode=yes ${names[0]} true; wait`);
-    const paired = async (a: () => Promise<unknown>, b: () => Promise<unknown>) => {
-      const as: number[] = [];
-      const bs: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        bs.push(await timeMs(b));
-        as.push(await timeMs(a));
-      }
-      return { a: median(as), b: median(bs), ratio: median(as.map((x, i) => x / bs[i]!)) };
-    };
     await dry(); // the first evaluation writes the .drv files; every run after finds them
     const bare = await paired(why(['--no-check']), dry);
     const full = await paired(why([]), withLogin);

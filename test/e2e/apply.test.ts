@@ -9,31 +9,14 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Builder, Client, initCommand } from './harness.js';
+import { Builder, Client, initCommand, waitForOutput, writtenFiles } from './harness.js';
 import { removeBlock } from '../../src/text/managed-block.js';
 import { hostBlockMarkers } from '../../src/ssh/ssh-config.js';
 
 const NAMES = ['team1', 'team2', 'team3'];
 
-/** The files init and apply write, as text (the key aside: each machine has its own). */
-function written(c: Client): Record<string, string | null> {
-  const read = (p: string) => (fs.existsSync(p) ? fs.readFileSync(p, 'utf8') : null);
-  return {
-    config: read(path.join(c.root, '.ssh/config')),
-    known_hosts: read(path.join(c.root, '.ssh/known_hosts')),
-    machines: read(path.join(c.etcNix, 'machines')),
-    'nix.conf': read(path.join(c.etcNix, 'nix.conf')),
-  };
-}
-
-async function waitFor(chunks: string[], re: RegExp, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (re.test(chunks.join(''))) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
-}
+const written = writtenFiles;
+const waitFor = waitForOutput;
 
 describe('apply and export: a team file', () => {
   test('export from one client, apply to another: the same files; again a no-op; --check; --prune; refusals', {

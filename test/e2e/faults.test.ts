@@ -18,9 +18,12 @@ import {
   q,
   treeRoot,
 } from './harness.js';
+import { printReport, type DoctorReport } from '../../src/doctor/report.js';
+import { makeOutput } from '../../src/io/output.js';
 
 interface Check {
   id: string;
+  title: string;
   status: string;
   summary: string;
   cause?: string;
@@ -254,6 +257,14 @@ const ROWS: Row[] = [
 
 const VERSIONS = ['', 'trixie', 'sid'];
 
+/** doctor's text report of a JSON report, as doctor prints it to a pipe. */
+function textReport(d: DoctorJson): string {
+  const chunks: string[] = [];
+  const sink = { write: (t: string) => chunks.push(t), isTTY: false } as unknown as NodeJS.WriteStream;
+  printReport(makeOutput(sink), d as unknown as DoctorReport, false);
+  return chunks.join('');
+}
+
 async function doctor(c: Client, args: string[] = []): Promise<DoctorJson> {
   const r = await c.nixremote(['doctor', '--json', ...args]);
   try {
@@ -308,6 +319,14 @@ for (const row of ROWS) {
           if (row.verdict === 'fail') {
             assert.equal(failures[0]?.id, row.check, `the first failure names it: ${JSON.stringify(failures)}`);
             assert.match(got.cause ?? '', row.cause!);
+            // The text report of this very run leads with the answer: the broken builder,
+            // its first broken link, the cause and the fix, before any detail.
+            const text = textReport(d);
+            const head = text.split('\n').findIndex((l) => l.startsWith(`error: ${d.builders[0]!.name}:`));
+            const line = text.split('\n')[head] ?? '';
+            assert.ok(line.includes(`FAIL at "${got.title}": `), line);
+            if (got.fix) assert.ok(line.includes('. Fix: '), line);
+            assert.ok(head >= 0 && head < text.split('\n').findIndex((l) => l.startsWith('Builder ')), text);
           } else if (row.verdict === 'warn') {
             assert.equal(got.status, 'warn', JSON.stringify(got));
             assert.match(got.cause ?? '', row.cause!);

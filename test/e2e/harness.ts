@@ -772,3 +772,24 @@ export class Terminal {
     await execa('tmux', ['kill-session', '-t', this.session], { reject: false });
   }
 }
+
+/** The files init and apply write for the build user, as text (null: absent); the key aside. */
+export function writtenFiles(c: Client): Record<string, string | null> {
+  const read = (p: string) => (fs.existsSync(p) ? fs.readFileSync(p, 'utf8') : null);
+  return {
+    known_hosts: read(path.join(c.root, '.ssh/known_hosts')),
+    config: read(path.join(c.root, '.ssh/config')),
+    machines: read(path.join(c.etcNix, 'machines')),
+    'nix.conf': read(path.join(c.etcNix, 'nix.conf')),
+  };
+}
+
+/** Waits until what a running command printed so far matches `re`; false after `ms`. */
+export async function waitForOutput(chunks: string[], re: RegExp, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (re.test(chunks.join(''))) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}

@@ -25,6 +25,39 @@ in mk "k3" c2`;
 const sentTo = (log: string) =>
   [...log.matchAll(/building '[^']+\.drv' on 'ssh:\/\/(?:[^'@/]+@)?([^'/]+)'/g)].map((m) => m[1]!);
 
+/** Builders made and set up by init, one job each at these speed factors; `quick` gets a 3 s connect timeout. */
+async function initBuilders(
+  c: Client,
+  made: Builder[],
+  specs: [string, string][],
+  quick: string,
+  extra: string[],
+): Promise<Map<string, Builder>> {
+  const by = new Map<string, Builder>();
+  for (const [name, speed] of specs) {
+    const b = await Builder.create();
+    made.push(b);
+    by.set(name, b);
+    const timeout = name === quick ? ['--connect-timeout', '3'] : [];
+    const r = await c.nixremote(
+      [
+        ...initCommand(b, name),
+        ...extra,
+        '--speed-factor',
+        speed,
+        '--max-jobs',
+        '1',
+        ...timeout,
+        '--no-test-build',
+        '--password-stdin',
+      ],
+      { input: `${b.password}\n` },
+    );
+    assert.equal(r.exitCode, 0, `init ${name}:\n${r.stdout}\n${r.stderr}`);
+  }
+  return by;
+}
+
 describe('keep: dead builders out of use, and back', () => {
   test('a quiet builder costs every derivation a connection until keep takes it out; back, it is put back', {
     timeout: 600_000,
@@ -38,28 +71,8 @@ describe('keep: dead builders out of use, and back', () => {
         ['kmid', '2'],
         ['kfast', '8'],
       ];
-      const by = new Map<string, Builder>();
-      for (const [name, speed] of specs) {
-        const b = await Builder.create();
-        made.push(b);
-        by.set(name, b);
-        // fast gets a short --connect-timeout: the build hook waits that long for it.
-        const timeout = name === 'kfast' ? ['--connect-timeout', '3'] : [];
-        const r = await c.nixremote(
-          [
-            ...initCommand(b, name),
-            '--speed-factor',
-            speed,
-            '--max-jobs',
-            '1',
-            ...timeout,
-            '--no-test-build',
-            '--password-stdin',
-          ],
-          { input: `${b.password}\n` },
-        );
-        assert.equal(r.exitCode, 0, `init ${name}:\n${r.stdout}\n${r.stderr}`);
-      }
+      // fast gets a short --connect-timeout: the build hook waits that long for it.
+      const by = await initBuilders(c, made, specs, 'kfast', []);
       const machines = path.join(c.etcNix, 'machines');
       const config = fs.readFileSync(path.join(c.root, '.ssh/config'), 'utf8');
       assert.match(config, /Host kfast\n(?: {2}.*\n)*? {2}ConnectTimeout 3\n/);
@@ -140,34 +153,16 @@ describe('keep: dead builders out of use, and back', () => {
     const c = new Client();
     let tarpit: Tarpit | null = null;
     try {
-      const by = new Map<string, Builder>();
-      for (const [name, speed] of [
-        ['nlmid', '2'],
-        ['nlfast', '8'],
-      ] as const) {
-        const b = await Builder.create();
-        made.push(b);
-        by.set(name, b);
-        const timeout = name === 'nlfast' ? ['--connect-timeout', '3'] : [];
-        const r = await c.nixremote(
-          [
-            ...initCommand(b, name),
-            '--target',
-            'nixos',
-            '--output',
-            '/root/nixremote.nix',
-            '--speed-factor',
-            speed,
-            '--max-jobs',
-            '1',
-            ...timeout,
-            '--no-test-build',
-            '--password-stdin',
-          ],
-          { input: `${b.password}\n` },
-        );
-        assert.equal(r.exitCode, 0, `init ${name}:\n${r.stdout}\n${r.stderr}`);
-      }
+      const by = await initBuilders(
+        c,
+        made,
+        [
+          ['nlmid', '2'],
+          ['nlfast', '8'],
+        ],
+        'nlfast',
+        ['--target', 'nixos', '--output', '/root/nixremote.nix'],
+      );
       const mod = path.join(c.root, 'nixremote.nix');
       const plain = fs.readFileSync(mod, 'utf8');
       const inst = await c.nixremote([

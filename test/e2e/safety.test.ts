@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { type Builder, Client, freePort, withRig, initCommand } from './harness.js';
+import { type Builder, Client, freePort, withRig, initCommand, waitForOutput, writtenFiles } from './harness.js';
 
 const base = (b: Builder, name = 'safe') => [...initCommand(b, name), '--password-stdin'];
 const withFlag = (args: string[], flag: string, value: string) => {
@@ -134,24 +134,7 @@ describe('bad input: exit 2, a clear message, and nothing changed', () => {
 });
 
 /** The files an apply writes, as text (null: absent). */
-function files(c: Client): Record<string, string | null> {
-  const read = (p: string) => (fs.existsSync(p) ? fs.readFileSync(p, 'utf8') : null);
-  return {
-    known_hosts: read(path.join(c.root, '.ssh/known_hosts')),
-    config: read(path.join(c.root, '.ssh/config')),
-    machines: read(path.join(c.etcNix, 'machines')),
-    'nix.conf': read(path.join(c.etcNix, 'nix.conf')),
-  };
-}
-
-async function waitForOutput(chunks: string[], re: RegExp, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (re.test(chunks.join(''))) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
-}
+const files = writtenFiles;
 
 describe('faults lose nothing', () => {
   test('SIGKILL at each step of a real apply leaves every file old or new, and the next run finishes', async () => {
