@@ -16,6 +16,9 @@ import { UsageError } from '../validate.js';
 import type { BuilderEntry } from './registry.js';
 import { LIVE_HEADER } from './keeper-service.js';
 
+/** When a builder is taken out, as its disabled line says it: UTC to the second. */
+export const stamp = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
 /** The write that disables (or enables) these builders, one step per machines file. */
 export function keepingWrites(
   changes: { b: BuilderEntry; disable: Disabled | null }[],
@@ -70,7 +73,7 @@ export function liveMachines(
   down: Map<number, { name: string; why: string }>,
   before: string | null,
   ours: Set<string>,
-  at = new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+  at = stamp(),
 ): { text: string; said: string[] } {
   const was = new Map(disabledMachines(before ?? '', 'live').map((d) => [d.name, d.disabled]));
   const body = source === '' ? [] : source.replace(/\n$/, '').split('\n');

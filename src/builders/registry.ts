@@ -172,13 +172,18 @@ export function readRegistry(ctx: RegistryCtx): Registry {
   // file (a link into the store) and they are listed above; the module is where they are
   // defined and managed. Before the switch they are listed as not active yet.
   const modulePaths = ctx.modulePath ? [ctx.modulePath] : DEFAULT_MODULES;
+  // The keeper's live file (keeper-service.ts) holds the module's builders that are down.
+  const liveFiles = new Set(
+    entries
+      .filter((e) => e.disabled?.by === 'keep')
+      .map((e) => e.source.file)
+      .filter((f) => (ctx.read(f) ?? '').startsWith(LIVE_HEADER)),
+  );
+  const live = (e: BuilderEntry) => e.disabled?.by === 'keep' && liveFiles.has(e.source.file);
   for (const modulePath of modulePaths) {
     const moduleText = ctx.read(modulePath);
     for (const b of moduleText === null ? [] : parseModuleBuilders(moduleText)) {
       const source = { file: modulePath, line: b.line };
-      // The keeper's live file (keeper-service.ts) holds the module's builders that are down.
-      const live = (e: BuilderEntry) =>
-        e.disabled?.by === 'keep' && (ctx.read(e.source.file) ?? '').startsWith(LIVE_HEADER);
       const i = entries.findIndex((e) => e.name === b.name && (!e.managed || live(e)));
       if (i >= 0) {
         // Switched to: listed above from the generated machines file; disabled in the module,

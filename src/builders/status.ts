@@ -14,6 +14,7 @@ import { pathChecks } from '../path/walk.js';
 import { mapLimit } from '../util/map-limit.js';
 import { atLeast, isLix, parseNixVersion, type Version } from '../nix/version.js';
 import type { BuilderEntry } from './registry.js';
+import { uriHost, type ParsedMachine } from '../nix/machines-file.js';
 import type { Reach } from '../why/model.js';
 
 /** What init writes as ConnectTimeout: a dead builder answers no later than this. */
@@ -224,13 +225,26 @@ export function fleetWidth(): number {
   return Math.max(4, os.availableParallelism() * 4);
 }
 
+/** The build hook's slot locks held on this machine now (null where /proc/locks cannot be read). */
+export function heldNow(ctx: StatusCtx): Set<string> | null {
+  const locks = ctx.locks();
+  return locks === null ? null : heldFlocks(locks);
+}
+
+/** A machine line as status looks at it. */
+export const machineTarget = (m: ParsedMachine): Pick<BuilderEntry, 'name' | 'uri' | 'maxJobs' | 'machine'> => ({
+  name: uriHost(m.uri),
+  uri: m.uri,
+  maxJobs: m.maxJobs,
+  machine: m,
+});
+
 export async function fleetStatus(
   ctx: StatusCtx,
-  builders: BuilderEntry[],
+  builders: Pick<BuilderEntry, 'name' | 'uri' | 'maxJobs' | 'machine'>[],
   width = fleetWidth(),
 ): Promise<BuilderStatus[]> {
-  const locks = ctx.locks();
-  const held = locks === null ? null : heldFlocks(locks);
+  const held = heldNow(ctx);
   return mapLimit(builders, width, (b) => builderStatus(ctx, b, held));
 }
 

@@ -12,10 +12,8 @@
 //   setting (Nix 2.32, Determinate Nix 3.8.3; experimental feature external-builders) names
 //   determinate-nixd builder, which Nix runs as a local build for aarch64-linux and
 //   x86_64-linux. /etc/determinate/config.json's builder.state may turn it off.
-import type { NixConfig } from '../nix/effective-config.js';
-import { effective } from '../nix/effective-config.js';
-import type { ParsedMachine } from '../nix/machines-file.js';
-import { uriHost } from '../nix/machines-file.js';
+import { effective, type NixConfig } from '../nix/effective-config.js';
+import { uriHost, type ParsedMachine } from '../nix/machines-file.js';
 import type { ExternalBuilder } from '../why/model.js';
 
 export interface VmDaemonBuilder {

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { exec } from '../io/exec.js';
-import { readText, setReadOverlay } from '../io/files.js';
+import { readText, setReadOverlay, writeAtomic } from '../io/files.js';
 import { lockBuildUserFiles, lockPathFor } from '../io/lock.js';
 import { makeOutput } from '../io/output.js';
 import { inquirerPrompter, type Prompter } from '../io/prompts.js';
@@ -21,10 +21,8 @@ import { realRegistryCtx } from '../builders/context.js';
 import { readRegistry, selectBuilders } from '../builders/registry.js';
 import { removalWrites } from '../builders/removal.js';
 import { formatTeamFile, parseTeamFile, type TeamBuilder, type TeamFile } from '../team/builders-file.js';
-import { keyLine } from '../ssh/host-key.js';
-import { fingerprint } from '../ssh/host-key.js';
+import { fingerprint, keyLine } from '../ssh/host-key.js';
 import { UsageError } from '../validate.js';
-import { writeAtomic } from '../io/files.js';
 import { readBlock } from '../text/managed-block.js';
 import { hostBlockMarkers } from '../ssh/ssh-config.js';
 

@@ -13,10 +13,9 @@ import { applyPlan, editFile, renderPlan, StepFailed, type Step } from '../plan/
 import { planReporter } from '../plan/reporter.js';
 import { readRegistry, selectBuilders, type BuilderEntry } from '../builders/registry.js';
 import { realRegistryCtx } from '../builders/context.js';
-import { builderStatus, fleetWidth, heldFlocks, reachOf, realStatusCtx } from '../builders/status.js';
-import { keepingWrites, liveMachines, toggleTakesEffect } from '../builders/keeping.js';
+import { fleetStatus, machineTarget, reachOf, realStatusCtx } from '../builders/status.js';
+import { keepingWrites, liveMachines, stamp, toggleTakesEffect } from '../builders/keeping.js';
 import { parseMachines, uriHost, type Disabled } from '../nix/machines-file.js';
-import { mapLimit } from '../util/map-limit.js';
 import { UsageError, validatePositiveInt } from '../validate.js';
 import {
   KEEPER_MARKERS,
@@ -29,7 +28,7 @@ import {
   plainPath,
   type KeeperCommand,
 } from '../builders/keeper-service.js';
-import { rebuildFor, targetByName } from '../targets/index.js';
+import { rebuildFor, TARGETS, targetByName } from '../targets/index.js';
 import { MODULE_HEADER, moduleSystemOf, upsertModuleBlock } from '../nix/nixos-module.js';
 import { removeBlock } from '../text/managed-block.js';
 
@@ -68,8 +67,7 @@ export async function toggleCommand(names: string[], enable: boolean, flags: Kee
   const out = makeOutput();
   const reg = readRegistry(realRegistryCtx(install, flags.module));
   const chosen = selectBuilders(reg.builders, names);
-  const at = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-  const disable: Disabled | null = enable ? null : { by: 'user', at, why: flags.why ?? 'taken out by hand' };
+  const disable: Disabled | null = enable ? null : { by: 'user', at: stamp(), why: flags.why ?? 'taken out by hand' };
   // A builder the keeper took out, disabled by hand, becomes the user's: keep then leaves it out.
   // On NixOS and nix-darwin the keeper's outs are in its live file, not the module: its next round decides.
   const kept = (b: BuilderEntry) => b.kind === 'module' && b.disabled?.by === 'keep';
@@ -104,14 +102,13 @@ export async function keepCommand(flags: KeepFlags): Promise<number> {
   const watched = reg.builders.filter(
     (b) => b.managed && b.kind === 'machines' && (b.machine !== null || b.disabled?.by === 'keep'),
   );
-  const sctx = realStatusCtx(exec, install);
-  const locks = sctx.locks();
-  const held = locks === null ? null : heldFlocks(locks);
-  const seen = await mapLimit(watched, fleetWidth(), async (b) => ({
-    b,
-    s: await builderStatus(sctx, { name: b.name, uri: b.uri, maxJobs: b.maxJobs, machine: b.machine ?? b.line! }, held),
-  }));
-  const at = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  // A builder the keeper disabled is tried by the line it would have in use.
+  const statuses = await fleetStatus(
+    realStatusCtx(exec, install),
+    watched.map((b) => ({ ...b, machine: b.machine ?? b.line! })),
+  );
+  const seen = watched.map((b, i) => ({ b, s: statuses[i]! }));
+  const at = stamp();
   const changes: { b: BuilderEntry; disable: Disabled | null; said: string }[] = [];
   for (const { b, s } of seen) {
     const reach = reachOf(s);
@@ -123,9 +120,7 @@ export async function keepCommand(flags: KeepFlags): Promise<number> {
   }
   if (!changes.length) {
     const down = seen.filter(({ b, s }) => b.disabled && reachOf(s)?.kind === 'unusable').length;
-    out.info(
-      `keep: ${seen.length - down} of ${seen.length} builder${seen.length === 1 ? '' : 's'} answer${down ? `, ${down} still down and out of use` : ''}; nothing to change`,
-    );
+    out.info(nothingToChange(seen.length, down));
     return down ? 1 : 0;
   }
   if (flags.dryRun) {
@@ -173,23 +168,18 @@ export async function keepLiveCommand(flags: KeepFlags & { live: string }): Prom
     reg.builders.filter((b) => b.managed && b.kind === 'module' && b.disabled?.by !== 'user').map((b) => b.name),
   );
   const lines = parseMachines(source, from).machines.filter((m) => ours.has(uriHost(m.uri)));
-  const sctx = realStatusCtx(exec, install);
-  const locks = sctx.locks();
-  const held = locks === null ? null : heldFlocks(locks);
-  const seen = await mapLimit(lines, fleetWidth(), async (m) => ({
-    m,
-    reach: reachOf(
-      await builderStatus(sctx, { name: uriHost(m.uri), uri: m.uri, maxJobs: m.maxJobs, machine: m }, held),
-    ),
-  }));
+  const statuses = await fleetStatus(realStatusCtx(exec, install), lines.map(machineTarget));
   const downAt = new Map<number, { name: string; why: string }>();
-  for (const { m, reach } of seen)
+  lines.forEach((m, i) => {
+    const reach = reachOf(statuses[i]!);
     if (reach?.kind === 'unusable') downAt.set(m.source.line, { name: uriHost(m.uri), why: reach.why });
+  });
   const round = (before: string | null) => liveMachines(source, from, downAt, before, ours);
-  const first = round(readText(live));
+  const was = readText(live);
+  const first = round(was);
   let said = first.said;
   if (flags.dryRun) for (const l of said) out.info(`keep: would have ${l}`);
-  else if (first.text !== readText(live)) {
+  else if (first.text !== was) {
     const release = await lockBuildUserFiles(lockPathFor(install.user.home), out);
     try {
       // Against the file as it is under the lock: a round beside this one may have written it.
@@ -206,11 +196,19 @@ export async function keepLiveCommand(flags: KeepFlags & { live: string }): Prom
     }
     for (const l of said) out.info(`keep: ${l}`);
   }
-  if (!said.length)
-    out.info(
-      `keep: ${seen.length - downAt.size} of ${seen.length} builder${seen.length === 1 ? '' : 's'} answer${downAt.size ? `, ${downAt.size} still down and out of use` : ''}; nothing to change`,
-    );
+  if (!said.length) out.info(nothingToChange(lines.length, downAt.size));
   return downAt.size ? 1 : 0;
+}
+
+/** The line of a round that changed nothing: how many answer, and how many stay out. */
+function nothingToChange(n: number, down: number): string {
+  return `keep: ${n - down} of ${n} builder${n === 1 ? '' : 's'} answer${down ? `, ${down} still down and out of use` : ''}; nothing to change`;
+}
+
+/** Paths a service command line holds: systemd splits ExecStart at spaces, so none may need quoting. */
+function servicePaths(paths: string[]): void {
+  for (const p of paths)
+    if (!plainPath(p)) throw new UsageError(`${p}: a path the service runs must have no spaces or quotes`);
 }
 
 export interface KeeperFlags {
@@ -256,8 +254,7 @@ async function moduleKeeper(
   const rebuild = rebuildFor(system);
   let after: string;
   if (flags.install) {
-    for (const p of [k.node, k.cli, module])
-      if (!plainPath(p)) throw new UsageError(`${p}: a path the service runs must have no spaces or quotes`);
+    servicePaths([k.node, k.cli, module]);
     after = upsertModuleBlock(text, KEEPER_MARKERS, keeperModuleBody(system, k, module, interval)).text;
   } else {
     if (!text.includes(KEEPER_MARKERS.begin)) {
@@ -291,16 +288,14 @@ export async function keeperCommand(flags: KeeperFlags): Promise<number> {
   const install = detectInstall();
   rootOnly(install, `keep --${flags.install ? 'install' : 'uninstall'}`);
   const target = flags.target ?? install.target;
-  if (!['nix-conf', 'determinate', 'macos', 'nixos', 'nix-darwin'].includes(target))
-    throw new UsageError(`--target: '${target}' is not one of nix-conf, determinate, macos, nixos, nix-darwin`);
+  const names = TARGETS.map((t) => t.name as string);
+  if (!names.includes(target)) throw new UsageError(`--target: '${target}' is not one of ${names.join(', ')}`);
   const out = makeOutput();
   const platform = process.platform;
   const interval = validatePositiveInt(flags.interval ?? '60', '--interval');
   const k = keeperPaths(process.execPath, process.argv[1]!);
   if (target === 'nixos' || target === 'nix-darwin') return moduleKeeper(flags, target, k, interval, install, out);
-  if (platform !== 'darwin')
-    for (const p of [k.node, k.cli])
-      if (!plainPath(p)) throw new UsageError(`${p}: a path the service runs must have no spaces or quotes`);
+  if (platform !== 'darwin') servicePaths([k.node, k.cli]);
   const files = keeperFiles(platform, k, interval);
   // Where the service manager runs, init's way: it is told; elsewhere (a container, a chroot) the command is said.
   const managed = platform === 'darwin' || fs.existsSync('/run/systemd/system');

@@ -13,7 +13,9 @@ import { formatVersion, parseNixVersion } from '../nix/version.js';
 import {
   builderStatus,
   fleetWidth,
-  heldFlocks,
+  heldNow,
+  machineTarget,
+  reachOf,
   realStatusCtx,
   slotsInUse,
   type BuilderStatus,
@@ -22,7 +24,6 @@ import { mapLimit } from '../util/map-limit.js';
 import { UsageError } from '../validate.js';
 import { applyOverrides, dryRun, hookBuilders, localSettings, readDrvs, resolveDrvs } from '../why/gather.js';
 import { decide, lineRefuses, type Reach, type WhyMachine } from '../why/model.js';
-import { reachOf } from '../builders/status.js';
 import { changes } from '../why/advice.js';
 import { printWhy, whyJson, type WhyResult } from '../why/report.js';
 
@@ -54,19 +55,13 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
   const who = { multiUser: install.multiUser, home: install.user.home, name: install.user.name };
   const { cfg, builders, ignored, notes } = hookBuilders(readText, process.env, who, v, flags.builders);
   const sctx = realStatusCtx(exec, install);
-  const locks = sctx.locks();
-  const held = locks === null ? null : heldFlocks(locks);
+  const held = heldNow(sctx);
   // A fleet that one round of logins covers is looked at while Nix evaluates (a builder that
   // turns out not to be needed is then logged in to for nothing, and shown as not needed);
   // a bigger one only where a line could take a derivation, once they are known.
   const early =
     flags.check && builders.machines.length <= fleetWidth()
-      ? new Map(
-          builders.machines.map((m) => [
-            m.uri,
-            builderStatus(sctx, { name: uriHost(m.uri), uri: m.uri, maxJobs: m.maxJobs, machine: m }, held),
-          ]),
-        )
+      ? new Map(builders.machines.map((m) => [m.uri, builderStatus(sctx, machineTarget(m), held)]))
       : null;
   // Awaited below when needed; never an unhandled rejection when not.
   for (const p of early?.values() ?? []) p.catch(() => {});
@@ -96,9 +91,7 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
     const got = await mapLimit(
       wanted,
       fleetWidth(),
-      async (m) =>
-        early?.get(m.uri) ??
-        builderStatus(sctx, { name: uriHost(m.uri), uri: m.uri, maxJobs: m.maxJobs, machine: m }, held),
+      async (m) => early?.get(m.uri) ?? builderStatus(sctx, machineTarget(m), held),
     );
     for (const s of got) statuses.set(s.uri, s);
   }

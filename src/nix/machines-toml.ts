@@ -16,7 +16,7 @@
 // place with toml11's caret and no line:column, nixremote with FILE:LINE:COLUMN.
 import { parse, TomlError } from 'smol-toml';
 import { readBlock, upsertBlock, type BlockEdit } from '../text/managed-block.js';
-import type { Machine, MachinesParseError, ParsedMachine } from './machines-file.js';
+import { DISABLED_LINE, TOML_OFF, type Machine, type MachinesParseError, type ParsedMachine } from './machines-file.js';
 
 const KEYS = [
   'uri',
@@ -243,8 +243,8 @@ export function upsertTomlMachine(
   const base = text === '' ? `${TOML_HEADER}\n\n` : text;
   const was = readBlock(base, markers);
   // A disabled builder stays disabled when its table is rewritten.
-  const off = was?.filter((l) => /^# nixremote: disabled by /.test(l) || l === 'enable = false') ?? [];
-  const body = off.length ? [off[0]!, ...tomlMachineBody(name, m), 'enable = false'] : tomlMachineBody(name, m);
+  const off = was?.find((l) => DISABLED_LINE.test(l));
+  const body = off ? [off, ...tomlMachineBody(name, m), TOML_OFF] : tomlMachineBody(name, m);
   const edit = upsertBlock(base, markers, body);
   return text === '' ? { text: edit.text, changed: true } : edit;
 }

@@ -118,12 +118,23 @@ function externalFindings(
   return { ok: `${b.name} (${b.what}): serves ${b.systems.join(', ')}`, found };
 }
 
+/** The Mac's builders this state's files name, looked for once per state (doctor asks twice). */
+const looked = new WeakMap<LocalState, MacBuilder[]>();
+function macBuildersOf(s: LocalState): MacBuilder[] {
+  let b = looked.get(s);
+  if (!b) {
+    b = macBuilders((p) => s.ctx.stat(p) !== null, s.builders.machines, s.cfg);
+    looked.set(s, b);
+  }
+  return b;
+}
+
 export const macBuildersCheck: Check<LocalState> = {
   id: 'mac-builders',
   title: "this Mac's own Linux builders",
   needs: ['access'],
   run: async (s): Promise<Result> => {
-    const builders = macBuilders((p) => s.ctx.stat(p) !== null, s.builders.machines, s.cfg);
+    const builders = macBuildersOf(s);
     if (!builders.length)
       return s.ctx.platform === 'darwin'
         ? pass("none (nix-darwin's linux-builder, Determinate's native builder)")
@@ -140,5 +151,4 @@ export const macBuildersCheck: Check<LocalState> = {
 };
 
 /** Whether the check has anything to say here: a Mac, or a machine whose files name one. */
-export const macBuildersApply = (s: LocalState) =>
-  s.ctx.platform === 'darwin' || macBuilders((p) => s.ctx.stat(p) !== null, s.builders.machines, s.cfg).length > 0;
+export const macBuildersApply = (s: LocalState) => s.ctx.platform === 'darwin' || macBuildersOf(s).length > 0;

@@ -11,7 +11,6 @@ import {
   formatMachineLine,
   machineFromHost,
   unmanagedMachineLines,
-  parseMachines,
   upsertMachine,
 } from '../../nix/machines-file.js';
 import { isTomlMachines, tomlHasMachine, upsertTomlMachine } from '../../nix/machines-toml.js';
@@ -274,7 +273,8 @@ export async function machinesFormat(c: WizardCtx, file: string): Promise<boolea
     throw new UsageError(
       `--machines-format toml: only Lix 2.95 and later read the TOML machines file, and this machine has ${v ? `${isLix(v) ? 'Lix' : 'Nix'} ${formatVersion(v)}` : 'no nix'}`,
     );
-  if (parseMachines(text, file).machines.length || /^\s*[^#\s]/m.test(text))
+  // Anything but comments and blank lines is a line of the other format.
+  if (/^\s*[^#\s]/m.test(text))
     throw new UsageError(
       `--machines-format toml: ${file} has machine lines; Lix reads a file as TOML or as lines, not both. Move them into TOML tables first, or leave out --machines-format`,
     );
