@@ -475,6 +475,11 @@ function verbose(): boolean {
 }
 
 async function main(): Promise<number> {
+  // No command: the help, on stdout (commander's own goes to stderr), so `nixremote | less` shows it.
+  if (process.argv.length <= 2) {
+    program.outputHelp();
+    return 0;
+  }
   try {
     await program.parseAsync(process.argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

@@ -71,3 +71,18 @@ describe('at a glance', () => {
     }
   });
 });
+
+describe('nixremote with no command', () => {
+  test('prints its help on stdout, nothing on stderr, exit 0; help COMMAND and --help unchanged', async () => {
+    const { execa } = await import('execa');
+    const none = await execa(CLI, [], { reject: false });
+    assert.equal(none.exitCode, 0);
+    assert.match(none.stdout, /^Usage: nixremote \[options\] \[command\]/);
+    assert.equal(none.stderr, '');
+    const help = await execa(CLI, ['help', 'doctor'], { reject: false });
+    assert.equal(help.exitCode, 0);
+    assert.match(help.stdout, /^Usage: nixremote doctor/);
+    const flag = await execa(CLI, ['doctor', '--help'], { reject: false });
+    assert.equal(flag.stdout, help.stdout);
+  });
+});
