@@ -17,6 +17,8 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** In a process group of its own, so a terminal's Ctrl-C reaches only nixremote. */
   ownGroup?: boolean;
+  /** Each piece of standard output as it arrives (all of it is still in the result). */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 export type Exec = (file: string, args: string[], opts?: ExecOptions) => Promise<ExecResult>;
@@ -65,7 +67,10 @@ export const exec: Exec = (file, args, opts = {}) =>
     }
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout!.on('data', (b: Buffer) => out.push(b));
+    child.stdout!.on('data', (b: Buffer) => {
+      out.push(b);
+      opts.onStdout?.(b);
+    });
     child.stderr!.on('data', (b: Buffer) => err.push(b));
     let timedOut = false;
     let spawnError: Error | null = null;

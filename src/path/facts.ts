@@ -6,7 +6,7 @@
 import { localNixVersionRun, type DoctorCtx } from '../doctor/context.js';
 import { daemonScopes, readNixConfig } from '../nix/effective-config.js';
 import { publicKeysOf, secretKeyFiles } from '../nix/signing.js';
-import { showCommand, type ExecResult } from '../io/exec.js';
+import { shellQuote, showCommand, type ExecResult } from '../io/exec.js';
 import { formatMachineLine, parseStoreUri, type ParsedMachine, type UriParts } from '../nix/machines-file.js';
 import { buildInput, buildProbe, type ProbeBuild, type ProbeInput } from '../nix/probe-build.js';
 import { nixCommandFlags, parseNixVersion, storePingArgs, type Version } from '../nix/version.js';
@@ -14,7 +14,7 @@ import { hostKeyFromMachinesField, parseKeyLine, type HostKey } from '../ssh/hos
 import { parseSshG } from '../ssh/ssh-config.js';
 import { envWithoutAgent } from '../ssh/system-ssh.js';
 import type { Names } from './entry.js';
-import { parseProbe, probeCommand, shellNoise, type ProbeResult } from './probe.js';
+import { PROBE_BEGIN, parseProbe, probeCommand, shellNoise, type ProbeResult } from './probe.js';
 import { evidenceOf, HookSsh, reachedAuth, type Evidence, type SshRun } from './session.js';
 
 /** How the login reaches the builder, when it is not ssh as the hook runs it (init's password session). */
@@ -201,6 +201,7 @@ export class BuilderFacts {
         options: ['-o', 'StrictHostKeyChecking=yes', '-o', 'GlobalKnownHostsFile=/dev/null'],
         signal: this.o.signal,
         show: PROBE_SHOWN,
+        onStdout: this.watchProbe,
       }),
     );
   }
@@ -223,14 +224,30 @@ export class BuilderFacts {
                 signal: this.o.signal,
                 ownGroup: Boolean(this.o.signal),
                 show: PROBE_SHOWN,
+                onStdout: this.watchProbe,
               });
       }
       // ssh exits 255 for its own failures, otherwise with the remote command's status.
       const authOk = this.o.transport ? true : run.exitCode !== 255 && !run.timedOut;
-      const probe = authOk && run.stdout.includes('NIXREMOTE:begin') ? parseProbe(run.stdout) : null;
+      const probe = authOk && run.stdout.includes(PROBE_BEGIN) ? parseProbe(run.stdout) : null;
       return { run, authOk, noise: probe ? shellNoise(run.stdout) : '', probe };
     });
   }
+
+  private probeSeen: string | null = '';
+
+  /**
+   * The probe's first line is there: the key was taken and the shell runs what is sent. The
+   * store ping and the real build start then (startEarly), while the probe is still
+   * gathering the rest of its facts on the builder.
+   */
+  private readonly watchProbe = (chunk: Buffer): void => {
+    if (this.probeSeen === null) return;
+    this.probeSeen = (this.probeSeen + chunk.toString('latin1')).slice(-64);
+    if (!this.probeSeen.includes(PROBE_BEGIN)) return;
+    this.probeSeen = null;
+    this.startEarly();
+  };
 
   /** Run one more command in the builder's shell (the same way as the login). */
   async run(command: string[]): Promise<SshRun> {
@@ -245,14 +262,35 @@ export class BuilderFacts {
     return localNixVersionRun(this.ctx).then((r) => (r.exitCode === 0 ? parseNixVersion(r.stdout) : null));
   }
 
-  /** The store ping of the local Nix version, against the store the build hook would open. */
+  /**
+   * The store ping of the local Nix version, against the store the build hook would open.
+   * Where the login's connection is shared and still open (doctor), the ping goes over it:
+   * the login has already made the connection the way Nix's ssh makes it, so the ping then
+   * costs Nix's protocol and not a second key exchange. A ping that fails that way is run
+   * again on a connection of its own, and that one is what is judged: a failure is always
+   * Nix's own ssh, never an artefact of sharing. Not with Nix 2.15: it waits for the line
+   * that ssh's LocalCommand prints, which a shared session never runs (libstore/ssh.cc; up to
+   * 2.14 nothing waits, from 2.16 `ssh -O check` finds the master and it does not wait, and
+   * Lix 2.93 on asks the remote shell to echo it instead).
+   */
   ping(scheme?: string): Promise<Ping | null> {
     const uri = hookStoreUri(this.machine, scheme);
     return this.once(`ping ${uri}`, async () => {
       const v = await this.localVersion();
       if (!v) return null;
-      const r = await this.ctx.exec('nix', storePingArgs(v, uri), { env: envWithoutAgent(), timeoutMs: 80_000 });
-      return { v, r, ev: { command: r.command, output: (r.stdout + r.stderr).trim() } };
+      const args = storePingArgs(v, uri);
+      const shared = v[0] === 2 && v[1] === 15 ? null : this.ssh.sharedConnection();
+      if (shared) {
+        const opts = [...shared, ...(process.env.NIX_SSHOPTS ? [process.env.NIX_SSHOPTS] : [])].join(' ');
+        const r = await this.ctx.exec('nix', args, {
+          env: { ...envWithoutAgent(), NIX_SSHOPTS: opts },
+          timeoutMs: 30_000,
+        });
+        if (r.exitCode === 0)
+          return { v, r, ev: { command: `NIX_SSHOPTS=${shellQuote(opts)} ${r.command}`, output: pingOutput(r) } };
+      }
+      const r = await this.ctx.exec('nix', args, { env: envWithoutAgent(), timeoutMs: 80_000 });
+      return { v, r, ev: { command: r.command, output: pingOutput(r) } };
     });
   }
 
@@ -308,6 +346,8 @@ export class BuilderFacts {
     this.ssh.close();
   }
 }
+
+const pingOutput = (r: ExecResult) => (r.stdout + r.stderr).trim();
 
 // One input for the proof per run, started with the first builder's facts, for all of them.
 const inputs = new WeakMap<DoctorCtx, ProbeInput>();

@@ -32,8 +32,11 @@ export const PROBED_SETTINGS = [
 /** A path in the store nobody has: asking the daemon about it proves that the daemon answers. */
 const NO_SUCH_PATH = '/nix/store/00000000000000000000000000000000-nixremote-daemon-check';
 
+/** The probe's first line: where what the shell printed ends. */
+export const PROBE_BEGIN = 'NIXREMOTE:begin';
+
 export const PROBE_SCRIPT = `
-echo "NIXREMOTE:begin"
+echo "${PROBE_BEGIN}"
 nl='
 '
 p=$(command -v nix-store 2>/dev/null)
@@ -300,6 +303,6 @@ export function systemFromUname(uname: string | null): string | null {
 
 /** What the shell printed before the probe's first line: noise that corrupts Nix's protocol. */
 export function shellNoise(stdout: string): string {
-  const at = stdout.indexOf('NIXREMOTE:begin');
+  const at = stdout.indexOf(PROBE_BEGIN);
   return at < 0 ? stdout : stdout.slice(0, at);
 }

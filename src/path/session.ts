@@ -35,8 +35,8 @@ export interface HookTarget {
 export interface HookSshOptions {
   /**
    * Share one connection among this session's runs (a control master that ends itself 3 s
-   * after its last run): later checks cost a round trip instead of a handshake. Nix's own
-   * ssh (the store ping, the build) never shares it.
+   * after its last run): later checks cost a round trip instead of a handshake. The real
+   * build never shares it; the store ping may (sharedConnection).
    */
   share?: boolean;
   /** ConnectTimeout, for runs that must answer within a bound (status). */
@@ -52,6 +52,7 @@ export interface RunOptions {
   ownGroup?: boolean;
   /** How to show the remote command in the evidence, when it is too long to read (the probe). */
   show?: string;
+  onStdout?: (chunk: Buffer) => void;
 }
 
 /** What a run printed, as evidence: both streams, cut to a readable length. */
@@ -101,6 +102,19 @@ export class HookSsh {
     });
   }
 
+  /**
+   * ssh options that send another ssh (Nix's, given them in NIX_SSHOPTS) over this session's
+   * shared connection while it is open, or null: not shared, not open yet, or a path that
+   * NIX_SSHOPTS (split at white space) cannot carry. With ControlMaster=no an ssh that finds
+   * no master there connects on its own (ssh_config(5), ControlPath).
+   */
+  sharedConnection(): string[] | null {
+    if (!this.o.share || !this.dir) return null;
+    const socket = path.join(this.dir, 'cm');
+    if (/\s/.test(socket) || !fs.existsSync(socket)) return null;
+    return ['-o', 'ControlMaster=no', '-o', `ControlPath=${socket}`];
+  }
+
   async run(command: string[], o: RunOptions = {}): Promise<SshRun> {
     const r = await this.exec('ssh', this.args(command, o.options), {
       env: envWithoutAgent(),
@@ -108,6 +122,7 @@ export class HookSsh {
       input: o.input,
       signal: o.signal,
       ownGroup: o.ownGroup,
+      onStdout: o.onStdout,
     });
     return { ...r, ev: evidenceOf(r, o.show ? { command: command[command.length - 1]!, as: o.show } : undefined) };
   }

@@ -1,5 +1,6 @@
 // The daemon's path as one model: every catalogue entry on the output it is for, and the
 // checks on facts handed to them (no ssh, no Nix).
+import * as fs from 'node:fs';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CATALOGUE, diagnose, type Output, type Stage } from '../../src/path/catalogue.js';
@@ -10,7 +11,7 @@ import { pathChecks, PATH_CHECKS } from '../../src/path/walk.js';
 import { runChecks } from '../../src/doctor/runner.js';
 import { parseMachines } from '../../src/nix/machines-file.js';
 import type { DoctorCtx } from '../../src/doctor/context.js';
-import type { ExecResult } from '../../src/io/exec.js';
+import type { ExecOptions, ExecResult } from '../../src/io/exec.js';
 import type { Install } from '../../src/init/install.js';
 import { probeOutput } from './probe-fixture.js';
 import { blocks, RECORDED, RECORDED_CAUSES, recordings } from './recordings.js';
@@ -577,5 +578,115 @@ describe('the connect timeout', () => {
     assert.equal(none.status, 'fail');
     assert.match(none.fix!, /give box's Host block a ConnectTimeout .*about two minutes.*nixremote disable box/);
     assert.doesNotMatch((await tcpOf('10')).fix!, /ConnectTimeout/);
+  });
+});
+
+describe("doctor's store ping over the login's connection", () => {
+  interface Call {
+    file: string;
+    args: string[];
+    sshOpts: string | undefined;
+  }
+  /** A doctor walk (shared connection) where ssh makes its control socket and `pingOk` answers each ping. */
+  function sharedFacts(nix: string, pingOk: (c: Call) => boolean, onLogin?: (o: ExecOptions) => Promise<void>) {
+    const calls: Call[] = [];
+    const base = quietCtx(() => ({}));
+    const ctx: DoctorCtx = {
+      ...base,
+      exec: async (file, args, o = {}) => {
+        const c: Call = { file, args, sshOpts: o.env?.NIX_SSHOPTS };
+        calls.push(c);
+        const done = (r: Partial<ExecResult>): ExecResult => ({
+          command: [file, ...args].join(' '),
+          stdout: '',
+          stderr: '',
+          exitCode: 0,
+          timedOut: false,
+          ...r,
+        });
+        if (file === 'ssh') {
+          // As ssh with ControlMaster=auto does once it has logged in: the socket appears.
+          const socket = args.find((a) => a.startsWith('ControlPath='))?.slice('ControlPath='.length);
+          if (socket) fs.writeFileSync(socket, '');
+          await onLogin?.(o);
+          return done({});
+        }
+        if (args[0] === '--version') return done({ stdout: `nix (Nix) ${nix}\n` });
+        return pingOk(c)
+          ? done({ stdout: 'Store URL: ssh://box\n' })
+          : done({ exitCode: 1, stderr: "error: failed to start SSH connection to 'box'" });
+      },
+    };
+    const m = parseMachines('ssh://nix@box x86_64-linux', '/etc/nix/machines').machines[0]!;
+    return { f: new BuilderFacts(ctx, m, { share: true }), calls };
+  }
+  const pings = (calls: Call[]) => calls.filter((c) => c.file === 'nix' && c.args[0] !== '--version');
+
+  test('once the login has opened it, the ping rides it, and its evidence says so', async () => {
+    const { f, calls } = sharedFacts('2.8.0', () => true);
+    try {
+      await f.ssh.run(['true']);
+      const p = (await f.ping())!;
+      assert.equal(p.r.exitCode, 0);
+      const [only, ...more] = pings(calls);
+      assert.equal(more.length, 0);
+      assert.match(only!.sshOpts!, /^-o ControlMaster=no -o ControlPath=\S+\/cm$/);
+      assert.match(p.ev.command, /^NIX_SSHOPTS='-o ControlMaster=no -o ControlPath=\S+\/cm' nix /);
+    } finally {
+      f.close();
+    }
+  });
+  test("a ping that fails over it is run again on Nix's own connection, and that one is judged", async () => {
+    const { f, calls } = sharedFacts('2.8.0', (c) => c.sshOpts === undefined);
+    try {
+      await f.ssh.run(['true']);
+      const p = (await f.ping())!;
+      assert.equal(p.r.exitCode, 0);
+      assert.deepEqual(
+        pings(calls).map((c) => c.sshOpts === undefined),
+        [false, true],
+      );
+      assert.doesNotMatch(p.ev.command, /NIX_SSHOPTS/);
+    } finally {
+      f.close();
+    }
+  });
+  test('not before the login, and never with Nix 2.15, which would wait for a line a shared session never prints', async () => {
+    for (const [nix, login] of [
+      ['2.8.0', false],
+      ['2.15.1', true],
+    ] as const) {
+      const { f, calls } = sharedFacts(nix, () => true);
+      try {
+        if (login) await f.ssh.run(['true']);
+        await f.ping();
+        assert.deepEqual(
+          pings(calls).map((c) => c.sshOpts),
+          [undefined],
+          nix,
+        );
+      } finally {
+        f.close();
+      }
+    }
+  });
+  test("the probe's first line starts the ping while the probe is still running", async () => {
+    let pingedDuringLogin = false;
+    const { f, calls } = sharedFacts(
+      '2.8.0',
+      () => true,
+      async (o) => {
+        o.onStdout?.(Buffer.from('NIXREMOTE:beg'));
+        o.onStdout?.(Buffer.from('in\n'));
+        await new Promise((r) => setTimeout(r, 20));
+        pingedDuringLogin = pings(calls).length > 0;
+      },
+    );
+    try {
+      await f.login();
+      assert.ok(pingedDuringLogin, 'the ping started before the login ended');
+    } finally {
+      f.close();
+    }
   });
 });
