@@ -4,6 +4,7 @@
 // time above bare node in the ES module loader (resolving, linking, and parsing commander
 // for its exports), and doctor another tenth of its time loading some sixty modules. The
 // plain tsc output in dist/src stays, for the tests.
+import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { build } from 'esbuild';
 
@@ -56,3 +57,7 @@ await build({
   outdir: 'dist/src/commands',
   outExtension: { '.js': '.cjs' },
 });
+
+// The front's code cache, warmed by a run of --help (scripts/code-cache.cjs).
+const warm = spawnSync(process.execPath, ['scripts/code-cache.cjs', 'dist/src/cli.cjs', '--help'], { stdio: 'ignore' });
+if (warm.status !== 0) throw new Error(`scripts/code-cache.cjs exited ${warm.status}`);

@@ -22,7 +22,7 @@ import {
 } from '../builders/status.js';
 import { mapLimit } from '../util/map-limit.js';
 import { UsageError } from '../validate.js';
-import { applyOverrides, dryRun, hookBuilders, localSettings, readDrvs, resolveDrvs } from '../why/gather.js';
+import { applyOverrides, hookBuilders, localSettings, readDrvs, whatWouldBuild } from '../why/gather.js';
 import { decide, lineRefuses, type Reach, type WhyMachine } from '../why/model.js';
 import { changes } from '../why/advice.js';
 import { printWhy, whyJson, type WhyResult } from '../why/report.js';
@@ -45,8 +45,16 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
     throw new UsageError(
       "on a multi-user install the build hook connects with root's ssh key and config; re-run with sudo, or with --no-check to leave the builders' state out",
     );
-  const v = parseNixVersion((await exec('nix', ['--version'])).stdout);
-  if (!v) throw new UsageError('nix --version said nothing readable: is Nix installed and on PATH?');
+  const version = exec('nix', ['--version']).then((r) => {
+    const v = parseNixVersion(r.stdout);
+    if (!v) throw new UsageError('nix --version said nothing readable: is Nix installed and on PATH?');
+    return v;
+  });
+  // The dry run starts at once: of a file it needs no version (installables wait for it).
+  const target = { file: flags.file, attrs: flags.attr ?? [], installables };
+  const dryRun = whatWouldBuild(exec, version, target);
+  dryRun.catch(() => {}); // awaited below, after the version; never unhandled if that fails
+  const v = await version;
   const overrides: [string, string][] = [];
   if (flags.maxJobs !== undefined) overrides.push(['max-jobs', flags.maxJobs]);
   if (flags.system !== undefined) overrides.push(['system', flags.system]);
@@ -66,11 +74,9 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
   // Awaited below when needed; never an unhandled rejection when not.
   for (const p of early?.values() ?? []) p.catch(() => {});
 
-  const target = { file: flags.file, attrs: flags.attr ?? [], installables };
-  // The settings and the evaluation side by side: each needs only the version.
-  const [settings, drvPaths] = await Promise.all([localSettings(exec, v), resolveDrvs(exec, v, target)]);
+  // The settings beside the dry run.
+  const [settings, dry] = await Promise.all([localSettings(exec, v), dryRun]);
   const local = applyOverrides(settings, overrides, os.availableParallelism());
-  const dry = await dryRun(exec, drvPaths);
   const drvs = readDrvs(readText, dry.build);
   const asHookSees = (m: ParsedMachine, reach: Reach): WhyMachine => ({
     name: uriHost(m.uri),

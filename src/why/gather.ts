@@ -1,7 +1,7 @@
 // What `why` reads before it decides: the derivations a build would build (not the valid
 // or substitutable ones), this Nix's settings as its build hook gets them, the builders it
 // would list, the slots other builds hold, and the builders' answer to status's cheap
-// checks. It instantiates what it is given (as `nix build --dry-run` does) and builds nothing.
+// checks. It asks Nix for a dry run of what it is given, as `nix build --dry-run`, and builds nothing.
 import type { Exec } from '../io/exec.js';
 import {
   daemonScopes,
@@ -27,39 +27,49 @@ export interface Target {
 
 const lastLine = (s: string) => s.trim().split('\n').pop() ?? '';
 
-/** The store derivations of what the user named: .drv paths, -f FILE -A ATTR, or installables. */
-export async function resolveDrvs(exec: Exec, v: Version, t: Target): Promise<string[]> {
-  const out: string[] = [];
-  const instantiate = async (file: string, attrs: string[]) => {
-    const r = await exec('nix-instantiate', [file, ...attrs.flatMap((a) => ['-A', a])]);
-    if (r.exitCode !== 0) throw new UsageError(`nix-instantiate ${file}: ${lastLine(r.stderr)}`);
-    out.push(...r.stdout.split('\n').filter((l) => l.endsWith('.drv')));
-  };
+/**
+ * What a build of what the user named would build and fetch: .drv paths, -f FILE -A ATTR,
+ * or installables. A file is evaluated and asked in one process, `nix-build --dry-run`, as
+ * a build of it would be (its own process start is most of what why adds over one); the
+ * rest become store derivations asked together with `nix-store --realise --dry-run`.
+ */
+export async function whatWouldBuild(exec: Exec, version: Promise<Version>, t: Target): Promise<DryRun> {
+  const runs: Promise<DryRun>[] = [];
+  const drvs: string[] = [];
+  const file = (f: string, attrs: string[]) =>
+    runs.push(
+      exec('nix-build', ['--dry-run', '--no-out-link', f, ...attrs.flatMap((a) => ['-A', a])]).then((r) => {
+        if (r.exitCode !== 0) throw new UsageError(`nix-build ${f}: ${lastLine(r.stderr)}`);
+        return parseDryRun(r.stderr);
+      }),
+    );
   let rest = t.installables;
   // nix-build's own way: `why default.nix -A hello` (a file, or a directory with default.nix).
   if (t.file === undefined && t.attrs.length && rest.length === 1 && /(\.nix|\/|^\.)$/.test(rest[0]!)) {
-    await instantiate(rest[0]!, t.attrs);
+    file(rest[0]!, t.attrs);
     rest = [];
-  } else if (t.file !== undefined) await instantiate(t.file, t.attrs);
+  } else if (t.file !== undefined) file(t.file, t.attrs);
   else if (t.attrs.length)
     throw new UsageError('-A/--attr needs a file: -f FILE, or FILE before it as nix-build takes it');
   for (const i of rest) {
-    if (/^\/.*\.drv$/.test(i)) {
-      out.push(i);
-      continue;
+    if (/^\/.*\.drv$/.test(i)) drvs.push(i);
+    else if (/\.nix$/.test(i) && !i.includes('#')) file(i, []);
+    else {
+      // A flake reference or another installable: its derivation, as `nix build` would take it.
+      const v = await version;
+      const flakes = i.includes('#') && atLeast(v, 2, 4) ? ['--extra-experimental-features', 'flakes'] : [];
+      const r = await exec('nix', [...nixCommandFlags(v), ...flakes, 'path-info', '--derivation', i]);
+      if (r.exitCode !== 0) throw new UsageError(`${i}: ${lastLine(r.stderr)}`);
+      drvs.push(...r.stdout.split('\n').filter((l) => l.endsWith('.drv')));
     }
-    if (/\.nix$/.test(i) && !i.includes('#')) {
-      await instantiate(i, []);
-      continue;
-    }
-    // A flake reference or another installable: its derivation, as `nix build` would take it.
-    const flakes = i.includes('#') && atLeast(v, 2, 4) ? ['--extra-experimental-features', 'flakes'] : [];
-    const r = await exec('nix', [...nixCommandFlags(v), ...flakes, 'path-info', '--derivation', i]);
-    if (r.exitCode !== 0) throw new UsageError(`${i}: ${lastLine(r.stderr)}`);
-    out.push(...r.stdout.split('\n').filter((l) => l.endsWith('.drv')));
   }
-  if (!out.length) throw new UsageError('name something to build: a .drv, -f FILE [-A ATTR], or an installable');
-  return [...new Set(out)];
+  if (drvs.length) runs.push(dryRun(exec, [...new Set(drvs)]));
+  if (!runs.length) throw new UsageError('name something to build: a .drv, -f FILE [-A ATTR], or an installable');
+  const all = await Promise.all(runs);
+  return {
+    build: [...new Set(all.flatMap((d) => d.build))],
+    fetch: [...new Set(all.flatMap((d) => d.fetch))],
+  };
 }
 
 export interface DryRun {
@@ -84,7 +94,7 @@ export function parseDryRun(stderr: string): DryRun {
   return r;
 }
 
-export async function dryRun(exec: Exec, drvs: string[]): Promise<DryRun> {
+async function dryRun(exec: Exec, drvs: string[]): Promise<DryRun> {
   const r = await exec('nix-store', ['--realise', '--dry-run', ...drvs]);
   if (r.exitCode !== 0) throw new UsageError(`nix-store --realise --dry-run: ${lastLine(r.stderr)}`);
   return parseDryRun(r.stderr);
