@@ -55,6 +55,9 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
   const dryRun = whatWouldBuild(exec, version, target);
   dryRun.catch(() => {}); // awaited below, after the version; never unhandled if that fails
   const v = await version;
+  // The settings beside the dry run, started before the files are read.
+  const settingsRun = localSettings(exec, v);
+  settingsRun.catch(() => {});
   const overrides: [string, string][] = [];
   if (flags.maxJobs !== undefined) overrides.push(['max-jobs', flags.maxJobs]);
   if (flags.system !== undefined) overrides.push(['system', flags.system]);
@@ -74,8 +77,7 @@ export async function whyCommand(installables: string[], flags: WhyFlags): Promi
   // Awaited below when needed; never an unhandled rejection when not.
   for (const p of early?.values() ?? []) p.catch(() => {});
 
-  // The settings beside the dry run.
-  const [settings, dry] = await Promise.all([localSettings(exec, v), dryRun]);
+  const [settings, dry] = await Promise.all([settingsRun, dryRun]);
   const local = applyOverrides(settings, overrides, os.availableParallelism());
   const drvs = readDrvs(readText, dry.build);
   const asHookSees = (m: ParsedMachine, reach: Reach): WhyMachine => ({

@@ -37,17 +37,26 @@ export function parseATerm(text: string): Term {
     if (text[i] !== c) fail(`expected '${c}'`);
     i++;
   };
+  // A string is taken a run at a time between escapes, not a character at a time: a
+  // closure of many derivations is hundreds of files, and nixpkgs' carry long environments.
   const str = (): string => {
     expect('"');
     let out = '';
+    let run = i;
     for (;;) {
-      const c = text[i++];
-      if (c === undefined) fail('unterminated string');
-      if (c === '"') return out;
-      if (c === '\\') {
-        const e = text[i++];
+      const c = text.charCodeAt(i);
+      if (Number.isNaN(c)) fail('unterminated string');
+      if (c === 34 /* " */) {
+        out += text.slice(run, i++);
+        return out;
+      }
+      if (c === 92 /* \\ */) {
+        out += text.slice(run, i);
+        const e = text[i + 1];
         out += e === 'n' ? '\n' : e === 'r' ? '\r' : e === 't' ? '\t' : (e ?? '');
-      } else out += c;
+        i += 2;
+        run = i;
+      } else i++;
     }
   };
   const seq = (close: string): Term[] => {

@@ -5,7 +5,11 @@ import { lineRefuses, localCannot, type LocalSide, type Verdict, type WhyMachine
 export function changes(verdicts: Verdict[], machines: WhyMachine[], local: LocalSide): string[] {
   if (!machines.length) return verdicts.length ? ['no builder is configured: add one with `sudo nixremote init`'] : [];
   const said = new Map<string, string[]>();
-  const add = (change: string, who: string) => said.set(change, [...(said.get(change) ?? []), who]);
+  const add = (change: string, who: string) => {
+    const names = said.get(change);
+    if (names) names.push(who);
+    else said.set(change, [who]);
+  };
   for (const x of verdicts) {
     const d = x.drv;
     const takers = machines.filter((m) => lineRefuses(m, d) === null);
