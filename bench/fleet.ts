@@ -3,7 +3,9 @@
 // next to the bare minimum measured in the same run: one `ssh NAME <the same probe>` per
 // builder, all 32 started at once (the target: the default width within 1.1x of that). On a machine where the ssh key exchanges are CPU-bound,
 // widths past a few per core buy nothing; the chosen default should sit at the knee.
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { Builder, Client } from '../test/e2e/harness.js';
 import { paired, runs } from './measure.js';
 import { authorize, fleetClientSetup, hostKeyPub, mapLimit } from '../test/e2e/fleet.js';
@@ -31,9 +33,17 @@ export async function benchFleet(): Promise<void> {
       builders.map((b, i) => ({ name: names[i]!, port: b.port, hostKeyPub: hostKeyPub(b) })),
     );
     for (const b of builders) authorize(b, publicKey);
-    const facts = probeCommand(null).replace(/'/g, `'\\''`);
+    // The probe as one file (32 copies of it on one command line would pass the kernel's
+    // limit on an argument); every ssh must succeed, or the baseline measured nothing.
+    fs.writeFileSync(path.join(client.root, 'probe.sh'), probeCommand(null));
     const bare = () =>
-      client.run(names.map((n) => `ssh -x -a -o BatchMode=yes ${n} '${facts}' >/dev/null &`).join(' ') + ' wait');
+      client
+        .run(
+          `P=$(cat /root/probe.sh); pids=; for n in ${names.join(' ')}; do ssh -x -a -o BatchMode=yes $n "$P" >/dev/null & pids="$pids $!"; done; rc=0; for p in $pids; do wait $p || rc=1; done; exit $rc`,
+        )
+        .then((r) => {
+          if (r.exitCode !== 0) throw new Error(`the baseline's logins failed: ${r.stderr}`);
+        });
     const status = (jobs: number) =>
       client.nixremote(['status', '--json', '--jobs', String(jobs)]).then((r) => {
         if (r.exitCode !== 0) throw new Error(`status failed: ${r.stdout}\n${r.stderr}`);

@@ -32,11 +32,12 @@ const commandsAsRequire = {
     b.onResolve({ filter: /^\.\/commands\/[a-z-]+\.js$/ }, (a) =>
       a.kind === 'dynamic-import' ? { path: a.path.replace(/\.js$/, '.cjs'), namespace: 'command' } : undefined,
     );
+    // Loaded from its code cache as the front is (bin/load.cjs, beside bin/nixremote).
     b.onLoad({ filter: /.*/, namespace: 'command' }, (a) => ({
-      contents: `module.exports = require(${JSON.stringify(a.path)});`,
+      contents: `module.exports = require('../../bin/load.cjs').load(require.resolve(${JSON.stringify(a.path)}));`,
       loader: 'js',
     }));
-    b.onResolve({ filter: /^\.\/commands\/[a-z-]+\.cjs$/ }, (a) =>
+    b.onResolve({ filter: /^(\.\/commands\/[a-z-]+\.cjs|\.\.\/\.\.\/bin\/load\.cjs)$/ }, (a) =>
       a.namespace === 'command' ? { path: a.path, external: true } : undefined,
     );
   },
@@ -58,6 +59,6 @@ await build({
   outExtension: { '.js': '.cjs' },
 });
 
-// The front's code cache, warmed by a run of --help (scripts/code-cache.cjs).
-const warm = spawnSync(process.execPath, ['scripts/code-cache.cjs', 'dist/src/cli.cjs', '--help'], { stdio: 'ignore' });
-if (warm.status !== 0) throw new Error(`scripts/code-cache.cjs exited ${warm.status}`);
+// The bundles' code caches (scripts/code-cache.cjs), in a node of their own: it runs the front.
+const caches = spawnSync(process.execPath, ['scripts/code-cache.cjs'], { stdio: ['ignore', 'ignore', 'inherit'] });
+if (caches.status !== 0) throw new Error(`scripts/code-cache.cjs exited ${caches.status}`);

@@ -175,16 +175,22 @@ export async function builderStatus(
   b: Pick<BuilderEntry, 'name' | 'uri' | 'maxJobs' | 'machine'>,
   held: Set<string> | null,
 ): Promise<BuilderStatus> {
-  // The lock names depend on the local Nix (Lix hashes them): one `nix --version` per run.
-  const v = await localNixVersionRun(ctx.path).then((r) => (r.exitCode === 0 ? parseNixVersion(r.stdout) : null));
-  const base = { name: b.name, uri: b.uri, maxJobs: b.maxJobs, slotsInUse: slotsInUse(ctx, b.uri, b.maxJobs, held, v) };
+  // The lock names depend on the local Nix (Lix hashes them): one `nix --version` per run,
+  // which the login does not wait for.
+  const version = localNixVersionRun(ctx.path).then((r) => (r.exitCode === 0 ? parseNixVersion(r.stdout) : null));
+  const baseOf = async () => {
+    const v = await version;
+    return { name: b.name, uri: b.uri, maxJobs: b.maxJobs, slotsInUse: slotsInUse(ctx, b.uri, b.maxJobs, held, v) };
+  };
   const none = { latencyMs: null, nixVersion: null, load: null, cores: null, storeFreeBytes: null };
-  if (!b.machine) return { ...base, ...none, state: 'down', reachable: false, error: `${b.uri} is not in use yet` };
+  if (!b.machine)
+    return { ...(await baseOf()), ...none, state: 'down', reachable: false, error: `${b.uri} is not in use yet` };
   const f = new BuilderFacts(ctx.path, b.machine, { connectTimeoutS: CONNECT_TIMEOUT_S, signal: ctx.signal });
   try {
     const t0 = Date.now();
     const login = f.login().then((l) => ({ l, ms: Date.now() - t0 }));
     const reports = await runChecks(pathChecks('status'), f);
+    const base = await baseOf();
     const { l, ms } = await login;
     const p = l.probe;
     const bad = reports.find((r) => r.status === 'fail');
