@@ -37,9 +37,9 @@ export async function benchDoctor(): Promise<void> {
         console.log(`  ${what.padEnd(58)} ${ms.toFixed(0).padStart(6)} ms   ${ratio.toFixed(2)}x`);
       const b = `${n} builder${n > 1 ? 's' : ''}`;
       row(`${b}: login + store ping + -j0 build, by hand (baseline)`, full.b, 1);
-      row(`${b}: nixremote doctor (target ${n === 1 ? '1.2' : '1.3'}x)`, full.a, full.ratio);
+      row(`${b}: nixremote doctor (target ${n === 1 ? '0.9' : '1.1'}x)`, full.a, full.ratio);
       row(`${b}: login + store ping, by hand (baseline)`, quick.b, 1);
-      row(`${b}: nixremote doctor --no-build`, quick.a, quick.ratio);
+      row(`${b}: nixremote doctor --no-build${n === 1 ? ' (target 1.15x)' : ''}`, quick.a, quick.ratio);
     }
   } finally {
     client.destroy();

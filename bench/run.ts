@@ -30,7 +30,7 @@ if (want('startup')) {
   // Runs alternate with bare node and the ratio is taken pair by pair, so a drift in the
   // machine's speed during the run moves both sides alike.
   const runs = Number(process.env.BENCH_STARTUP_RUNS) || 40;
-  console.log(`start-up against bare node, ${runs} pairs, medians (target 1.2x)`);
+  console.log(`start-up against bare node, ${runs} pairs, medians (target 1.1x)`);
   for (const args of [['--version'], ['--help'], ['init', '--help']]) {
     const a: number[] = [];
     const b: number[] = [];
