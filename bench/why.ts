@@ -54,8 +54,7 @@ export async function benchWhy(): Promise<void> {
     };
     // The builder's state costs one login, which the dry run does not make: that baseline
     // makes it too, side by side with the dry run.
-    const withLogin = () =>
-      client.run(`${dryRun} 2>/dev/null & ssh -o BatchMode=yes ${names[0]} true; wait`);
+    const withLogin = () => client.run(`${dryRun} 2>/dev/null & ssh -o BatchMode=yes ${names[0]} true; wait`);
     await dry(); // the first evaluation writes the .drv files; every run after finds them
     const least = await paired(floor, dry);
     const bare = await paired(why(['--no-check']), dry);
