@@ -5,7 +5,7 @@
 // for its exports), and doctor another tenth of its time loading some sixty modules. The
 // plain tsc output in dist/src stays, for the tests.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
@@ -58,6 +58,9 @@ await build({
   outdir: 'dist/src/commands',
   outExtension: { '.js': '.cjs' },
 });
+
+// What bin/nixremote answers to --version alone.
+writeFileSync('dist/src/version.cjs', `module.exports = ${JSON.stringify(version)};\n`);
 
 // The bundles' code caches (scripts/code-cache.cjs), in a node of their own: it runs the front.
 const caches = spawnSync(process.execPath, ['scripts/code-cache.cjs'], { stdio: ['ignore', 'ignore', 'inherit'] });

@@ -3,6 +3,7 @@
 // builders' checks are left out without --verbose and listed with it; --json keeps every
 // check. On a terminal (tmux) a progress line says which builder it waits for; in a pipe no
 // byte of it appears. status leads with its summary.
+import * as fs from 'node:fs';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Builder, CLI, Client, initCommand, Terminal } from './harness.js';
@@ -84,5 +85,18 @@ describe('nixremote with no command', () => {
     assert.match(help.stdout, /^Usage: nixremote doctor/);
     const flag = await execa(CLI, ['doctor', '--help'], { reject: false });
     assert.equal(flag.stdout, help.stdout);
+  });
+});
+
+describe('nixremote --version', () => {
+  test("alone, answered before the front loads, with commander's own line; a closed pipe is no error", async () => {
+    const { execa } = await import('execa');
+    const { version } = JSON.parse(fs.readFileSync('package.json', 'utf8')) as { version: string };
+    for (const args of [['--version'], ['-V'], ['--verbose', '--version']]) {
+      const r = await execa(CLI, args, { reject: false });
+      assert.deepEqual([r.exitCode, r.stdout, r.stderr], [0, version, ''], args.join(' '));
+    }
+    const closed = await execa('sh', ['-c', `${CLI} --version | true`], { reject: false });
+    assert.deepEqual([closed.exitCode, closed.stderr], [0, '']);
   });
 });
