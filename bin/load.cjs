@@ -2,7 +2,8 @@
 // (BUNDLE.cache, scripts/code-cache.cjs), as require would load it but without compiling
 // what the cache holds: measured, requiring the status bundle took 18 ms without its cache
 // and 8 ms with it. A node whose V8 does not match the cache rejects it and compiles the
-// source; without a cache file the bundle is required as usual.
+// source; without a cache file the bundle is required as usual. Code compiled so has no
+// import(): the bundles require what they load late (scripts/bundle.mjs).
 const { readFileSync } = require('node:fs');
 const Module = require('node:module');
 const { dirname } = require('node:path');

@@ -50,8 +50,28 @@ await build({
   plugins: [commandsAsRequire],
   alias: { 'node:child_process': './scripts/lazy-child-process.cjs' },
 });
+// import('@inquirer/prompts') becomes a require of its CommonJS build when a question is
+// asked: the bundles are compiled from their code caches by vm (bin/load.cjs), where import()
+// has no loader without an experimental option, and require needs none.
+const promptsAsRequire = {
+  name: 'prompts-as-require',
+  setup(b) {
+    b.onResolve({ filter: /^@inquirer\/prompts$/ }, (a) =>
+      a.kind === 'dynamic-import' ? { path: a.path, namespace: 'late-require' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'late-require' }, (a) => ({
+      contents: `module.exports = require(${JSON.stringify(a.path)});`,
+      loader: 'js',
+    }));
+    b.onResolve({ filter: /^@inquirer\/prompts$/ }, (a) =>
+      a.namespace === 'late-require' ? { path: a.path, external: true } : undefined,
+    );
+  },
+};
+
 await build({
   ...common,
+  plugins: [promptsAsRequire],
   entryPoints: readdirSync('src/commands')
     .filter((f) => f.endsWith('.ts'))
     .map((f) => `src/commands/${f}`),

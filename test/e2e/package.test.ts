@@ -28,17 +28,31 @@ before(async () => {
 describe('npm package', () => {
   test('holds only what runs: the program, bin, README, LICENSE, package.json', () => {
     const stray = files.filter(
-      (f) => !/^(bin\/nixremote|bin\/package\.json|dist\/src\/.+\.c?js|README\.md|LICENSE|package\.json)$/.test(f),
+      (f) =>
+        !/^(bin\/nixremote|bin\/load\.cjs|bin\/package\.json|dist\/src\/.+\.c?js(\.cache)?|README\.md|LICENSE|package\.json)$/.test(
+          f,
+        ),
     );
     assert.deepEqual(stray, []);
     for (const f of files.filter((x) => x.startsWith('dist/src/'))) {
-      // Every compiled file has its source: nothing stale from an old build is shipped.
+      // Every compiled file has its source, and every code cache its bundle: nothing stale
+      // from an old build is shipped. version.cjs is the build's own (scripts/bundle.mjs).
+      if (f === 'dist/src/version.cjs') continue;
+      if (f.endsWith('.cache')) {
+        assert.ok(files.includes(f.replace(/\.cache$/, '')), `${f} has no bundle`);
+        continue;
+      }
       assert.ok(
         fs.existsSync(path.join(REPO, f.replace(/^dist\//, '').replace(/\.c?js$/, '.ts'))),
         `${f} has no source`,
       );
     }
     assert.ok(files.includes('dist/src/cli.cjs') && files.includes('bin/package.json') && files.includes('LICENSE'));
+    assert.ok(
+      files.includes('dist/src/cli.cjs.cache') &&
+        files.includes('dist/src/version.cjs') &&
+        files.includes('bin/load.cjs'),
+    );
   });
 
   test('installed from the tarball into a fresh prefix, it runs from any directory', async () => {
