@@ -36,13 +36,15 @@ const lastLine = (s: string) => s.trim().split('\n').pop() ?? '';
 export async function whatWouldBuild(exec: Exec, version: Promise<Version>, t: Target): Promise<DryRun> {
   const runs: Promise<DryRun>[] = [];
   const drvs: string[] = [];
-  const file = (f: string, attrs: string[]) =>
-    runs.push(
-      exec('nix-build', ['--dry-run', '--no-out-link', f, ...attrs.flatMap((a) => ['-A', a])]).then((r) => {
-        if (r.exitCode !== 0) throw new UsageError(`nix-build ${f}: ${lastLine(r.stderr)}`);
-        return parseDryRun(r.stderr);
-      }),
-    );
+  const file = (f: string, attrs: string[]) => {
+    const run = exec('nix-build', ['--dry-run', '--no-out-link', f, ...attrs.flatMap((a) => ['-A', a])]).then((r) => {
+      if (r.exitCode !== 0) throw new UsageError(`nix-build ${f}: ${lastLine(r.stderr)}`);
+      return parseDryRun(r.stderr);
+    });
+    // Awaited with the rest below; never unhandled when an installable after it fails first.
+    run.catch(() => {});
+    runs.push(run);
+  };
   let rest = t.installables;
   // nix-build's own way: `why default.nix -A hello` (a file, or a directory with default.nix).
   if (t.file === undefined && t.attrs.length && rest.length === 1 && /(\.nix|\/|^\.)$/.test(rest[0]!)) {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { hookUri, nixBase32, slotLockPath } from '../../src/builders/status.js';
 import { drvNeeds, parseDerivation } from '../../src/nix/derivation.js';
-import { applyOverrides, parseDryRun, parseShowConfig } from '../../src/why/gather.js';
+import { applyOverrides, parseDryRun, parseShowConfig, whatWouldBuild } from '../../src/why/gather.js';
 import { decide, type LocalSide, type WhyDrv, type WhyMachine } from '../../src/why/model.js';
 import { changes } from '../../src/why/advice.js';
 import { reachOf } from '../../src/builders/status.js';
@@ -272,5 +272,53 @@ describe('signed access: keys and versions', () => {
     );
     assert.match(signedUnsupported([2, 26, 0], [2, 8, 0])!, /builder's Nix 2\.8\.0 does not report whether it trusts/);
     assert.equal(signedUnsupported([2, 93, 0], [2, 91, 1]), null, 'Lix, forked from 2.18');
+  });
+});
+
+describe('why: asking Nix', () => {
+  const result = (command: string, exitCode: number, stderr: string) => ({
+    command,
+    exitCode,
+    stdout: '',
+    stderr,
+    timedOut: false,
+  });
+  test('a file and a .drv: one nix-build --dry-run, one nix-store --realise --dry-run, their lists merged', async () => {
+    const calls: string[] = [];
+    const dry = await whatWouldBuild(
+      async (file, args) => {
+        calls.push([file, ...args].join(' '));
+        return result(file, 0, 'these 2 derivations will be built:\n  /nix/store/a.drv\n  /nix/store/b.drv\n');
+      },
+      Promise.resolve([2, 8, 0]),
+      { file: 'f.nix', attrs: ['x'], installables: ['/nix/store/b.drv'] },
+    );
+    assert.deepEqual(calls, [
+      'nix-build --dry-run --no-out-link f.nix -A x',
+      'nix-store --realise --dry-run /nix/store/b.drv',
+    ]);
+    assert.deepEqual(dry.build, ['/nix/store/a.drv', '/nix/store/b.drv']);
+  });
+  test("an installable that fails while a file's dry run is still going: its error, and the file's later failure is not left unhandled", async () => {
+    let unhandled: unknown = null;
+    const onUnhandled = (e: unknown) => {
+      unhandled = e;
+    };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const run = whatWouldBuild(
+        async (file) =>
+          file === 'nix-build'
+            ? new Promise((r) => setTimeout(() => r(result(file, 1, 'error: eval failed')), 20))
+            : result(file, 1, "error: flake 'x' does not exist"),
+        Promise.resolve([2, 18, 0]),
+        { file: 'f.nix', attrs: [], installables: ['x#y'] },
+      );
+      await assert.rejects(run, /x#y: error: flake 'x' does not exist/);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(unhandled, null);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 });
