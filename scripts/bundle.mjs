@@ -25,23 +25,33 @@ const common = {
   logLevel: 'warning',
 };
 
-// In the front, `import('./commands/X.js')` becomes require('./commands/X.cjs').
-const commandsAsRequire = {
-  name: 'commands-as-require',
-  setup(b) {
-    b.onResolve({ filter: /^\.\/commands\/[a-z-]+\.js$/ }, (a) =>
-      a.kind === 'dynamic-import' ? { path: a.path.replace(/\.js$/, '.cjs'), namespace: 'command' } : undefined,
-    );
-    // Loaded from its code cache as the front is (bin/load.cjs, beside bin/nixremote).
-    b.onLoad({ filter: /.*/, namespace: 'command' }, (a) => ({
-      contents: `module.exports = require('../../bin/load.cjs').load(require.resolve(${JSON.stringify(a.path)}));`,
-      loader: 'js',
-    }));
-    b.onResolve({ filter: /^(\.\/commands\/[a-z-]+\.cjs|\.\.\/\.\.\/bin\/load\.cjs)$/ }, (a) =>
-      a.namespace === 'command' ? { path: a.path, external: true } : undefined,
-    );
-  },
-};
+/**
+ * An esbuild plugin: an `import()` of what `filter` matches becomes a module of its own, its
+ * text `contents(toPath(spec))` (a require), evaluated when the import runs; what it
+ * requires that `external` matches stays outside the bundle.
+ */
+function lateRequire(name, filter, toPath, contents, external) {
+  return {
+    name,
+    setup(b) {
+      b.onResolve({ filter }, (a) =>
+        a.kind === 'dynamic-import' ? { path: toPath(a.path), namespace: name } : undefined,
+      );
+      b.onLoad({ filter: /.*/, namespace: name }, (a) => ({ contents: contents(a.path), loader: 'js' }));
+      b.onResolve({ filter: external }, (a) => (a.namespace === name ? { path: a.path, external: true } : undefined));
+    },
+  };
+}
+
+// In the front, `import('./commands/X.js')` becomes a load of './commands/X.cjs', from its
+// code cache as the front is (bin/load.cjs, beside bin/nixremote).
+const commandsAsRequire = lateRequire(
+  'command',
+  /^\.\/commands\/[a-z-]+\.js$/,
+  (p) => p.replace(/\.js$/, '.cjs'),
+  (p) => `module.exports = require('../../bin/load.cjs').load(require.resolve(${JSON.stringify(p)}));`,
+  /^(\.\/commands\/[a-z-]+\.cjs|\.\.\/\.\.\/bin\/load\.cjs)$/,
+);
 
 await build({
   ...common,
@@ -53,21 +63,13 @@ await build({
 // import('@inquirer/prompts') becomes a require of its CommonJS build when a question is
 // asked: the bundles are compiled from their code caches by vm (bin/load.cjs), where import()
 // has no loader without an experimental option, and require needs none.
-const promptsAsRequire = {
-  name: 'prompts-as-require',
-  setup(b) {
-    b.onResolve({ filter: /^@inquirer\/prompts$/ }, (a) =>
-      a.kind === 'dynamic-import' ? { path: a.path, namespace: 'late-require' } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'late-require' }, (a) => ({
-      contents: `module.exports = require(${JSON.stringify(a.path)});`,
-      loader: 'js',
-    }));
-    b.onResolve({ filter: /^@inquirer\/prompts$/ }, (a) =>
-      a.namespace === 'late-require' ? { path: a.path, external: true } : undefined,
-    );
-  },
-};
+const promptsAsRequire = lateRequire(
+  'late-require',
+  /^@inquirer\/prompts$/,
+  (p) => p,
+  (p) => `module.exports = require(${JSON.stringify(p)});`,
+  /^@inquirer\/prompts$/,
+);
 
 await build({
   ...common,
